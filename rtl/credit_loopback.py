@@ -10,7 +10,7 @@ from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .credit import CreditParams, CreditReceiver, CreditSender
+from .credit import CreditParams, CreditReceiver, CreditSender, SaturatingCounter
 
 __all__ = ["CreditLoopback"]
 
@@ -31,7 +31,10 @@ class CreditLoopback(wiring.Component):
     o : Out(stream.Signature(payload_width))
         The same flits out, in order.
     drop_credit : In(1)
-        Fault: lose any credit on the return wire this cycle.
+        Fault: a pulse arms the wire to lose the next credit that passes on the return path
+        (pulses add up, to 15 pending).
+    dropped_credits : Out(counter_width)
+        Credits the wire has lost so far.
     extra_credit : In(1)
         Fault: put a spurious credit on the return wire this cycle.
     sender_reset, receiver_reset : In(1)
@@ -49,6 +52,7 @@ class CreditLoopback(wiring.Component):
             "i": In(stream.Signature(params.payload_width)),
             "o": Out(stream.Signature(params.payload_width)),
             "drop_credit": In(1),
+            "dropped_credits": Out(params.counter_width),
             "extra_credit": In(1),
             "sender_reset": In(1),
             "receiver_reset": In(1),
@@ -80,10 +84,21 @@ class CreditLoopback(wiring.Component):
                 next_credit.eq(credit),
             ]
             valid, payload, credit = next_valid, next_payload, next_credit
+        # Armed credit loss: each `drop_credit` pulse eats the next credit on the wire.
+        m.submodules.dropped = dropped = SaturatingCounter(self.params.counter_width)
+        pending_drops = Signal(4)
+        drop = Signal()
+        m.d.comb += drop.eq(credit & (pending_drops != 0))
+        with m.If(self.drop_credit & ~drop & (pending_drops != 15)):
+            m.d.sync += pending_drops.eq(pending_drops + 1)
+        with m.Elif(drop & ~self.drop_credit):
+            m.d.sync += pending_drops.eq(pending_drops - 1)
         m.d.comb += [
+            dropped.inc.eq(drop),
+            self.dropped_credits.eq(dropped.count),
             receiver.i.valid.eq(valid),
             receiver.i.payload.eq(payload),
-            sender.o.credit.eq((credit & ~self.drop_credit) | self.extra_credit),
+            sender.o.credit.eq((credit & ~drop) | self.extra_credit),
             self.credits.eq(sender.credits),
             self.level.eq(receiver.level),
             self.credit_overflows.eq(sender.credit_overflows),
