@@ -169,6 +169,12 @@ class CreditReceiver(wiring.Component):
 
     A credit goes back (registered) in the cycle after the consumer takes a flit.
 
+    The buffer is a :class:`~amaranth.lib.fifo.SyncFIFO`, whose ``w_rdy`` is exactly
+    ``level < depth``: the credit rule needs the buffer to take ``depth`` flits whatever their
+    timing. (``SyncFIFOBuffered`` does not: at depth 2 it refuses a flit that arrives the
+    cycle after another reached it empty, because its inner FIFO is still full while the
+    first flit moves to the output register — our testbench caught that as a lost flit.)
+
     Members
     -------
     i : In(CreditSignature(payload_width))
@@ -192,7 +198,7 @@ class CreditReceiver(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buffer = fifo.SyncFIFOBuffered(
+        m.submodules.buffer = buffer = fifo.SyncFIFO(
             width=self.params.payload_width, depth=self.params.depth)
         m.submodules.overruns = overruns = SaturatingCounter(self.params.counter_width)
 

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from .credit import SaturatingCounter
 
-__all__ = ["PrbsParams", "PrbsGenerator", "PrbsChecker", "prbs_words", "PRBS_TAPS"]
+__all__ = ["PrbsParams", "PrbsGenerator", "PrbsChecker", "PRBS_TAPS"]
 
 # Polynomial taps (1-based bit positions of x^n terms) of the standard patterns.
 PRBS_TAPS = {7: (7, 6), 9: (9, 5), 15: (15, 14), 23: (23, 18), 31: (31, 28)}
@@ -52,8 +52,8 @@ class PrbsParams:
 def _step_bits(state, order, count):
     """Advance a Fibonacci LFSR ``count`` times; return (bits out, new state).
 
-    ``state`` is a list of ``order`` items (ints or Amaranth values) supporting ``^``; bit
-    ``i`` holds the term ``x^(i+1)``. Used for both the Python model and the hardware.
+    ``state`` is a list of ``order`` Amaranth values; bit ``i`` holds the term ``x^(i+1)``.
+    Output bits come first-out at index 0.
     """
     tap_a, tap_b = PRBS_TAPS[order]
     state = list(state)
@@ -63,16 +63,6 @@ def _step_bits(state, order, count):
         out.append(new)
         state = [new] + state[:-1]
     return out, state
-
-
-def prbs_words(params: PrbsParams, count: int):
-    """The first ``count`` words of the sequence, as ints (the reference model)."""
-    state = [(params.seed >> i) & 1 for i in range(params.order)]
-    words = []
-    for _ in range(count):
-        bits, state = _step_bits(state, params.order, params.width)
-        words.append(sum(bit << i for i, bit in enumerate(bits)))
-    return words
 
 
 class PrbsGenerator(wiring.Component):

@@ -21,6 +21,13 @@ TESTBENCHES = {bench.name: bench for bench in [
         params={"payload_width": 32, "depth": 4, "latency": 1},
         description="credit sender + wire + receiver: order, rate, lost/spurious credits, resets",
     ),
+    Testbench(
+        name="credit_rate",
+        top=credit_loopback,
+        module="chipknit.tb.tests.credit_rate",
+        params={"payload_width": 32, "depth": 4, "latency": 1},
+        description="measures the credit channel's rate (used by `chipknit bench credit`)",
+    ),
 ]}
 
 

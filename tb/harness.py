@@ -58,6 +58,8 @@ class Testbench:
     description : str
         One line for ``chipknit sim --list``.
     """
+    __test__ = False  # not a pytest test class, despite the name
+
     name: str
     top: Callable[..., wiring.Component]
     module: str
@@ -156,8 +158,8 @@ def reproduce_command(bench: str, simulator: str, seed: int, params: Mapping,
 
 def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
         params: Mapping | None = None, waves: bool = False, testcase: str | None = None,
-        rerun_failures_with_waves: bool = True, progress: Callable[[str], None] | None = None
-        ) -> SimResult:
+        rerun_failures_with_waves: bool = True, progress: Callable[[str], None] | None = None,
+        env: Mapping[str, str] | None = None) -> SimResult:
     """Build and run ``bench``; see the module documentation.
 
     Parameters
@@ -171,6 +173,8 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
         Dump FST waves and write a ``.gtkw`` beside them.
     testcase : str, optional
         Run only the cocotb tests whose name matches this regular expression.
+    env : mapping, optional
+        Extra environment for the test process (e.g. where a benchmark writes its figures).
     """
     require_simulator(simulator)
     say = progress or (lambda message: None)
@@ -226,7 +230,7 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
                     build_dir=build_dir, results_xml=str(results_xml), waves=waves,
                     testcase=None, test_filter=testcase, plusargs=plusargs,
                     test_args=test_args, timescale=TIMESCALE, log_file=log,
-                    extra_env={PARAMS_ENV: json.dumps(merged)})
+                    extra_env={**(env or {}), PARAMS_ENV: json.dumps(merged)})
     except SystemExit:
         # The runner exits when a test fails under pytest; the XML says what happened.
         pass
@@ -247,6 +251,7 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
     elif not result.passed and rerun_failures_with_waves:
         say(f"run failed; rerunning seed {seed} with waves")
         rerun = run(bench, simulator=simulator, seed=seed, params=params, waves=True,
-                    testcase=testcase, rerun_failures_with_waves=False, progress=progress)
+                    testcase=testcase, rerun_failures_with_waves=False, progress=progress,
+                    env=env)
         result.waves, result.gtkw = rerun.waves, rerun.gtkw
     return result

@@ -117,6 +117,9 @@ class StreamMonitor(_StreamPort):
         self.count = 0
         self._task = cocotb.start_soon(self._watch())
 
+    def stop(self) -> None:
+        self._task.cancel()
+
     async def _watch(self):
         while True:
             await RisingEdge(self.clock)
@@ -138,6 +141,11 @@ class StreamSink(StreamMonitor):
         self.pauses = pauses or no_pauses()
         self.ready.value = 0
         self._drive_task = cocotb.start_soon(self._drive())
+
+    def stop(self) -> None:
+        super().stop()
+        self._drive_task.cancel()
+        self.ready.value = 0
 
     async def _drive(self):
         while True:

@@ -7,20 +7,20 @@ from the registers on the credit loop:
 ========================================  ======
 sender output register                    1
 wire, forward                             latency
-receiver buffer write and output register 2
+receiver buffer write                     1
 credit return register                    1
 wire, back                                latency
 sender credit counter                     1
 ========================================  ======
 
-so a credit comes back ``2 * latency + 5`` cycles after the flit that used it was sent, and
+so a credit comes back ``2 * latency + 4`` cycles after the flit that used it was sent, and
 the steady-state rate with ``depth`` credits is ``min(1, depth / round_trip)`` flits/cycle.
 """
 
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["CreditChannelModel", "InOrderScoreboard"]
+__all__ = ["CreditChannelModel", "InOrderScoreboard", "full_rate_depth"]
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,18 @@ class CreditChannelModel:
     @property
     def round_trip(self) -> int:
         """Cycles from sending a flit to sending with the credit it returns."""
-        return 2 * self.latency + 5
+        return 2 * self.latency + 4
 
     @property
     def throughput(self) -> float:
         """Flits per cycle with a consumer that never stalls."""
         return min(1.0, self.depth / self.round_trip)
 
-    @property
-    def full_rate_depth(self) -> int:
-        """The smallest buffer that sustains one flit per cycle."""
-        return self.round_trip
+
+
+def full_rate_depth(latency: int) -> int:
+    """The smallest buffer that sustains one flit per cycle over a wire of ``latency``."""
+    return CreditChannelModel(depth=1, latency=latency).round_trip
 
 
 class InOrderScoreboard:

@@ -1,0 +1,24 @@
+"""Benchmarks: each measures speed and size and returns its figures as a dict (JSON).
+
+A benchmark is run from ``chipknit bench NAME`` or from Python; nothing here is asserted by
+the test suite beyond a quick smoke run, because figures come from runs, not from tests.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import credit
+
+__all__ = ["Benchmark", "BENCHMARKS"]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    description: str
+    run: Callable[..., dict]
+
+
+BENCHMARKS = {b.name: b for b in [
+    Benchmark("credit", "credit channel rate against buffer depth and wire latency", credit.run),
+]}

@@ -1,0 +1,26 @@
+"""Shared pytest options for the regression.
+
+``--seed N`` runs every cocotb testbench with seed N; ``--seed random`` draws a fresh one per
+test (printed on failure with the command that reproduces it). By default each test gets a
+fixed seed derived from its name, so the default run is repeatable.
+"""
+
+import random
+import zlib
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--seed", default=None,
+                     help="cocotb random seed for every testbench: an integer or 'random'")
+
+
+@pytest.fixture
+def seed(request) -> int:
+    option = request.config.getoption("--seed")
+    if option == "random":
+        return random.SystemRandom().randrange(1 << 31)
+    if option is not None:
+        return int(option)
+    return zlib.crc32(request.node.nodeid.encode()) & 0x7FFFFFFF

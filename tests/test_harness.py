@@ -1,0 +1,124 @@
+"""The simulation harness: caching, seeds, waves, failure reports — on both simulators."""
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from chipknit.tb.benches import credit_loopback
+from chipknit.tb.harness import Testbench, run
+from chipknit.tb.hdl import port_names
+from chipknit.tb.tests.harness_probe import FAIL_ENV
+
+PROBE = Testbench(name="harness_probe", top=credit_loopback,
+                  module="chipknit.tb.tests.harness_probe",
+                  params={"payload_width": 16, "depth": 2, "latency": 1})
+SIMULATORS = ["icarus", "verilator"]
+
+
+def _digest(result) -> str:
+    match = re.search(r"probe digest ([0-9a-f]{8})", result.log.read_text())
+    assert match, f"no digest in {result.log}"
+    return match.group(1)
+
+
+def _fst_signals(fst) -> set[str]:
+    """Hierarchical names in an FST file, read with GTKWave's fst2vcd."""
+    vcd = subprocess.run(["fst2vcd", str(fst)], capture_output=True, text=True,
+                         check=True).stdout
+    scope, names = [], set()
+    for line in vcd.splitlines():
+        words = line.split()
+        if words[:1] == ["$scope"]:
+            scope.append(words[2])
+        elif words[:1] == ["$upscope"]:
+            scope.pop()
+        elif words[:1] == ["$var"]:
+            names.add(".".join([*scope, words[4]]))
+    return names
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_same_seed_same_run_and_build_is_cached(simulator):
+    first = run(PROBE, simulator=simulator, seed=1234)
+    first.check()
+    binary = next(p for p in first.build_dir.iterdir()
+                  if p.name in ("sim.vvp", "harness_probe"))
+    built_at = binary.stat().st_mtime_ns
+    second = run(PROBE, simulator=simulator, seed=1234)
+    second.check()
+    assert second.build_dir == first.build_dir
+    assert binary.stat().st_mtime_ns == built_at, "an unchanged design was rebuilt"
+    assert _digest(first) == _digest(second)
+    other = run(PROBE, simulator=simulator, seed=4321)
+    assert _digest(other) != _digest(first)
+
+
+def test_parameters_key_the_build():
+    a = run(PROBE, simulator="icarus", seed=5)
+    b = run(PROBE, simulator="icarus", seed=5, params={"depth": 3})
+    a.check()
+    b.check()
+    assert a.build_dir != b.build_dir
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_waves_and_gtkw_groups(simulator):
+    result = run(PROBE, simulator=simulator, seed=7, waves=True)
+    result.check()
+    assert result.waves.exists() and result.waves.stat().st_size > 0
+    gtkw = result.gtkw.read_text()
+    assert f'[dumpfile] "{result.waves}"' in gtkw
+    groups = re.findall(r"^-(\w+)$", gtkw, re.MULTILINE)
+    assert groups[:2] == ["i", "i"] and "o" in groups and "status" in groups
+    traced = [line.split("[")[0] for line in gtkw.splitlines() if line.startswith("harness_probe.")]
+    expected = {f"harness_probe.{name}" for _, name, _ in port_names(PROBE.top(**PROBE.params))}
+    assert expected | {"harness_probe.clk", "harness_probe.rst"} == set(traced)
+    assert set(traced) <= _fst_signals(result.waves), "the save file names signals not in the FST"
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_failing_test_keeps_waves_seed_and_reproduce_command(simulator, monkeypatch):
+    monkeypatch.setenv(FAIL_ENV, "1")
+    result = run(PROBE, simulator=simulator, seed=99)
+    assert not result.passed
+    assert result.failed_tests == ["probe"]
+    assert result.waves is not None and result.waves.exists(), "failure left no waves"
+    assert result.gtkw.exists()
+    summary = result.summary()
+    assert "seed 99" in summary and result.reproduce in summary
+    assert "Test failed with COCOTB_RANDOM_SEED=99" in result.results_xml.read_text()
+    words = shlex.split(result.reproduce)
+    assert words[:3] == ["chipknit", "sim", "harness_probe"]
+    assert words[words.index("--seed") + 1] == "99"
+    assert words[words.index("--simulator") + 1] == simulator
+    with pytest.raises(AssertionError, match="reproduce: chipknit sim harness_probe"):
+        result.check()
+
+
+def test_reproduce_command_runs():
+    """The printed command, run as printed, reproduces the run (through the real CLI)."""
+    result = run(PROBE, simulator="icarus", seed=31, params={"depth": 3})
+    words = shlex.split(result.reproduce)
+    assert words[words.index("--param") + 1] == "depth=3"
+    assert shutil.which("chipknit"), "the chipknit command is not installed"
+    # harness_probe is not a registered testbench: run the same command on a registered one.
+    completed = subprocess.run(
+        [sys.executable, "-m", "chipknit", "sim", "credit_loopback", *words[3:],
+         "--testcase", "corner_payloads"], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "PASS credit_loopback on icarus: 1/1 tests passed, seed 31" in completed.stdout
+    assert ".gtkw" in completed.stdout
+
+
+def test_unknown_parameter_is_refused():
+    with pytest.raises(ValueError, match="Unknown parameter.*depthh.*it takes payload_width"):
+        run(PROBE, params={"depthh": 2})
+
+
+def test_unknown_simulator_is_refused():
+    with pytest.raises(ValueError, match="Simulator must be one of icarus, verilator"):
+        run(PROBE, simulator="xsim")
