@@ -26,8 +26,10 @@ def _param(text: str) -> tuple[str, object]:
 
 def _cmd_build(args) -> int:
     from chipknit.platforms.build import BuildError, build
+    from chipknit.platforms.top import DESIGNS
     try:
-        build(args.board, seed=args.seed, build_dir=args.build_dir)
+        build(args.board, seed=args.seed, build_dir=args.build_dir, top=DESIGNS[args.design],
+              synth_opts=args.synth_opts)
     except BuildError as error:
         print(f"build failed: {error}", file=sys.stderr)
         return 1
@@ -85,6 +87,7 @@ def _cmd_bench(args) -> int:
 def make_parser() -> argparse.ArgumentParser:
     from chipknit.bench import BENCHMARKS
     from chipknit.platforms.boards import BOARDS, DEFAULT_BOARD
+    from chipknit.platforms.top import DESIGNS
     from chipknit.tb.toolchain import SIMULATORS
 
     parser = argparse.ArgumentParser(
@@ -106,6 +109,10 @@ def make_parser() -> argparse.ArgumentParser:
                        help="nextpnr placement seed, recorded in the report (default: 1)")
     build.add_argument("--build-dir", default=None,
                        help="output folder (default: build/<board>)")
+    build.add_argument("--design", choices=list(DESIGNS), default="selftest",
+                       help="what to build (default: selftest, the credit-channel self-test)")
+    build.add_argument("--synth-opts", default=None, metavar="OPTS",
+                       help="options for Yosys's synth_<family> (default: -nowidelut on ECP5)")
     build.set_defaults(func=_cmd_build)
 
     sim = commands.add_parser(

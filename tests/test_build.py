@@ -1,0 +1,198 @@
+# amaranth: UnusedElaboratable=no
+"""The FPGA build flow: boards, toolchain environment, report, and real builds.
+
+The default run synthesises, places and routes a small real design (the self-test with
+8-bit flits) on one ECP5 and one iCE40 board; each takes ~5 s with a warm YoWASP cache and
+~35 s cold. The full default-board builds are marked slow.
+"""
+
+import json
+import time
+
+import pytest
+from amaranth.hdl import Elaboratable, Fragment, Instance, Module, Signal
+
+from chipknit.platforms.boards import BOARDS, DEFAULT_BOARD, Board, get_board
+from chipknit.platforms.build import BuildError, build, format_summary, read_nextpnr_report
+from chipknit.platforms.toolchain import YOWASP_TOOLS, toolchain_env
+from chipknit.platforms.top import BoardTop, default_top, make_design, small_top
+from chipknit.rtl.selftest import CreditSelfTest
+
+
+def test_registry():
+    assert DEFAULT_BOARD == "ulx3s"
+    ulx3s, icebreaker = BOARDS["ulx3s"], BOARDS["icebreaker"]
+    assert (ulx3s.family, ulx3s.device, ulx3s.clock_hz) == ("ecp5", "LFE5U-85F", 25e6)
+    assert (icebreaker.family, icebreaker.device, icebreaker.clock_hz) == \
+        ("ice40", "iCE40UP5K", 12e6)
+    assert get_board("icebreaker") is icebreaker
+    assert get_board(ulx3s) is ulx3s
+    with pytest.raises(ValueError, match="Unknown board"):
+        get_board("nope")
+    for board in BOARDS.values():
+        platform = board.make_platform()
+        for _, resource, number in board.leds:
+            platform.lookup(resource, number)  # every LED the map names exists
+
+
+def test_toolchain_env_fills_only_missing():
+    env = toolchain_env({"YOSYS": "/opt/my-yosys", "PATH": "/usr/bin:/bin"})
+    assert env["YOSYS"] == "/opt/my-yosys"
+    for var, executable in YOWASP_TOOLS.items():
+        if var != "YOSYS":
+            assert env[var].endswith(executable)
+
+
+def test_make_design():
+    board = BOARDS["ulx3s"]
+    designs = [make_design(None, board), small_top(board), make_design(default_top, board)]
+    assert all(isinstance(design, CreditSelfTest) for design in designs)
+    assert make_design(designs[1], board) is designs[1]
+    assert designs[1].params.credit.payload_width == 8
+    with pytest.raises(TypeError):
+        make_design(42, board)
+    for design in designs:
+        Fragment.get(design, None)  # they elaborate (and are used)
+
+
+def test_board_top_needs_an_led_output():
+    class Silent(Elaboratable):
+        def elaborate(self, platform):
+            return Module()
+
+    with pytest.raises(ValueError, match="none of the LED outputs"):
+        BoardTop(BOARDS["ulx3s"], Silent())
+
+    class Partial(Elaboratable):
+        def __init__(self):
+            self.heartbeat = Signal()
+
+        def elaborate(self, platform):
+            return Module()
+
+    board = BOARDS["icebreaker"]
+    top = BoardTop(board, Partial())
+    assert top.connected == ("heartbeat",)
+    pcf = board.make_platform().prepare(top).files["top.pcf"]
+    assert "set_io led_g_1__io 27" in pcf  # PMOD 2 pin 1 = FPGA pin 27
+    assert "led_r" not in pcf and "led_g_0" not in pcf
+
+
+def test_read_nextpnr_report():
+    report = {
+        "utilization": {
+            "TRELLIS_COMB": {"used": 10, "available": 100},
+            "TRELLIS_FF": {"used": 7, "available": 100},
+            "MULT18X18D": {"used": 1, "available": 4},
+        },
+        "fmax": {"$glbnet$cd_sync.clk": {"achieved": 123.456, "constraint": 25},
+                 "other_clk": {"achieved": 50.0, "constraint": 40.0}},
+        "critical_paths": [{
+            "from": "posedge $glbnet$cd_sync.clk", "to": "posedge $glbnet$cd_sync.clk",
+            "path": [
+                {"type": "clk-to-q", "delay": 0.5, "from": {"cell": "a"}, "to": {"cell": "a"}},
+                {"type": "logic", "delay": 1.0, "from": {"cell": "a"}, "to": {"cell": "b"}},
+                {"type": "setup", "delay": 0.25, "from": {"cell": "b"}, "to": {"cell": "b"}},
+            ],
+        }],
+    }
+    figures = read_nextpnr_report(report, "ecp5")
+    assert (figures["luts"], figures["ffs"], figures["dsps"], figures["brams"]) == (10, 7, 1, 0)
+    assert figures["capacity"]["luts"] == 100
+    assert figures["fmax_mhz"] == {"other_clk": 50.0, "sync": 123.46}
+    assert figures["fmax_constraint_mhz"]["sync"] == 25.0
+    assert figures["clock_nets"]["sync"] == "$glbnet$cd_sync.clk"
+    assert figures["critical_paths"]["sync"] == {
+        "delay_ns": 1.75, "logic_levels": 1, "from": "a", "to": "b"}
+
+    ice = read_nextpnr_report(
+        {"utilization": {"ICESTORM_LC": {"used": 20, "available": 5280}}, "fmax": {}},
+        "ice40", {"SB_DFF": 3, "SB_DFFESR": 4, "SB_LUT4": 9})
+    assert (ice["luts"], ice["ffs"]) == (20, 7)
+
+
+def _check_report(result, board_name, seed):
+    report = json.loads(result.report_path.read_text())
+    assert report == result.report
+    board = BOARDS[board_name]
+    assert report["board"] == board_name
+    assert report["device"] == board.device
+    assert report["design"] == "chipknit.rtl.selftest.CreditSelfTest"
+    assert report["seed"] == seed
+    assert f"--seed {seed}" in report["options"]["nextpnr"]
+    for key in ("luts", "ffs", "dsps", "brams"):
+        assert isinstance(report[key], int) and report[key] >= 0
+        assert report[key] <= report["capacity"][key]
+    assert report["luts"] > 0 and report["ffs"] > 0
+    assert report["dsps"] == 0 and report["brams"] == 0  # the self-test uses neither
+    assert set(report["fmax_mhz"]) == {"sync"}
+    assert report["fmax_mhz"]["sync"] > board.clock_mhz  # met at the board clock
+    assert report["fmax_constraint_mhz"]["sync"] == pytest.approx(board.clock_mhz, rel=1e-3)
+    assert report["tools"]["amaranth"].startswith("0.5")
+    assert report["tools"]["yosys"].startswith("Yosys ")
+    assert "nextpnr" in report["tools"]["nextpnr"]
+    for step in ("elaborate", "synth", "pnr", "pack", "total"):
+        assert report["time_s"][step] >= 0
+    assert result.bitstream.is_file() and result.bitstream.stat().st_size > 0
+    assert result.bitstream.name == report["files"]["bitstream"]
+    for name in report["files"].values():
+        assert (result.build_dir / name).is_file(), name
+    summary = format_summary(report)
+    assert len(summary.splitlines()) <= 24 and "Fmax" in summary
+    return report
+
+
+@pytest.mark.parametrize("board_name", ["ulx3s", "icebreaker"])
+def test_small_design_builds(board_name, tmp_path):
+    lines = []
+    t0 = time.monotonic()
+    result = build(board_name, seed=3, build_dir=tmp_path / board_name, top=small_top,
+                   progress=lines.append)
+    seconds = time.monotonic() - t0
+    report = _check_report(result, board_name, seed=3)
+    assert report["design_params"] and "payload_width=8" in report["design_params"]
+    assert any("pnr: done" in line for line in lines)
+    assert "Fmax" in lines[-1]
+    print(f"{board_name}: {seconds:.1f} s, {report['luts']} LUTs, {report['ffs']} FFs, "
+          f"{report['fmax_mhz']['sync']} MHz")
+
+
+def test_rebuild_is_reproducible(tmp_path):
+    """Same design, board and seed: same figures and the same bitstream (iCE40, quickest)."""
+    a = build("icebreaker", build_dir=tmp_path / "a", top=small_top, progress=None)
+    b = build("icebreaker", build_dir=tmp_path / "b", top=small_top, progress=None)
+    for key in ("luts", "ffs", "fmax_mhz", "critical_paths", "utilization"):
+        assert a.report[key] == b.report[key], key
+    assert a.bitstream.read_bytes() == b.bitstream.read_bytes()
+
+
+def test_tool_failure_names_the_step(tmp_path):
+    class Broken(Elaboratable):
+        def __init__(self):
+            self.ok = Signal()
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.nope = Instance("NO_SUCH_CELL", o_Y=self.ok)
+            return m
+
+    with pytest.raises(BuildError, match=r"(synth|pnr) .* failed .*full log"):
+        build("icebreaker", build_dir=tmp_path, top=Broken(), progress=None)
+    assert not (tmp_path / "report.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board_name", sorted(BOARDS))
+def test_default_board_build(board_name, tmp_path):
+    result = build(board_name, build_dir=tmp_path / board_name, progress=print)
+    report = _check_report(result, board_name, seed=1)
+    assert "payload_width=32" in report["design_params"]
+
+
+def test_board_dataclass_checks():
+    with pytest.raises(TypeError):
+        Board(name="x", platform=object, family="ecp5", device="d", package="p",
+              clock_hz=1e6, leds=())
+    with pytest.raises(ValueError):
+        Board(name="x", platform=BOARDS["ulx3s"].platform, family="xilinx", device="d",
+              package="p", clock_hz=1e6, leds=())
