@@ -28,6 +28,13 @@ TESTBENCHES = {bench.name: bench for bench in [
         params={"payload_width": 32, "depth": 4, "latency": 1},
         description="measures the credit channel's rate (used by `chipknit bench credit`)",
     ),
+    Testbench(
+        name="harness_probe",
+        top=credit_loopback,
+        module="chipknit.tb.tests.harness_probe",
+        params={"payload_width": 16, "depth": 2, "latency": 1},
+        description="checks the harness itself: seeds reproduce, failures keep their waves",
+    ),
 ]}
 
 

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The credit channel: cocotb scoreboard tests on both simulators, and unit checks."""
 
 import pytest

@@ -2,13 +2,17 @@
 
 Each point builds the channel with that depth and latency, runs it saturated and with a
 randomly stalling consumer (cocotb, Icarus), and sets the measured rate beside the credit
-loop model's ``min(1, depth / round trip)``. The plot shows both.
+loop model's ``min(1, depth / round trip)``. The plot shows both. Size and speed come from
+placing the board self-test (the channel plus PRBS generator, checker and counters) on the
+ECP5 and iCE40 boards.
 """
 
 import json
 import tempfile
 from pathlib import Path
 
+from chipknit.platforms.build import build
+from chipknit.platforms.top import default_top
 from chipknit.tb.benches import get_testbench
 from chipknit.tb.harness import run as run_bench
 from chipknit.tb.models.credit import CreditChannelModel, full_rate_depth
@@ -51,6 +55,15 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
         "max_model_error": max(abs(p["saturated_rate"] - p["model_rate"]) for p in points),
         "full_rate_depth": {str(latency): full_rate_depth(latency) for latency in latencies},
     }
+    figures["fpga"] = {}
+    for board in ("ulx3s", "icebreaker"):
+        progress(f"placing the credit self-test on {board}")
+        report = build(board, top=default_top, progress=None,
+                       build_dir=Path("build", "bench", f"credit-{board}")).report
+        figures["fpga"][board] = {
+            "design": "credit self-test (channel + PRBS generator/checker + counters)",
+            "device": report["device"], "luts": report["luts"], "ffs": report["ffs"],
+            "fmax_mhz": report["fmax_mhz"]["sync"], "seed": report["seed"]}
     if plot:
         _plot(points, latencies, plot)
         figures["plot"] = str(plot)
