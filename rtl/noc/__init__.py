@@ -1,0 +1,1 @@
+"""Network on chip: routers, network interfaces, mesh generator (see docs/noc.md)."""
