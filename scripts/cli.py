@@ -74,8 +74,17 @@ def _cmd_lint(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+    import inspect
+
     from chipknit.bench import BENCHMARKS
-    figures = BENCHMARKS[args.target].run(quick=args.quick, plot=args.plot, progress=print)
+    run = BENCHMARKS[args.target].run
+    options = {"quick": args.quick, "plot": args.plot, "progress": print}
+    if args.full:
+        if "full" not in inspect.signature(run).parameters:
+            print(f"chipknit bench: {args.target} has no --full variant", file=sys.stderr)
+            return 2
+        options["full"] = True
+    figures = run(**options)
     text = json.dumps(figures, indent=2)
     if args.json:
         with open(args.json, "w") as file:
@@ -159,6 +168,9 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="FILE", help="write a plot (PNG) to FILE")
     bench.add_argument("--quick", action="store_true",
                        help="fewer points and shorter runs, for a smoke test")
+    bench.add_argument("--full", action="store_true",
+                       help="add the long points (bigger meshes, arrays and GEMMs; minutes to "
+                            "hours)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

