@@ -2,8 +2,15 @@
 
 from chipknit.rtl.credit import CreditParams
 from chipknit.rtl.credit_loopback import CreditLoopback
+from chipknit.rtl.link.interposer import Interposer, InterposerParams
+from chipknit.rtl.link.lanes import LaneParams
+from chipknit.rtl.npu.array import ArrayParams
+from chipknit.rtl.npu.engine import EngineParams, GemmEngine
+from chipknit.rtl.npu.requant import Requantiser, RequantParams
 
 from .harness import Testbench
+from .tests.noc_common import mesh_top as noc_mesh_top
+from .tests.noc_common import router_top as noc_router_top
 
 __all__ = ["TESTBENCHES", "get_testbench"]
 
@@ -11,6 +18,52 @@ __all__ = ["TESTBENCHES", "get_testbench"]
 def credit_loopback(payload_width: int = 32, depth: int = 4, latency: int = 1):
     return CreditLoopback(CreditParams(payload_width=payload_width, depth=depth),
                           latency=latency)
+
+
+LINK_PAIR_PARAMS = {"flit_width": 64, "vcs": 2, "beat_width": 16, "frame_flits": 15,
+                    "seq_bits": 6, "replay_frames": 4, "rx_credits": 32,
+                    "replay_timeout": 512, "latency": 2}
+
+
+def _link_top(top_class, params):
+    from chipknit.rtl.link.frame import LinkParams
+    merged = {**LINK_PAIR_PARAMS, **params}
+    latency = merged.pop("latency")
+    return top_class(LinkParams(**merged), latency=latency)
+
+
+def link_pair(**params):
+    """A :class:`LinkPair`; keyword parameters as in :data:`LINK_PAIR_PARAMS`."""
+    from chipknit.rtl.link.pair import LinkPair
+    return _link_top(LinkPair, params)
+
+
+def link_soak(**params):
+    """A :class:`LinkSoak`; keyword parameters as in :data:`LINK_PAIR_PARAMS`."""
+    from chipknit.rtl.link.soak import LinkSoak
+    return _link_top(LinkSoak, params)
+
+
+def interposer(lanes: int = 16, bits_per_lane: int = 1, max_delay: int = 7,
+               error_bits: int = 32, seed: int = 1, counter_width: int = 32):
+    return Interposer(InterposerParams(LaneParams(lanes, bits_per_lane), max_delay=max_delay,
+                                       error_bits=error_bits, seed=seed,
+                                       counter_width=counter_width))
+
+
+def npu_requant(lanes: int = 2):
+    return Requantiser(RequantParams(lanes=lanes))
+
+
+def npu_engine(rows: int = 4, cols: int = 4, mac: str = "infer", a_depth: int = 256,
+               w_depth: int = 256, acc_depth: int = 64, qp_depth: int = 16, lanes: int = 2):
+    return GemmEngine(EngineParams(array=ArrayParams(rows=rows, cols=cols, mac=mac),
+                                   a_depth=a_depth, w_depth=w_depth, acc_depth=acc_depth,
+                                   qp_depth=qp_depth, requant_lanes=lanes))
+
+
+NPU_ENGINE_PARAMS = {"rows": 4, "cols": 4, "mac": "infer", "a_depth": 256, "w_depth": 256,
+                     "acc_depth": 64, "qp_depth": 16, "lanes": 2}
 
 
 TESTBENCHES = {bench.name: bench for bench in [
@@ -29,11 +82,70 @@ TESTBENCHES = {bench.name: bench for bench in [
         description="measures the credit channel's rate (used by `chipknit bench credit`)",
     ),
     Testbench(
+        name="link_pair",
+        top=link_pair,
+        module="chipknit.tb.tests.link_pair",
+        params=LINK_PAIR_PARAMS,
+        description="two link adapters over a lossy channel: framing, CRC, replay, credits",
+    ),
+    Testbench(
+        name="noc_router",
+        top=noc_router_top,
+        module="chipknit.tb.tests.noc_router",
+        params={"columns": 3, "rows": 3, "x": 1, "y": 1, "depth": 4, "data_width": 32,
+                "vcs": 2, "local_ports": 1},
+        description="one NoC router: random traffic, latency, rate, unroutable, framing",
+    ),
+    Testbench(
+        name="noc_mesh",
+        top=noc_mesh_top,
+        module="chipknit.tb.tests.noc_mesh",
+        params={"columns": 3, "rows": 3, "depth": 4, "data_width": 32, "vcs": 2,
+                "local_ports": 1},
+        description="NoC mesh: uniform/transpose/hotspot, latency per hop, unroutable, reset",
+    ),
+    Testbench(
+        name="link_soak",
+        top=link_soak,
+        module="chipknit.tb.tests.link_soak",
+        params=LINK_PAIR_PARAMS,
+        description="link soak: hardware traffic checkers, saturating load, BER sweep",
+    ),
+    Testbench(
         name="harness_probe",
         top=credit_loopback,
         module="chipknit.tb.tests.harness_probe",
         params={"payload_width": 16, "depth": 2, "latency": 1},
         description="checks the harness itself: seeds reproduce, failures keep their waves",
+    ),
+    Testbench(
+        name="interposer",
+        top=interposer,
+        module="chipknit.tb.tests.interposer",
+        params={"lanes": 16, "bits_per_lane": 1, "max_delay": 7, "error_bits": 32, "seed": 1,
+                "counter_width": 32},
+        description="link interposer model: delays, skew, BER, stuck-at, reversal vs its model",
+    ),
+    Testbench(
+        name="npu_requant",
+        top=npu_requant,
+        module="chipknit.tb.tests.npu_requant",
+        params={"lanes": 2},
+        description="NPU requantiser bit-exact against the TFLite model: ties, extremes, clamps",
+    ),
+    Testbench(
+        name="npu_engine",
+        top=npu_engine,
+        module="chipknit.tb.tests.npu_engine",
+        params=NPU_ENGINE_PARAMS,
+        description="NPU GEMM engine bit-exact against NumPy: shapes, zero points, K blocks",
+    ),
+    Testbench(
+        name="npu_rate",
+        top=npu_engine,
+        module="chipknit.tb.tests.npu_rate",
+        params=NPU_ENGINE_PARAMS,
+        description="measures the NPU engine's MAC utilisation (used by `chipknit bench npu`)",
     ),
 ]}
 

@@ -7,7 +7,7 @@ the test suite beyond a quick smoke run, because figures come from runs, not fro
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import credit
+from . import credit, link, noc, npu
 
 __all__ = ["Benchmark", "BENCHMARKS"]
 
@@ -21,4 +21,9 @@ class Benchmark:
 
 BENCHMARKS = {b.name: b for b in [
     Benchmark("credit", "credit channel rate against buffer depth and wire latency", credit.run),
+    Benchmark("link", "link efficiency, latency, goodput against BER; adapter size and speed",
+              link.run),
+    Benchmark("noc", "NoC latency against offered load; one router's size and speed", noc.run),
+    Benchmark("npu", "NPU GEMM engine: MAC utilisation, bit-exactness, array size and Fmax",
+              npu.run),
 ]}

@@ -1,0 +1,106 @@
+"""An X×Y mesh of routers with one stream interface per local port and VC.
+
+Router ``(x, y)`` is node ``n = y * columns + x``. Its east link goes to ``(x + 1, y)``'s
+west input and so on; the links on the mesh's edge are left unconnected (their inputs
+idle, their credits never returned), and XY routing never uses them for a routable
+destination.
+"""
+
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .flit import DIRECTIONS, FlitFormat
+from .route import MeshGeometry
+from .router import Router, RouterParams
+
+__all__ = ["MeshParams", "Mesh"]
+
+
+@dataclass(frozen=True)
+class MeshParams:
+    """Parameters of a mesh.
+
+    Parameters
+    ----------
+    flit : FlitFormat
+        Flit format of every router.
+    geometry : MeshGeometry
+        Columns, rows, die number and local ports per router.
+    depth : int
+        Input buffer entries per VC in every router.
+    counter_width : int
+        Width of each router's error counters.
+    """
+    flit: FlitFormat = field(default_factory=FlitFormat)
+    geometry: MeshGeometry = field(default_factory=MeshGeometry)
+    depth: int = 4
+    counter_width: int = 16
+
+    def __post_init__(self):
+        # The router's checks say what is wrong; run them once for the corner router.
+        self.router(0, 0)
+
+    @property
+    def nodes(self) -> int:
+        return self.geometry.columns * self.geometry.rows
+
+    def router(self, x: int, y: int) -> RouterParams:
+        return RouterParams(flit=self.flit, geometry=self.geometry, x=x, y=y,
+                            depth=self.depth, counter_width=self.counter_width)
+
+
+class Mesh(wiring.Component):
+    """A mesh of :class:`~.router.Router`.
+
+    Members
+    -------
+    inject : In(stream.Signature(flit.layout)).array(nodes, local_ports, vcs)
+        Packets into node ``n``'s local port ``l`` on VC ``v`` (see ``Router.inject``).
+    eject : Out(stream.Signature(flit.layout)).array(nodes, local_ports, vcs)
+        Packets out of node ``n``'s local port ``l`` on VC ``v``.
+    unroutable, malformed : Out(counter_width).array(nodes)
+        Each router's injection error counters.
+    """
+
+    def __init__(self, params: MeshParams):
+        if not isinstance(params, MeshParams):
+            raise TypeError(f"Expected MeshParams, not {params!r}")
+        self.params = params
+        geometry, fmt = params.geometry, params.flit
+        shape = (params.nodes, geometry.local_ports, fmt.vcs)
+        super().__init__({
+            "inject": In(stream.Signature(fmt.layout)).array(*shape),
+            "eject": Out(stream.Signature(fmt.layout)).array(*shape),
+            "unroutable": Out(params.counter_width).array(params.nodes),
+            "malformed": Out(params.counter_width).array(params.nodes),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        columns, rows = p.geometry.columns, p.geometry.rows
+        routers = {}
+        for y in range(rows):
+            for x in range(columns):
+                node = y * columns + x
+                router = routers[x, y] = m.submodules[f"router_{x}_{y}"] = Router(
+                    p.router(x, y))
+                for local in range(p.geometry.local_ports):
+                    for vc in range(p.flit.vcs):
+                        wiring.connect(m, wiring.flipped(self.inject[node][local][vc]),
+                                       router.inject[local][vc])
+                        wiring.connect(m, router.eject[local][vc],
+                                       wiring.flipped(self.eject[node][local][vc]))
+                m.d.comb += [self.unroutable[node].eq(router.unroutable),
+                             self.malformed[node].eq(router.malformed)]
+        for (x, y), router in routers.items():
+            for direction in DIRECTIONS:
+                dx, dy = direction.delta
+                neighbour = routers.get((x + dx, y + dy))
+                if neighbour is not None:
+                    wiring.connect(m, router.link_out[direction],
+                                   neighbour.link_in[direction.opposite])
+        return m

@@ -1,0 +1,403 @@
+"""A wormhole router with credit flow control, virtual channels and a two-stage pipeline.
+
+Pipeline (one hop = two clock edges, the link included)::
+
+    cycle 1  the flit is on the link wire (it left the upstream router's output register);
+             it is written into its VC's input buffer, and in the same cycle it asks the
+             switch allocator for its output port, which the upstream router computed for
+             it (lookahead routing). The grant is registered.
+    cycle 2  the flit is read from the buffer and crosses the switch into this router's
+             output register, which drives the next link. Its lookahead route for the next
+             router, computed when it arrived, goes with it.
+
+A flit that finds its VC's buffer non-empty waits there and asks again each cycle; the
+allocator always works on the oldest flit of a VC that it has not granted yet, so a VC can
+send one flit every cycle.
+
+Virtual channels are message classes: a packet keeps its VC from source to destination
+(VC 0 requests, VC 1 responses, …). VC allocation is therefore the ownership of an output
+VC: a head flit may only be granted an output VC no other packet holds; the grant of its
+head takes it, the grant of its tail frees it, so the flits of one packet never interleave
+with another's on one VC. This ownership check is part of the switch allocator's request
+(:class:`~.allocator.SeparableAllocator`, input-first, round-robin at both stages).
+
+Credits: one counter per output VC, ``depth`` at reset, spent at the grant and returned one
+cycle after the receiving router reads the flit out of its buffer.
+
+Local (tile) ports are streams, one per local port and VC, so a tile can always take a
+response while its requests wait. Injection computes the route itself. A packet whose
+destination is unroutable (another die, outside the mesh, a missing local port) is taken
+from the stream, dropped whole and counted in ``unroutable``: the injecting tile never
+stalls on it and nothing enters the network. Framing errors at injection are counted in
+``malformed``: a non-head flit outside a packet is dropped; a head flit inside an open
+packet is forwarded as a body flit of that packet (so the packet still ends at its tail and
+no output VC stays locked).
+
+Reset clears every buffer, credit and ownership: packets in flight are lost, and the network
+is clean and usable in the next cycle. A reset must cover the whole network (every router
+and the tiles' packet framing), as for a credit channel.
+"""
+
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .allocator import SeparableAllocator
+from .flit import DIRECTIONS, FlitFormat, LinkSignature
+from .route import MeshGeometry, RouteComputer
+
+__all__ = ["RouterParams", "Router"]
+
+
+@dataclass(frozen=True)
+class RouterParams:
+    """Parameters of one router.
+
+    Parameters
+    ----------
+    flit : FlitFormat
+        Flit width (``data_width``), VCs (``vcs``) and destination field widths.
+    geometry : MeshGeometry
+        The mesh the router sits in; ``geometry.local_ports`` sets the port count
+        (``ports = 4 + local_ports``).
+    x, y : int
+        The router's position.
+    depth : int
+        Input buffer entries per VC (credits per output VC). One flit per cycle per VC
+        needs ``depth >= 3`` (the credit round trip).
+    counter_width : int
+        Width of the saturating error counters.
+    """
+    flit: FlitFormat = field(default_factory=FlitFormat)
+    geometry: MeshGeometry = field(default_factory=MeshGeometry)
+    x: int = 0
+    y: int = 0
+    depth: int = 4
+    counter_width: int = 16
+
+    def __post_init__(self):
+        if not isinstance(self.flit, FlitFormat):
+            raise TypeError(f"Flit must be a FlitFormat, not {self.flit!r}")
+        if not isinstance(self.geometry, MeshGeometry):
+            raise TypeError(f"Geometry must be a MeshGeometry, not {self.geometry!r}")
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 2:
+            raise ValueError(f"Depth must be an integer of at least 2, not {self.depth!r}")
+        if (not isinstance(self.counter_width, int) or isinstance(self.counter_width, bool)
+                or self.counter_width < 1):
+            raise ValueError(f"Counter width must be a positive integer, not "
+                             f"{self.counter_width!r}")
+        if not self.geometry.contains(self.x, self.y):
+            raise ValueError(f"Position ({self.x}, {self.y}) is outside the "
+                             f"{self.geometry.columns}x{self.geometry.rows} mesh")
+        self.geometry.check_fits(self.flit)
+
+    @property
+    def ports(self) -> int:
+        return self.geometry.ports
+
+
+def _wrap_inc(pointer, depth):
+    """``pointer + 1`` modulo ``depth``."""
+    if depth & (depth - 1) == 0:
+        return (pointer + 1)[:depth.bit_length() - 1]
+    return Mux(pointer == depth - 1, 0, pointer + 1)
+
+
+def _read(signals, index):
+    """``signals[index]`` as a multiplexer that covers every value of ``index``."""
+    padded = list(signals) + [signals[-1]] * ((1 << len(index)) - len(signals))
+    return Array(padded)[index]
+
+
+class _SaturatingSum:
+    """A saturating counter that may count several events in one cycle."""
+
+    def __init__(self, m, target, events):
+        limit = (1 << len(target)) - 1
+        total = sum(events[1:], events[0]) if events else 0
+        nxt = target + total
+        m.d.sync += target.eq(Mux(nxt > limit, limit, nxt))
+
+
+class Router(wiring.Component):
+    """Wormhole router: 4 mesh ports (credit links) and local stream ports.
+
+    See the module documentation for the pipeline, VCs, credits and error handling.
+
+    Members
+    -------
+    link_in : In(LinkSignature(flit, ports)).array(4)
+        From the neighbours, indexed by :class:`~.flit.Direction` (``link_in[EAST]`` comes
+        from the router to the east). ``payload.route`` is this router's output port.
+    link_out : Out(LinkSignature(flit, ports)).array(4)
+        To the neighbours; ``payload.route`` is the output port at the neighbour.
+    inject : In(stream.Signature(flit.layout)).array(local_ports, vcs)
+        Packets from tile ``l`` on VC ``v``. ``ready`` depends only on the buffer's fill.
+        The stream index is the VC: the flit's ``vc`` field is overwritten with it.
+    eject : Out(stream.Signature(flit.layout)).array(local_ports, vcs)
+        Packets to tile ``l`` on VC ``v``, whole packets one after another.
+    unroutable : Out(counter_width)
+        Packets dropped at injection because their destination is not in this die's mesh.
+    malformed : Out(counter_width)
+        Injected flits that broke packet framing (see the module documentation).
+    """
+
+    def __init__(self, params: RouterParams):
+        if not isinstance(params, RouterParams):
+            raise TypeError(f"Expected RouterParams, not {params!r}")
+        self.params = params
+        fmt, ports = params.flit, params.ports
+        link = LinkSignature(fmt, ports)
+        locals_, vcs = params.geometry.local_ports, fmt.vcs
+        super().__init__({
+            "link_in": In(link).array(len(DIRECTIONS)),
+            "link_out": Out(link).array(len(DIRECTIONS)),
+            "inject": In(stream.Signature(fmt.layout)).array(locals_, vcs),
+            "eject": Out(stream.Signature(fmt.layout)).array(locals_, vcs),
+            "unroutable": Out(params.counter_width),
+            "malformed": Out(params.counter_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        fmt, geometry, depth = p.flit, p.geometry, p.depth
+        ports, vcs, n_dir = p.ports, fmt.vcs, len(DIRECTIONS)
+        entry_layout = data.StructLayout({"flit": fmt.layout, "next": range(ports)})
+
+        def neighbour_routers(name):
+            """Route computers at each neighbour, for the lookahead route."""
+            computers = {}
+            for direction in DIRECTIONS:
+                dx, dy = direction.delta
+                if geometry.contains(p.x + dx, p.y + dy):
+                    computers[direction] = m.submodules[f"{name}_{direction.name.lower()}"] = \
+                        RouteComputer(fmt, geometry, p.x + dx, p.y + dy)
+            return computers
+
+        def lookahead(name, dest, port):
+            """The output port at the neighbour behind ``port`` (0 for a local port)."""
+            nxt = Signal(range(ports), name=f"{name}_next")
+            computers = neighbour_routers(name)
+            for computer in computers.values():
+                m.d.comb += computer.dest.eq(dest)
+            with m.Switch(port):
+                for direction, computer in computers.items():
+                    with m.Case(direction):
+                        m.d.comb += nxt.eq(computer.port)
+                with m.Default():  # a local port: no next router
+                    m.d.comb += nxt.eq(0)
+            return nxt
+
+        # ---- Output-side state: credits and ownership per output VC -------------------------
+        credit_in = [[Signal(name=f"credit_in_o{o}_v{v}") for v in range(vcs)]
+                     for o in range(ports)]
+        credits = [[Signal(range(depth + 1), init=depth, name=f"credits_o{o}_v{v}")
+                    for v in range(vcs)] for o in range(ports)]
+        free = [[Signal(init=1, name=f"free_o{o}_v{v}") for v in range(vcs)]
+                for o in range(ports)]
+        credit_ok = [[(credits[o][v] != 0) | credit_in[o][v] for v in range(vcs)]
+                     for o in range(ports)]
+        for d in range(n_dir):
+            for v in range(vcs):
+                m.d.comb += credit_in[d][v].eq(self.link_out[d].credit[v])
+
+        m.submodules.allocator = allocator = SeparableAllocator(ports, vcs, ports)
+
+        # ---- Input units -------------------------------------------------------------------
+        # Per input port i and VC v: the arriving flit (push, its entry and meta), the
+        # buffer (data memory and meta registers), pointers and counts.
+        st_entry = []       # per input: the entry read for switch traversal this cycle
+        st_vc = []          # per input: registered one-hot VC granted last cycle
+        pops = []           # per input, per VC: registered grant = read and free this cycle
+        req_head_all, req_tail_all = [], []
+        unroutable_events, malformed_events = [], []
+        for i in range(ports):
+            is_local = i >= n_dir
+            name = f"in{i}"
+            pushes, entries, arrive_ports = [], [], []
+            if not is_local:
+                wire = self.link_in[i].payload
+                arrive_head = wire.flit.head
+                dest = fmt.head_layout(wire.flit.data).dest
+                nxt = lookahead(name, dest, wire.route)
+                for v in range(vcs):
+                    pushes.append(self.link_in[i].valid & (wire.flit.vc == v))
+                    entry = Signal(entry_layout, name=f"{name}_v{v}_arrive")
+                    m.d.comb += [entry.flit.eq(wire.flit), entry.next.eq(nxt)]
+                    entries.append(entry)
+                    arrive_ports.append(wire.route)
+            counts = [Signal(range(depth + 1), name=f"{name}_v{v}_count") for v in range(vcs)]
+            pop_regs = [Signal(name=f"{name}_v{v}_pop") for v in range(vcs)]
+            vc_reg = Signal(vcs, name=f"{name}_st_vc")
+            reads = []
+            heads, tails = [], []
+            for v in range(vcs):
+                vname = f"{name}_v{v}"
+                cur_port = Signal(range(ports), name=f"{vname}_cur_port")
+                if is_local:
+                    # Injection: route here, framing checks, unroutable packets dropped.
+                    stream_in = self.inject[i - n_dir][v]
+                    flit = stream_in.payload
+                    dest = fmt.head_layout(flit.data).dest
+                    here = m.submodules[f"{vname}_route"] = RouteComputer(
+                        fmt, geometry, p.x, p.y)
+                    m.d.comb += here.dest.eq(dest)
+                    nxt = lookahead(vname, dest, here.port)
+                    state = Signal(range(3), name=f"{vname}_state")  # 0 idle, 1 fwd, 2 drop
+                    take = Signal(name=f"{vname}_take")
+                    push = Signal(name=f"{vname}_push")
+                    bad_dest = Signal(name=f"{vname}_unroutable")
+                    bad_frame = Signal(name=f"{vname}_malformed")
+                    entry = Signal(entry_layout, name=f"{vname}_arrive")
+                    arrive_port = Signal(range(ports), name=f"{vname}_arrive_port")
+                    m.d.comb += [
+                        stream_in.ready.eq(counts[v] != depth),
+                        take.eq(stream_in.valid & stream_in.ready),
+                        entry.flit.tail.eq(flit.tail),
+                        entry.flit.vc.eq(v),
+                        entry.flit.data.eq(flit.data),
+                        entry.next.eq(nxt),
+                    ]
+                    idle, forward = state == 0, state == 1  # 2: dropping
+                    m.d.comb += [
+                        push.eq(take & ((idle & flit.head & here.routable) | forward)),
+                        bad_dest.eq(take & idle & flit.head & ~here.routable),
+                        bad_frame.eq(take & Mux(idle, ~flit.head, flit.head)),
+                        entry.flit.head.eq(idle),
+                        arrive_port.eq(Mux(idle, here.port, cur_port)),
+                    ]
+                    with m.If(take & idle & flit.head & ~flit.tail):
+                        m.d.sync += state.eq(Mux(here.routable, 1, 2))
+                    with m.If(take & ~idle & flit.tail):
+                        m.d.sync += state.eq(0)
+                    with m.If(push & idle):
+                        m.d.sync += cur_port.eq(here.port)
+                    unroutable_events.append(bad_dest)
+                    malformed_events.append(bad_frame)
+                else:
+                    push, entry = pushes[v], entries[v]
+                    arrive_port = Signal(range(ports), name=f"{vname}_arrive_port")
+                    m.d.comb += arrive_port.eq(Mux(arrive_head, arrive_ports[v], cur_port))
+                    with m.If(push & arrive_head):
+                        m.d.sync += cur_port.eq(arrive_ports[v])
+
+                # Buffer: data in a memory (distributed RAM), allocation meta in registers.
+                memory = m.submodules[f"{vname}_buffer"] = Memory(
+                    shape=entry_layout, depth=depth, init=[])
+                write = memory.write_port()
+                read = memory.read_port(domain="comb")
+                wr_ptr = Signal(range(depth), name=f"{vname}_wr_ptr")
+                rd_ptr = Signal(range(depth), name=f"{vname}_rd_ptr")
+                al_ptr = Signal(range(depth), name=f"{vname}_al_ptr")
+                pending = Signal(range(depth + 1), name=f"{vname}_pending")
+                meta_port = [Signal(range(ports), name=f"{vname}_port{k}")
+                             for k in range(depth)]
+                meta_head = [Signal(name=f"{vname}_head{k}") for k in range(depth)]
+                meta_tail = [Signal(name=f"{vname}_tail{k}") for k in range(depth)]
+                m.d.comb += [
+                    write.addr.eq(wr_ptr), write.data.eq(entry), write.en.eq(push),
+                    read.addr.eq(rd_ptr),
+                ]
+                reads.append(read.data)
+                with m.If(push):
+                    m.d.sync += wr_ptr.eq(_wrap_inc(wr_ptr, depth))
+                for k in range(depth):
+                    with m.If(push & (wr_ptr == k)):
+                        m.d.sync += [
+                            meta_port[k].eq(arrive_port),
+                            meta_head[k].eq(entry.flit.head),
+                            meta_tail[k].eq(entry.flit.tail),
+                        ]
+                pop = pop_regs[v]
+                with m.If(pop):
+                    m.d.sync += rd_ptr.eq(_wrap_inc(rd_ptr, depth))
+                m.d.sync += counts[v].eq(counts[v] + push - pop)
+
+                # Request: the oldest flit not granted yet, from the buffer or the wire.
+                has_pending = pending != 0
+                req_valid = has_pending | push
+                req_port = Signal(range(ports), name=f"{vname}_req_port")
+                req_head = Signal(name=f"{vname}_req_head")
+                req_tail = Signal(name=f"{vname}_req_tail")
+                m.d.comb += [
+                    req_port.eq(Mux(has_pending, _read(meta_port, al_ptr), arrive_port)),
+                    req_head.eq(Mux(has_pending, _read(meta_head, al_ptr), entry.flit.head)),
+                    req_tail.eq(Mux(has_pending, _read(meta_tail, al_ptr), entry.flit.tail)),
+                ]
+                heads.append(req_head)
+                tails.append(req_tail)
+                m.d.comb += allocator.requests[i][v].eq(Cat(
+                    req_valid & (req_port == o) & credit_ok[o][v] & (~req_head | free[o][v])
+                    for o in range(ports)))
+                grant = allocator.grant[i][v]
+                with m.If(grant):
+                    m.d.sync += al_ptr.eq(_wrap_inc(al_ptr, depth))
+                m.d.sync += [pending.eq(pending + push - grant), pop.eq(grant)]
+            m.d.sync += vc_reg.eq(allocator.grant[i])
+            if not is_local:
+                m.d.comb += self.link_in[i].credit.eq(Cat(pop_regs))
+            selected = Signal(entry_layout, name=f"{name}_st_entry")
+            acc = 0
+            for v in range(vcs):
+                acc = acc | (reads[v].as_value() & vc_reg[v].replicate(entry_layout.size))
+            m.d.comb += selected.eq(acc)
+            st_entry.append(selected)
+            st_vc.append(vc_reg)
+            pops.append(pop_regs)
+            req_head_all.append(heads)
+            req_tail_all.append(tails)
+
+        # ---- Output side: credits and ownership follow the grants ---------------------------
+        for o in range(ports):
+            for v in range(vcs):
+                wins = [allocator.select[o][i] & allocator.grant[i][v] for i in range(ports)]
+                go = Signal(name=f"go_o{o}_v{v}")
+                take = Signal(name=f"take_o{o}_v{v}")
+                release = Signal(name=f"release_o{o}_v{v}")
+                m.d.comb += [
+                    go.eq(Cat(wins).any()),
+                    take.eq(Cat(w & req_head_all[i][v] & ~req_tail_all[i][v]
+                                for i, w in enumerate(wins)).any()),
+                    release.eq(Cat(w & req_tail_all[i][v] for i, w in enumerate(wins)).any()),
+                ]
+                m.d.sync += credits[o][v].eq(credits[o][v] - go + credit_in[o][v])
+                with m.If(take):
+                    m.d.sync += free[o][v].eq(0)
+                with m.Elif(release):
+                    m.d.sync += free[o][v].eq(1)
+
+        # ---- Switch traversal: registered selects, crossbar into the output registers --------
+        for o in range(ports):
+            select = Signal(ports, name=f"out{o}_select")
+            m.d.sync += select.eq(allocator.select[o])
+            crossed = Signal(entry_layout, name=f"out{o}_entry")
+            acc = 0
+            for i in range(ports):
+                acc = acc | (st_entry[i].as_value() & select[i].replicate(entry_layout.size))
+            m.d.comb += crossed.eq(acc)
+            valid = select.any()
+            if o < n_dir:
+                out = self.link_out[o]
+                m.d.sync += [out.valid.eq(valid), out.payload.flit.eq(crossed.flit),
+                             out.payload.route.eq(crossed.next)]
+            else:
+                for v in range(vcs):
+                    queue = m.submodules[f"eject{o - n_dir}_v{v}"] = fifo.SyncFIFO(
+                        width=fmt.width, depth=depth)
+                    stream_out = self.eject[o - n_dir][v]
+                    m.d.comb += [
+                        queue.w_data.eq(crossed.flit),
+                        queue.w_en.eq(valid & (crossed.flit.vc == v)),
+                        stream_out.payload.eq(queue.r_data),
+                        stream_out.valid.eq(queue.r_rdy),
+                        queue.r_en.eq(stream_out.ready),
+                    ]
+                    m.d.sync += credit_in[o][v].eq(stream_out.valid & stream_out.ready)
+
+        _SaturatingSum(m, self.unroutable, unroutable_events)
+        _SaturatingSum(m, self.malformed, malformed_events)
+        return m

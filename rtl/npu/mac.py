@@ -1,0 +1,99 @@
+"""The systolic array's multiplier, in three mappings chosen by parameter.
+
+- ``"infer"``: ``a * b`` into a register (latency 1). Portable; Yosys maps each to a DSP
+  where it can (one MULT18X18D per product on ECP5, SB_MAC16 on iCE40), with no budget.
+- ``"lut"``: a shift-add tree of the partial products of ``b``'s bits (latency 2, one
+  register in the middle of the tree); never uses a DSP (~2-4x smaller than ``a * b``
+  synthesised with ``-nodsp``).
+- ``"ecp5_dsp"``: an ``Instance("MULT18X18D")`` with its input, pipeline and output
+  registers enabled (latency 3); Yosys never packs fabric registers into the DSP itself,
+  and without them an 8×8 array ran at 73 MHz instead of 161 MHz (design.md §5).
+  ECP5 only: it neither simulates nor lints without the vendor cell library.
+"""
+
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["MAC_KINDS", "MAC_LATENCY", "Multiplier"]
+
+MAC_LATENCY = {"infer": 1, "lut": 2, "ecp5_dsp": 3}
+MAC_KINDS = tuple(MAC_LATENCY)
+_DSP_WIDTH = 18
+
+
+class Multiplier(wiring.Component):
+    """Signed ``width``×``width`` multiplier, pipelined: ``p`` is ``a * b`` from
+    ``MAC_LATENCY[kind]`` cycles earlier. No handshake; it runs every cycle.
+
+    Attributes
+    ----------
+    a, b : In(signed(width))
+    p : Out(signed(2 * width))
+    """
+
+    def __init__(self, width: int, kind: str = "infer"):
+        if kind not in MAC_LATENCY:
+            raise ValueError(f"MAC kind must be one of {', '.join(MAC_KINDS)}, not {kind!r}")
+        if kind == "ecp5_dsp" and width > _DSP_WIDTH:
+            raise ValueError(f"MULT18X18D takes at most {_DSP_WIDTH}-bit operands, not {width}")
+        self.width = width
+        self.kind = kind
+        self.latency = MAC_LATENCY[kind]
+        super().__init__({"a": In(signed(width)), "b": In(signed(width)),
+                          "p": Out(signed(2 * width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.kind == "infer":
+            m.d.sync += self.p.eq(self.a * self.b)
+        elif self.kind == "lut":
+            self._shift_add(m)
+        else:
+            self._ecp5_dsp(m)
+        return m
+
+    def _shift_add(self, m):
+        # b = -b[w-1]*2**(w-1) + sum b[i]*2**i: one partial product per bit of b, summed
+        # in pairs into a register, then the pairs summed into p.
+        width = self.width
+        terms = []
+        for bit in range(width):
+            term = Signal(signed(2 * width), name=f"pp{bit}")
+            shifted = (self.a << bit) if bit < width - 1 else -(self.a << bit)
+            with m.If(self.b[bit]):
+                m.d.comb += term.eq(shifted)
+            terms.append(term)
+        pairs = []
+        for index in range(0, len(terms), 2):
+            pair = Signal(signed(2 * width), name=f"pair{index // 2}")
+            m.d.sync += pair.eq(sum(terms[index:index + 2]))
+            pairs.append(pair)
+        m.d.sync += self.p.eq(sum(pairs))
+
+    def _ecp5_dsp(self, m):
+        a = Signal(signed(_DSP_WIDTH))
+        b = Signal(signed(_DSP_WIDTH))
+        p = Signal(signed(2 * _DSP_WIDTH))
+        m.d.comb += [a.eq(self.a), b.eq(self.b), self.p.eq(p)]
+        ports = {f"i_A{bit}": a[bit] for bit in range(_DSP_WIDTH)}
+        ports |= {f"i_B{bit}": b[bit] for bit in range(_DSP_WIDTH)}
+        ports |= {f"i_C{bit}": Const(0) for bit in range(_DSP_WIDTH)}
+        ports |= {f"o_P{bit}": p[bit] for bit in range(2 * _DSP_WIDTH)}
+        registers = {}
+        for reg in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT"):
+            registers |= {f"p_REG_{reg}_CLK": "CLK0", f"p_REG_{reg}_CE": "CE0",
+                          f"p_REG_{reg}_RST": "RST0"}  # RST0 tied low: data registers need no reset
+        m.submodules.dsp = Instance(
+            "MULT18X18D",
+            **registers,
+            p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT",
+            p_MULT_BYPASS="DISABLED", p_CAS_MATCH_REG="FALSE",
+            p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED", p_CLK2_DIV="ENABLED",
+            p_CLK3_DIV="ENABLED", p_HIGHSPEED_CLK="NONE",
+            i_SIGNEDA=Const(1), i_SIGNEDB=Const(1), i_SOURCEA=Const(0), i_SOURCEB=Const(0),
+            i_CLK0=ClockSignal(), i_CLK1=Const(0), i_CLK2=Const(0), i_CLK3=Const(0),
+            i_CE0=Const(1), i_CE1=Const(0), i_CE2=Const(0), i_CE3=Const(0),
+            i_RST0=Const(0), i_RST1=Const(0), i_RST2=Const(0), i_RST3=Const(0),
+            **ports,
+        )

@@ -1,0 +1,131 @@
+"""``chipknit bench link``: efficiency, latency and goodput under bit errors of the link.
+
+- Efficiency and goodput: :class:`~chipknit.rtl.link.soak.LinkSoak` (hardware generators
+  and checkers, saturating load on every VC of both directions) on Verilator, one run per BER,
+  with at least 1e5 flits per point unless ``quick``.
+- Latency: single flits on an idle :class:`~chipknit.rtl.link.pair.LinkPair`, from offering
+  the flit to its delivery, lane flight excluded, serialisation included.
+- Size and speed: one :class:`~chipknit.rtl.link.adapter.LinkAdapter` placed alone on the
+  ECP5-85F (and iCE40UP5K).
+
+The goodput bound is go-back-N's ``(1 - p) / (1 + (W - 1) p)`` with ``p`` the frame error
+rate at that BER and ``W`` the frames resent per replay, measured.
+"""
+
+import json
+import tempfile
+from pathlib import Path
+
+from chipknit.platforms.build import build
+from chipknit.platforms.isolate import IsolatedComponent
+from chipknit.rtl.link.adapter import LinkAdapter
+from chipknit.rtl.link.frame import LinkParams
+from chipknit.tb.benches import LINK_PAIR_PARAMS, get_testbench
+from chipknit.tb.harness import run as run_bench
+from chipknit.tb.models.link import frame_error_rate, go_back_n_goodput
+from chipknit.tb.tests.link_soak import BERS_ENV, CYCLES_ENV, RESULT_ENV
+
+BERS = (0, 1e-6, 1e-5, 1e-4, 1e-3)
+# At least 1e5 flits per point: both directions together deliver ~0.48 flits/cycle
+# error-free, ~0.38 at 1e-4 and ~0.08 at 1e-3.
+CYCLES = (220_000, 220_000, 220_000, 280_000, 1_300_000)
+QUICK_BERS, QUICK_CYCLES = (0, 1e-4), (20_000, 20_000)
+
+
+def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
+    params = LinkParams()
+    bers, cycles = (QUICK_BERS, QUICK_CYCLES) if quick else (BERS, CYCLES)
+    with tempfile.TemporaryDirectory(prefix="chipknit-bench-") as tmp:
+        out = Path(tmp) / "soak.json"
+        progress(f"link soak: BERs {bers}, cycles {cycles} (Verilator)")
+        result = run_bench(get_testbench("link_soak"), simulator="verilator", seed=seed,
+                           env={BERS_ENV: json.dumps(bers), CYCLES_ENV: json.dumps(cycles),
+                                RESULT_ENV: str(out)})
+        result.check()
+        points = json.loads(out.read_text())
+        out = Path(tmp) / "latency.json"
+        progress("zero-load latency (LinkPair)")
+        result = run_bench(get_testbench("link_pair"), simulator="verilator", seed=seed,
+                           testcase="zero_load_latency", env={RESULT_ENV: str(out)})
+        result.check()
+        latency = json.loads(out.read_text())
+
+    def rate(point):
+        return sum(point["flits_per_cycle"].values())
+
+    clean = rate(points[0])
+    goodput, bound = {}, {}
+    for point in points[1:]:
+        ber = point["ber"]
+        p = frame_error_rate(ber, params.frame_bits)
+        rewinds = point["naks"] + point["timeouts"]
+        window = point["replayed_frames"] / rewinds if rewinds else 1.0
+        goodput[f"{ber:g}"] = round(rate(point) / clean, 4)
+        bound[f"{ber:g}"] = {"frame_error_rate": round(p, 5), "frames_per_replay": round(window, 2),
+                             "go_back_n_bound": round(go_back_n_goodput(p, window), 4)}
+        progress(f"BER {ber:g}: goodput {goodput[f'{ber:g}']:.4f} of error-free "
+                 f"(bound {bound[f'{ber:g}']['go_back_n_bound']:.4f}), "
+                 f"{point['received']} flits, {point['crc_errors']} CRC errors")
+    per_direction_bits = clean / 2 * params.flit_width
+    figures = {
+        "benchmark": "link",
+        "params": {k: v for k, v in LINK_PAIR_PARAMS.items()},
+        "frame_bits": params.frame_bits,
+        "payload_efficiency": round(per_direction_bits / params.beat_width, 4),
+        "payload_efficiency_format": round(params.payload_efficiency, 4),
+        "latency_cycles": latency,
+        "latency_note": "zero load, from offering a flit to its delivery; lane flight excluded; "
+                        "serialisation of the whole frame and the wait for a frame start "
+                        "included (store-and-forward per frame)",
+        "goodput": goodput,
+        "goodput_bound": bound,
+        "flits_per_point": {f"{p['ber']:g}": p["received"] for p in points},
+        "lost": sum(p["lost"] for p in points),
+        "duplicated": sum(p["duplicated"] for p in points),
+        "corrupted": sum(p["corrupted"] for p in points),
+        "crc_errors": sum(p["crc_errors"] for p in points),
+        "replayed_frames": sum(p["replayed_frames"] for p in points),
+        "points": points,
+        "seed": seed,
+    }
+    figures["fpga"] = {}
+    # The default adapter's receive buffers and replay buffer are read asynchronously and
+    # become flip-flops on the iCE40, which then does not fit: place a small link there.
+    small = LinkParams(flit_width=32, frame_flits=4, rx_credits=8, replay_frames=2)
+    targets = [("ulx3s", params)] + ([] if quick else [("icebreaker", small)])
+    for board, link_params in targets:
+        progress(f"placing one LinkAdapter on {board}")
+        report = build(board, top=IsolatedComponent(LinkAdapter(link_params)), progress=None,
+                       build_dir=Path("build", "bench", f"link-{board}")).report
+        figures["fpga"][board] = {"device": report["device"], "luts": report["luts"],
+                                  "ffs": report["ffs"], "brams": report["brams"],
+                                  "fmax_mhz": report["fmax_mhz"]["sync"],
+                                  "seed": report["seed"], "link_params": repr(link_params)}
+    ecp5 = figures["fpga"]["ulx3s"]
+    figures.update(luts=ecp5["luts"], ffs=ecp5["ffs"], fmax_mhz=ecp5["fmax_mhz"])
+    if plot:
+        _plot(goodput, bound, plot)
+        figures["plot"] = str(plot)
+    return figures
+
+
+def _plot(goodput, bound, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    bers = [float(b) for b in goodput]
+    figure, axes = plt.subplots(figsize=(6.5, 4))
+    axes.plot(bers, list(goodput.values()), "o-", label="measured (LinkSoak, Verilator)")
+    axes.plot(bers, [bound[b]["go_back_n_bound"] for b in goodput], "x--",
+              label="go-back-N bound, measured W")
+    axes.axhline(0.97, color="grey", linestyle=":", linewidth=0.8)
+    axes.axhline(0.80, color="grey", linestyle=":", linewidth=0.8)
+    axes.set_xscale("log")
+    axes.set_xlabel("bit error rate")
+    axes.set_ylabel("goodput / error-free")
+    axes.set_ylim(0, 1.05)
+    axes.set_title("link goodput under random bit errors")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)

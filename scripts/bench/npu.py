@@ -1,0 +1,122 @@
+"""``chipknit bench npu``: the NPU engine's MAC utilisation, exactness, size and speed.
+
+- **Utilisation** (cocotb, Icarus): S×S×S quantised GEMMs from local scratchpads on the
+  GEMM engine (4×4 array), cycles from the first compute command to the last accumulator
+  written against the ideal ``S³ / (R·C)``; also to the last requantised result out. Every
+  result is checked against the NumPy model (``bit_exact``).
+- **Size and speed** (Yosys + nextpnr, :class:`~chipknit.platforms.isolate.IsolatedComponent`
+  with registered random inputs and XOR-folded outputs): the systolic array and the
+  requantiser alone on the ULX3S (ECP5-85F) and the iCEBreaker (iCE40UP5K).
+
+``quick`` (the smoke test): one small GEMM, a 4×4 array on ECP5 and a 2×2 on iCE40.
+Default: S in 32, 64, 128; an 8×8 array with MULT18X18D cells on ECP5; 4×4 on iCE40.
+``full=True`` (``chipknit bench npu --full``) adds S = 256 and a 16×16
+ECP5 array, which takes 10–20 minutes or more to place and route (design.md §5).
+"""
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+from chipknit.platforms.build import build
+from chipknit.platforms.isolate import IsolatedComponent
+from chipknit.rtl.npu.array import ArrayParams, SystolicArray
+from chipknit.rtl.npu.requant import Requantiser, RequantParams
+from chipknit.tb.benches import NPU_ENGINE_PARAMS, get_testbench
+from chipknit.tb.harness import run as run_bench
+from chipknit.tb.tests.npu_rate import RESULT_ENV, SIZES_ENV
+
+ARRAY = (4, 4)
+
+
+def _engine_params(size, rows, cols):
+    """Scratchpads big enough for one size³ GEMM (powers of two)."""
+    k_blocks, n_blocks = math.ceil(size / rows), math.ceil(size / cols)
+
+    def pow2(n):
+        return 1 << max(n - 1, 1).bit_length()
+
+    return {**NPU_ENGINE_PARAMS, "rows": rows, "cols": cols, "lanes": 1,
+            "a_depth": pow2(size * k_blocks), "w_depth": pow2(n_blocks * k_blocks * rows),
+            "acc_depth": pow2(2 * size), "qp_depth": pow2(n_blocks * cols)}
+
+
+def _fpga(board, name, component, progress):
+    progress(f"placing {name} on {board}")
+    report = build(board, top=IsolatedComponent(component), progress=None,
+                   build_dir=Path("build", "bench", f"npu-{name}-{board}")).report
+    return {"design": name, "device": report["device"], "luts": report["luts"],
+            "ffs": report["ffs"], "dsps": report["dsps"],
+            "fmax_mhz": report["fmax_mhz"]["sync"], "seed": report["seed"],
+            "pnr_s": report["time_s"]["pnr"],
+            "note": "isolated: luts include the wrapper's XOR tree (~1 LUT4 per 4 output bits)"}
+
+
+def run(*, quick=False, full=False, plot=None, progress=print, seed=1) -> dict:
+    sizes = [16] if quick else [32, 64, 128] + ([256] if full else [])
+    rows, cols = ARRAY
+    bench = get_testbench("npu_rate")
+    points = []
+    with tempfile.TemporaryDirectory(prefix="chipknit-bench-") as tmp:
+        for size in sizes:
+            out = Path(tmp) / f"s{size}.json"
+            result = run_bench(bench, simulator="icarus", seed=seed,
+                               params=_engine_params(size, rows, cols),
+                               env={RESULT_ENV: str(out), SIZES_ENV: json.dumps([size])})
+            result.check()
+            point = json.loads(out.read_text())["points"][0]
+            points.append(point)
+            progress(f"{size}^3 on {rows}x{cols}: {point['compute_cycles']} cycles, ideal "
+                     f"{point['ideal_cycles']:.0f}: MAC utilisation "
+                     f"{point['mac_utilisation']:.4f} (end to end "
+                     f"{point['end_to_end_utilisation']:.4f})")
+    figures = {
+        "benchmark": "npu",
+        "array": {"rows": rows, "cols": cols},
+        "simulator": "icarus",
+        "seed": seed,
+        "mac_utilisation": {str(p["m"]): p["mac_utilisation"] for p in points},
+        "points": points,
+        "bit_exact": all(p["bit_exact"] for p in points),
+    }
+    ecp5 = [(4, 4, "ecp5_dsp")] if quick else [(8, 8, "ecp5_dsp"), (8, 8, "lut")]
+    if full:
+        ecp5.append((16, 16, "ecp5_dsp"))
+    # The UP5K has 8 SB_MAC16: a 2x4 array fills them (synth_ice40 -dsp maps `a*b`).
+    ice40 = [(2, 2, "infer")] if quick else [(2, 4, "infer")]
+    figures["fpga"] = []
+    for board, configs in (("ulx3s", ecp5), ("icebreaker", ice40)):
+        for r, c, mac in configs:
+            params = ArrayParams(rows=r, cols=c, mac=mac)
+            entry = _fpga(board, f"array{r}x{c}-{mac}", SystolicArray(params), progress)
+            entry["gops_at_fmax"] = round(2 * r * c * entry["fmax_mhz"] / 1000, 2)
+            figures["fpga"].append(entry)
+    if not quick:
+        figures["fpga"].append(_fpga("ulx3s", "requantiser-1lane",
+                                     Requantiser(RequantParams(lanes=1)), progress))
+    if plot:
+        _plot(points, (rows, cols), plot)
+        figures["plot"] = str(plot)
+    return figures
+
+
+def _plot(points, array, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(6, 4))
+    sizes = [p["m"] for p in points]
+    axes.plot(sizes, [p["mac_utilisation"] for p in points], "o-", label="compute")
+    axes.plot(sizes, [p["end_to_end_utilisation"] for p in points], "x--",
+              label="to last requantised result")
+    axes.axhline(0.95, color="grey", linestyle=":", label="target 95 %")
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("M = N = K")
+    axes.set_ylabel("MAC utilisation")
+    axes.set_ylim(0, 1.05)
+    axes.set_title(f"GEMM engine, {array[0]}x{array[1]} array, local scratchpads")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
