@@ -73,18 +73,19 @@ class LinkReceiver(wiring.Component):
             "expected_seq": Out(p.seq_bits),
             "status": Out(ReceiverStatus(p)),
         })
+        #: The per-VC receive buffers (made here so that formal properties can name them).
+        self.buffers = [CommitFifo(p.flit_width, p.rx_buffer_depth, p.frame_flits)
+                        for _ in range(p.vcs)]
 
     def elaborate(self, platform):
         m = Module()
         p = self.params
         W = p.beat_width
 
-        fifos = []
-        for vc in range(p.vcs):
-            fifo = CommitFifo(p.flit_width, p.rx_buffer_depth, p.frame_flits)
+        fifos = self.buffers
+        for vc, fifo in enumerate(fifos):
             m.submodules[f"buffer_{vc}"] = fifo
             wiring.connect(m, fifo.r, wiring.flipped(self.o[vc]))
-            fifos.append(fifo)
         counters = {}
         for (name,), _, _ in self.status.signature.flatten(self.status):
             if name == "flits":
