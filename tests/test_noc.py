@@ -8,7 +8,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from chipknit.rtl.noc.allocator import RoundRobin, SeparableAllocator
+from chipknit.rtl.noc.allocator import PreselectAllocator, RoundRobin, SeparableAllocator
 from chipknit.rtl.noc.flit import FlitFormat
 from chipknit.rtl.noc.mesh import MeshParams
 from chipknit.rtl.noc.route import MeshGeometry, RouteComputer
@@ -135,6 +135,58 @@ def test_round_robin_grants_one_and_serves_everyone_within_count(count):
                     assert waiting[k] < count, f"requester {k} waited {waiting[k]} grants"
                 else:
                     waiting[k] = 0
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_preselect_allocator_grants_a_matching_and_serves_every_vc():
+    inputs, vcs, outputs = 5, 2, 5
+    dut = PreselectAllocator(inputs, vcs, outputs)
+    rng = random.Random(3)
+
+    async def bench(ctx):
+        waiting = [[0] * vcs for _ in range(inputs)]  # cycles an eligible VC went unserved
+        for _ in range(2000):
+            requests = [[(1 << rng.randrange(outputs)) if rng.random() < 0.5 else 0
+                         for _ in range(vcs)] for _ in range(inputs)]
+            for i in range(inputs):
+                for v in range(vcs):
+                    if waiting[i][v] and not requests[i][v]:  # keeps asking until served
+                        requests[i][v] = 1 << rng.randrange(outputs)
+                    ctx.set(dut.requests[i][v], requests[i][v])
+                # Every VC with a request has a flit; some have a flit but no request.
+                present = sum(1 << v for v in range(vcs)
+                              if requests[i][v] or rng.random() < 0.2)
+                ctx.set(dut.present[i], present)
+            selected = set()
+            for i in range(inputs):
+                chosen, grant = ctx.get(dut.chosen[i]), ctx.get(dut.grant[i])
+                present = ctx.get(dut.present[i])
+                assert bin(chosen).count("1") == (1 if present else 0)
+                assert chosen & ~present == 0
+                assert grant & ~chosen == 0
+            for o in range(outputs):
+                select = ctx.get(dut.select[o])
+                assert bin(select).count("1") <= 1
+                if select:
+                    i = select.bit_length() - 1
+                    grant = ctx.get(dut.grant[i])
+                    v = grant.bit_length() - 1
+                    assert grant == 1 << v and requests[i][v] == 1 << o
+                    assert i not in selected
+                    selected.add(i)
+            for i in range(inputs):
+                grant = ctx.get(dut.grant[i])
+                for v in range(vcs):
+                    if requests[i][v] and not grant >> v & 1:
+                        waiting[i][v] += 1
+                        assert waiting[i][v] < 4 * inputs * vcs, (i, v, waiting[i][v])
+                    else:
+                        waiting[i][v] = 0
             await ctx.tick()
 
     sim = Simulator(dut)

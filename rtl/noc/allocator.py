@@ -1,17 +1,20 @@
-"""Round-robin arbiters and the router's separable (input-first) switch allocator.
+"""Round-robin arbiters and switch allocators.
 
-The allocator is combinational; the router registers its grants (the switch traverses in the
-next cycle), which is what keeps the allocation path short. Both stages are round-robin: an
-arbiter's priority moves past the requester it granted only when that grant is *used*, so
-every requester that keeps asking is served within ``count`` uses (tests/test_noc.py checks
-this bound exhaustively on small arbiters).
+:class:`PreselectAllocator` is the router's: each input offers one VC, chosen a cycle ahead
+(a register), so the allocation cycle holds only the output arbiters.
+:class:`SeparableAllocator` (input-first, both stages round-robin) is the one it replaced,
+kept for comparison. Both are combinational apart from their priority state; the router
+registers their grants (the switch traverses in the next cycle). An arbiter's priority moves
+past the requester it granted only when that grant is *used*, so every requester that keeps
+asking is served within ``count`` uses (tests/test_noc.py checks this bound exhaustively on
+small arbiters).
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RoundRobin", "SeparableAllocator"]
+__all__ = ["RoundRobin", "SeparableAllocator", "PreselectAllocator"]
 
 
 class RoundRobin(wiring.Component):
@@ -119,4 +122,91 @@ class SeparableAllocator(wiring.Component):
                 self.grant[i].eq(chosen[i].grant & Cat(won[i]).replicate(vcs)),
                 chosen[i].advance.eq(won[i]),
             ]
+        return m
+
+
+def _first_after(bits, last, count):
+    """One-hot: the first set bit of ``bits`` after the one-hot ``last`` in cyclic order
+    (``last`` itself comes last); zero if ``bits`` or ``last`` is zero."""
+    choices = 0
+    for p in range(count):
+        order = [(p + 1 + k) % count for k in range(count)]
+        picked = [0] * count
+        for position, k in enumerate(order):
+            blocked = [bits[j] for j in order[:position]]
+            picked[k] = bits[k] & (~Cat(*blocked).any() if blocked else 1)
+        choices = choices | (Cat(*picked) & last[p].replicate(count))
+    return choices
+
+
+class PreselectAllocator(wiring.Component):
+    """Switch allocator whose input stage is chosen one cycle ahead.
+
+    Each input offers one VC (``chosen``): the VC pre-selected in the previous cycle
+    (a register) if it has a flit, else its first VC that has one (``present``, which
+    needs no eligibility check, so a flit arriving on an idle input is offered at once).
+    Each output then picks one of the inputs whose offered VC asks for it (round-robin).
+    The pre-selection for the next cycle is the first VC with an eligible request after
+    the one offered now (the offered one last), so VCs with eligible requests take turns
+    and a blocked VC cannot hold its input. The critical cycle holds only the output
+    arbiters and what follows their grants; the input choice runs beside them.
+
+    Members
+    -------
+    requests : In(outputs).array(inputs, vcs)
+        One-hot over outputs (or zero): the output VC ``v`` of input ``i`` asks for,
+        gated by everything that makes it eligible.
+    present : In(vcs).array(inputs)
+        Bit ``v``: VC ``v`` of input ``i`` has a flit this cycle, eligible or not.
+    chosen : Out(vcs).array(inputs)
+        One-hot (or zero): the VC input ``i`` offers this cycle.
+    grant : Out(vcs).array(inputs)
+        One-hot (or zero): the VC of input ``i`` that won (always its ``chosen`` one).
+    select : Out(inputs).array(outputs)
+        One-hot (or zero): the input that won output ``o``.
+    """
+
+    def __init__(self, inputs: int, vcs: int, outputs: int):
+        self.inputs, self.vcs, self.outputs = inputs, vcs, outputs
+        super().__init__({
+            "requests": In(outputs).array(inputs, vcs),
+            "present": In(vcs).array(inputs),
+            "chosen": Out(vcs).array(inputs),
+            "grant": Out(vcs).array(inputs),
+            "select": Out(inputs).array(outputs),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        inputs, vcs, outputs = self.inputs, self.vcs, self.outputs
+        wants = []
+        for i in range(inputs):
+            pre = Signal(vcs, init=1, name=f"pre{i}")
+            present = self.present[i]
+            first = Cat(present[v] & ~present[:v].any() if v else present[0]
+                        for v in range(vcs))
+            chosen = self.chosen[i]
+            m.d.comb += chosen.eq(Mux((pre & present).any(), pre, first))
+            want = Signal(outputs, name=f"want{i}")
+            acc = 0
+            for v in range(vcs):
+                acc = acc | (self.requests[i][v] & chosen[v].replicate(outputs))
+            m.d.comb += want.eq(acc)
+            wants.append(want)
+            if vcs > 1:
+                eligible = Cat(self.requests[i][v].any() for v in range(vcs))
+                with m.If(eligible.any()):
+                    m.d.sync += pre.eq(_first_after(eligible, chosen, vcs))
+        won = [0] * inputs
+        for o in range(outputs):
+            arbiter = m.submodules[f"output{o}"] = RoundRobin(inputs)
+            m.d.comb += [
+                arbiter.requests.eq(Cat(wants[i][o] for i in range(inputs))),
+                arbiter.advance.eq(1),
+                self.select[o].eq(arbiter.grant),
+            ]
+            for i in range(inputs):
+                won[i] = won[i] | arbiter.grant[i]
+        for i in range(inputs):
+            m.d.comb += self.grant[i].eq(self.chosen[i] & Cat(won[i]).replicate(vcs))
         return m

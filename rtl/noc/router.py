@@ -19,7 +19,8 @@ Virtual channels are message classes: a packet keeps its VC from source to desti
 VC: a head flit may only be granted an output VC no other packet holds; the grant of its
 head takes it, the grant of its tail frees it, so the flits of one packet never interleave
 with another's on one VC. This ownership check is part of the switch allocator's request
-(:class:`~.allocator.SeparableAllocator`, input-first, round-robin at both stages).
+(:class:`~.allocator.PreselectAllocator`: each input offers one VC, pre-selected a cycle
+ahead, and each output picks an input round-robin).
 
 Credits: one counter per output VC, ``depth`` at reset, spent at the grant and returned one
 cycle after the receiving router reads the flit out of its buffer.
@@ -45,7 +46,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .allocator import SeparableAllocator
+from .allocator import PreselectAllocator
 from .flit import DIRECTIONS, FlitFormat, LinkSignature
 from .route import MeshGeometry, RouteComputer
 
@@ -205,7 +206,7 @@ class Router(wiring.Component):
             for v in range(vcs):
                 m.d.comb += credit_in[d][v].eq(self.link_out[d].credit[v])
 
-        m.submodules.allocator = allocator = SeparableAllocator(ports, vcs, ports)
+        m.submodules.allocator = allocator = PreselectAllocator(ports, vcs, ports)
 
         # ---- Input units -------------------------------------------------------------------
         # Per input port i and VC v: the arriving flit (push, its entry and meta), the
@@ -233,7 +234,7 @@ class Router(wiring.Component):
             counts = [Signal(range(depth + 1), name=f"{name}_v{v}_count") for v in range(vcs)]
             pop_regs = [Signal(name=f"{name}_v{v}_pop") for v in range(vcs)]
             vc_reg = Signal(vcs, name=f"{name}_st_vc")
-            reads = []
+            reads, wr_ptrs, rd_ptrs = [], [], []
             heads, tails = [], []
             for v in range(vcs):
                 vname = f"{name}_v{v}"
@@ -286,23 +287,28 @@ class Router(wiring.Component):
                         m.d.sync += cur_port.eq(arrive_ports[v])
 
                 # Buffer: data in a memory (distributed RAM), allocation meta in registers.
-                memory = m.submodules[f"{vname}_buffer"] = Memory(
-                    shape=entry_layout, depth=depth, init=[])
-                write = memory.write_port()
-                read = memory.read_port(domain="comb")
+                # A link input gets at most one flit a cycle and reads one VC a cycle, so its
+                # VCs share one memory (below); a tile input may push on every VC at once.
                 wr_ptr = Signal(range(depth), name=f"{vname}_wr_ptr")
                 rd_ptr = Signal(range(depth), name=f"{vname}_rd_ptr")
+                wr_ptrs.append(wr_ptr)
+                rd_ptrs.append(rd_ptr)
                 al_ptr = Signal(range(depth), name=f"{vname}_al_ptr")
                 pending = Signal(range(depth + 1), name=f"{vname}_pending")
                 meta_port = [Signal(range(ports), name=f"{vname}_port{k}")
                              for k in range(depth)]
                 meta_head = [Signal(name=f"{vname}_head{k}") for k in range(depth)]
                 meta_tail = [Signal(name=f"{vname}_tail{k}") for k in range(depth)]
-                m.d.comb += [
-                    write.addr.eq(wr_ptr), write.data.eq(entry), write.en.eq(push),
-                    read.addr.eq(rd_ptr),
-                ]
-                reads.append(read.data)
+                if is_local:
+                    memory = m.submodules[f"{vname}_buffer"] = Memory(
+                        shape=entry_layout, depth=depth, init=[])
+                    write = memory.write_port()
+                    read = memory.read_port(domain="comb")
+                    m.d.comb += [
+                        write.addr.eq(wr_ptr), write.data.eq(entry), write.en.eq(push),
+                        read.addr.eq(rd_ptr),
+                    ]
+                    reads.append(read.data)
                 with m.If(push):
                     m.d.sync += wr_ptr.eq(_wrap_inc(wr_ptr, depth))
                 for k in range(depth):
@@ -318,33 +324,77 @@ class Router(wiring.Component):
                 m.d.sync += counts[v].eq(counts[v] + push - pop)
 
                 # Request: the oldest flit not granted yet, from the buffer or the wire.
-                has_pending = pending != 0
+                has_pending = Signal(name=f"{vname}_has_pending")  # pending != 0, registered
                 req_valid = has_pending | push
                 req_port = Signal(range(ports), name=f"{vname}_req_port")
                 req_head = Signal(name=f"{vname}_req_head")
                 req_tail = Signal(name=f"{vname}_req_tail")
+                # The oldest buffered flit's meta is kept in registers (hol_*), loaded when
+                # the flit before it is granted, so the request starts at flip-flops.
+                hol_port = Signal(range(ports), name=f"{vname}_hol_port")
+                hol_head = Signal(name=f"{vname}_hol_head")
+                hol_tail = Signal(name=f"{vname}_hol_tail")
                 m.d.comb += [
-                    req_port.eq(Mux(has_pending, _read(meta_port, al_ptr), arrive_port)),
-                    req_head.eq(Mux(has_pending, _read(meta_head, al_ptr), entry.flit.head)),
-                    req_tail.eq(Mux(has_pending, _read(meta_tail, al_ptr), entry.flit.tail)),
+                    req_port.eq(Mux(has_pending, hol_port, arrive_port)),
+                    req_head.eq(Mux(has_pending, hol_head, entry.flit.head)),
+                    req_tail.eq(Mux(has_pending, hol_tail, entry.flit.tail)),
                 ]
+                after = _wrap_inc(al_ptr, depth)
+                from_buffer = has_pending & (pending > 1)
+                with m.If(~has_pending | allocator.grant[i][v]):
+                    m.d.sync += [
+                        hol_port.eq(Mux(from_buffer, _read(meta_port, after), arrive_port)),
+                        hol_head.eq(Mux(from_buffer, _read(meta_head, after), entry.flit.head)),
+                        hol_tail.eq(Mux(from_buffer, _read(meta_tail, after), entry.flit.tail)),
+                    ]
                 heads.append(req_head)
                 tails.append(req_tail)
+                m.d.comb += allocator.present[i][v].eq(req_valid)
                 m.d.comb += allocator.requests[i][v].eq(Cat(
                     req_valid & (req_port == o) & credit_ok[o][v] & (~req_head | free[o][v])
                     for o in range(ports)))
                 grant = allocator.grant[i][v]
                 with m.If(grant):
                     m.d.sync += al_ptr.eq(_wrap_inc(al_ptr, depth))
-                m.d.sync += [pending.eq(pending + push - grant), pop.eq(grant)]
+                # Both outcomes of the grant are computed beside the allocator; the grant
+                # only picks one (it arrives last).
+                kept = pending + push
+                m.d.sync += [
+                    pending.eq(Mux(grant, kept - 1, kept)),
+                    has_pending.eq(Mux(grant, kept > 1, kept != 0)),
+                    pop.eq(grant),
+                ]
             m.d.sync += vc_reg.eq(allocator.grant[i])
             if not is_local:
                 m.d.comb += self.link_in[i].credit.eq(Cat(pop_regs))
             selected = Signal(entry_layout, name=f"{name}_st_entry")
-            acc = 0
-            for v in range(vcs):
-                acc = acc | (reads[v].as_value() & vc_reg[v].replicate(entry_layout.size))
-            m.d.comb += selected.eq(acc)
+            if is_local:
+                acc = 0
+                for v in range(vcs):
+                    acc = acc | (reads[v].as_value() & vc_reg[v].replicate(entry_layout.size))
+                m.d.comb += selected.eq(acc)
+            else:
+                # One memory for the input's VCs: VC v's entries at {pointer, v}.
+                ptr_bits = max(1, (depth - 1).bit_length())
+                vc_bits = max(1, (vcs - 1).bit_length())
+                memory = m.submodules[f"{name}_buffer"] = Memory(
+                    shape=entry_layout, depth=vcs << ptr_bits, init=[])
+                write = memory.write_port()
+                read = memory.read_port(domain="comb")
+                wire_vc = wire.flit.vc[:vc_bits]
+                rd_ptr = 0
+                rd_vc = 0
+                for v in range(vcs):
+                    rd_ptr = rd_ptr | (rd_ptrs[v] & vc_reg[v].replicate(ptr_bits))
+                    if v:
+                        rd_vc = rd_vc | (vc_reg[v].replicate(vc_bits) & v)
+                m.d.comb += [
+                    write.addr.eq(Cat(_read(wr_ptrs, wire_vc)[:ptr_bits], wire_vc)),
+                    write.data.eq(entries[0]),
+                    write.en.eq(Cat(pushes).any()),
+                    read.addr.eq(Cat(rd_ptr[:ptr_bits], rd_vc)),
+                    selected.eq(read.data),
+                ]
             st_entry.append(selected)
             st_vc.append(vc_reg)
             pops.append(pop_regs)
@@ -354,7 +404,8 @@ class Router(wiring.Component):
         # ---- Output side: credits and ownership follow the grants ---------------------------
         for o in range(ports):
             for v in range(vcs):
-                wins = [allocator.select[o][i] & allocator.grant[i][v] for i in range(ports)]
+                # select[o][i] means input i won, with the VC it offered (chosen).
+                wins = [allocator.select[o][i] & allocator.chosen[i][v] for i in range(ports)]
                 go = Signal(name=f"go_o{o}_v{v}")
                 take = Signal(name=f"take_o{o}_v{v}")
                 release = Signal(name=f"release_o{o}_v{v}")

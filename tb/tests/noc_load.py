@@ -39,7 +39,10 @@ class _Mesh:
         self.dut, self.geometry, self.vcs = dut, geometry, vcs
         ids = [(node, vc) for node in range(geometry.nodes) for vc in range(vcs)]
         self.ids = ids
-        get = lambda name: dut._id(name, extended=False)  # noqa: E731
+
+        def get(name):
+            return dut._id(name, extended=False)
+
         self.in_valid = {k: get(f"inject__{k[0]}__0__{k[1]}__valid") for k in ids}
         self.in_ready = {k: get(f"inject__{k[0]}__0__{k[1]}__ready") for k in ids}
         self.in_payload = {k: get(f"inject__{k[0]}__0__{k[1]}__payload") for k in ids}
