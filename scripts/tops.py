@@ -6,7 +6,7 @@ from chipknit.rtl.link.lanes import LaneParams
 from chipknit.rtl.npu.array import ArrayParams, SystolicArray
 from chipknit.rtl.prbs import PrbsChecker, PrbsGenerator
 from chipknit.rtl.selftest import CreditSelfTest
-from chipknit.tb.benches import TESTBENCHES
+from chipknit.tb.benches import TESTBENCHES, npu_commands
 from chipknit.tb.tests.noc_common import router_top as noc_router_top
 
 __all__ = ["TOPS"]
@@ -25,5 +25,7 @@ TOPS = {
     # corner router with two local ports and three VCs.
     "noc_router_corner": lambda: noc_router_top(columns=2, rows=2, x=1, y=0, local_ports=2,
                                                 vcs=3),
+    # The `npu_commands` testbench top is linted below; this is a 3x5 queue, one lane.
+    "npu_commands_3x5": lambda: npu_commands(rows=3, cols=5, lanes=1, depth=3, in_flight=3),
     **{name: bench.top for name, bench in TESTBENCHES.items()},
 }

@@ -62,6 +62,17 @@ def npu_engine(rows: int = 4, cols: int = 4, mac: str = "infer", a_depth: int = 
                                    qp_depth=qp_depth, requant_lanes=lanes))
 
 
+def npu_commands(depth: int = 8, in_flight: int = 8, **engine):
+    """A :class:`CommandQueue` in front of :func:`npu_engine` (same engine parameters)."""
+    from chipknit.rtl.npu.commands import CommandQueue, QueueParams
+    engine = {**NPU_ENGINE_PARAMS, **engine}
+    array = ArrayParams(rows=engine["rows"], cols=engine["cols"], mac=engine["mac"])
+    params = EngineParams(array=array, a_depth=engine["a_depth"], w_depth=engine["w_depth"],
+                          acc_depth=engine["acc_depth"], qp_depth=engine["qp_depth"],
+                          requant_lanes=engine["lanes"])
+    return CommandQueue(QueueParams(params, depth=depth, in_flight=in_flight))
+
+
 NPU_ENGINE_PARAMS = {"rows": 4, "cols": 4, "mac": "infer", "a_depth": 256, "w_depth": 256,
                      "acc_depth": 64, "qp_depth": 16, "lanes": 2}
 
@@ -146,6 +157,13 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.npu_rate",
         params=NPU_ENGINE_PARAMS,
         description="measures the NPU engine's MAC utilisation (used by `chipknit bench npu`)",
+    ),
+    Testbench(
+        name="npu_commands",
+        top=npu_commands,
+        module="chipknit.tb.tests.npu_commands",
+        params={**NPU_ENGINE_PARAMS, "depth": 8, "in_flight": 8},
+        description="NPU command queue: programs vs NumPy, error status, FENCE, reset",
     ),
 ]}
 

@@ -1,0 +1,275 @@
+"""NPU command queue: a small instruction set in front of the :class:`GemmEngine`.
+
+Commands (64-bit words, :data:`command_layout`) arrive on a ``lib.stream``, wait in a
+FIFO, are decoded and range-checked against the engine's scratchpads and dispatched to the
+engine's compute and requantise command streams. One status record per command
+(:data:`status_layout`) leaves on ``status``, in command order, when the command has
+completed: a compute when its last accumulator row is written, a requantise when its last
+result has left ``o``, anything else at once. An illegal or out-of-range command is not
+executed; it only gets its error status, and the queue goes on with the next command.
+FENCE holds every later command until all earlier commands have completed and their status
+records have left. See ``docs/npu.md`` (*Command queue*); ``tb/models/npu_isa.py`` encodes
+the same bits.
+"""
+
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .engine import EngineParams, GemmEngine
+
+__all__ = ["Opcode", "StatusCode", "command_layout", "status_layout", "QueueParams",
+           "CommandQueue"]
+
+
+class Opcode(enum.Enum, shape=4):
+    CONFIGURE = 1
+    COMPUTE = 2
+    REQUANTISE = 3
+    FENCE = 4
+
+
+class StatusCode(enum.Enum, shape=4):
+    OK = 0
+    ILLEGAL_OPCODE = 1
+    OUT_OF_RANGE = 2
+
+
+FIELD = unsigned(12)       # addresses and row counts: scratchpads up to 4096 rows
+
+configure_layout = data.StructLayout({
+    "a_zero_point": signed(8), "w_zero_point": signed(8), "out_zero_point": signed(8),
+    "act_min": signed(8), "act_max": signed(8),
+})
+compute_layout = data.StructLayout({
+    "m": FIELD, "k_blocks": unsigned(8), "a_base": FIELD, "w_base": FIELD, "acc_base": FIELD,
+})
+requantise_layout = data.StructLayout({"m": FIELD, "acc_base": FIELD, "qp_base": FIELD})
+
+#: One command: opcode, flags (bit 0: accumulate for COMPUTE, bypass for REQUANTISE) and
+#: the arguments of its opcode.
+command_layout = data.StructLayout({
+    "opcode": unsigned(4),      # not the enum: any value can arrive, and is checked
+    "flags": unsigned(4),
+    "args": data.UnionLayout({"configure": configure_layout, "compute": compute_layout,
+                              "requantise": requantise_layout, "raw": unsigned(56)}),
+})
+
+#: One status record per command, in command order.
+status_layout = data.StructLayout({
+    "code": StatusCode,
+    "opcode": unsigned(4),
+    "seq": unsigned(8),
+})
+
+
+class _Kind(enum.Enum, shape=2):
+    NOW = 0         # completes at once (configure, fence, no-op, error)
+    COMPUTE = 1     # completes with the engine's next ``done``
+    REQUANT = 2     # completes when ``o`` has carried its last beat
+
+
+@dataclass(frozen=True)
+class QueueParams:
+    """Parameters of a :class:`CommandQueue`.
+
+    Parameters
+    ----------
+    engine : EngineParams
+        The engine it drives. Scratchpads up to 4096 rows (the ISA's 12-bit fields).
+    depth : int
+        Command FIFO entries.
+    in_flight : int
+        Commands dispatched but whose status has not left yet (the completion FIFO).
+    """
+    engine: EngineParams = field(default_factory=EngineParams)
+    depth: int = 8
+    in_flight: int = 8
+
+    def __post_init__(self):
+        if not isinstance(self.engine, EngineParams):
+            raise TypeError(f"Expected EngineParams, not {self.engine!r}")
+        for name in ("depth", "in_flight"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name.replace('_', ' ').capitalize()} must be a positive "
+                                 f"integer, not {value!r}")
+        e = self.engine
+        for name in ("a_depth", "w_depth", "acc_depth", "qp_depth"):
+            if getattr(e, name) >= 1 << FIELD.width:
+                raise ValueError(f"{name} must be below {1 << FIELD.width} for the ISA's "
+                                 f"{FIELD.width}-bit fields, not {getattr(e, name)}")
+
+
+class CommandQueue(wiring.Component):
+    """Command FIFO, decode, range checks, dispatch, FENCE and in-order status.
+
+    Attributes
+    ----------
+    cmd : In(stream.Signature(command_layout))
+    status : Out(stream.Signature(status_layout))
+    o : Out(stream.Signature(ArrayLayout(signed(32), requant_lanes)))
+        The engine's results (REQUANTISE), passed through.
+    a_wr, w_wr, qp_wr
+        The engine's scratchpad write ports, passed through.
+    busy : Out(1)
+        A command is queued, being dispatched, or has not had its status taken.
+    """
+
+    def __init__(self, params: QueueParams = QueueParams()):
+        if not isinstance(params, QueueParams):
+            raise TypeError(f"Expected QueueParams, not {params!r}")
+        self.params = params
+        self.engine = GemmEngine(params.engine)
+        members = {name: self.engine.signature.members[name]
+                   for name in ("a_wr", "w_wr", "qp_wr", "o")}
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout)),
+            "status": Out(stream.Signature(status_layout)),
+            **members,
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, e = self.params, self.params.engine
+        rows, groups = e.array.rows, e.groups
+        m.submodules.engine = engine = self.engine
+        for port in ("a_wr", "w_wr", "qp_wr"):
+            ours, theirs = getattr(self, port), getattr(engine, port)
+            m.d.comb += [theirs.addr.eq(ours.addr), theirs.data.eq(ours.data),
+                         theirs.en.eq(ours.en)]
+        wiring.connect(m, engine.o, wiring.flipped(self.o))
+
+        # --- Command FIFO. --------------------------------------------------------------
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(
+            width=command_layout.size, depth=p.depth)
+        m.d.comb += [queue.w_data.eq(self.cmd.payload), queue.w_en.eq(self.cmd.valid),
+                     self.cmd.ready.eq(queue.w_rdy)]
+        head = data.View(command_layout, queue.r_data)
+
+        # --- Decode and range checks, registered with the command. ------------------------
+        code = Signal(StatusCode)
+        noop = Signal()
+        c, r, cf = head.args.compute, head.args.requantise, head.args.configure
+        # (If chains, not m.Switch: Yosys writes incomplete case statements lint rejects.)
+        with m.If(head.opcode == Opcode.CONFIGURE):
+            with m.If(cf.act_min > cf.act_max):
+                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(head.opcode == Opcode.COMPUTE):
+            m.d.comb += noop.eq((c.m == 0) | (c.k_blocks == 0))
+            with m.If(~noop & ((c.acc_base + c.m > e.acc_depth)
+                               | (c.a_base + c.k_blocks * c.m > e.a_depth)
+                               | (c.w_base + c.k_blocks * rows > e.w_depth))):
+                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(head.opcode == Opcode.REQUANTISE):
+            m.d.comb += noop.eq(r.m == 0)
+            with m.If(~noop & ((r.acc_base + r.m > e.acc_depth)
+                               | (r.qp_base + groups > e.qp_depth))):
+                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(head.opcode != Opcode.FENCE):
+            m.d.comb += code.eq(StatusCode.ILLEGAL_OPCODE)
+
+        cur = Signal(command_layout)
+        cur_valid = Signal()
+        cur_code = Signal(StatusCode)
+        cur_kind = Signal(_Kind)
+        seq = Signal(8)
+        retire = Signal()
+        with m.If(~cur_valid | retire):
+            m.d.comb += queue.r_en.eq(1)
+            m.d.sync += cur_valid.eq(queue.r_rdy)
+            with m.If(queue.r_rdy):
+                m.d.sync += [cur.eq(head), cur_code.eq(code), seq.eq(seq + 1),
+                             cur_kind.eq(_Kind.NOW)]
+                with m.If((code == StatusCode.OK) & ~noop):
+                    with m.If(head.opcode == Opcode.COMPUTE):
+                        m.d.sync += cur_kind.eq(_Kind.COMPUTE)
+                    with m.If(head.opcode == Opcode.REQUANTISE):
+                        m.d.sync += cur_kind.eq(_Kind.REQUANT)
+        cur_seq = Signal(8)
+        with m.If(queue.r_en & queue.r_rdy):
+            m.d.sync += cur_seq.eq(seq)
+
+        # --- Completion FIFO: what is dispatched, in order, until its status leaves. -------
+        beats_in_flight = p.in_flight * e.acc_depth * groups
+        beat_count = unsigned(beats_in_flight.bit_length() + 1)
+        entry_layout = data.StructLayout({
+            "kind": _Kind, "code": StatusCode, "opcode": unsigned(4), "seq": unsigned(8),
+            "target": beat_count,
+        })
+        m.submodules.done_fifo = done_fifo = fifo.SyncFIFO(width=entry_layout.size,
+                                                           depth=p.in_flight)
+        # One assignment of the whole entry: Icarus 11 loops at time 0 on a signal that
+        # several always_comb blocks each drive a part of.
+        target = Signal(beat_count)
+        m.d.comb += done_fifo.w_data.eq(Cat(cur_kind, cur_code, cur.opcode, cur_seq, target))
+
+        # Configuration registers, for the commands after a CONFIGURE.
+        config = Signal(configure_layout, init={"act_min": -128, "act_max": 127})
+        beats_issued = Signal(beat_count)
+        requant_beats = Signal(beat_count)
+        m.d.comb += requant_beats.eq(cur.args.requantise.m * groups)
+
+        is_fence = cur.opcode == Opcode.FENCE
+        with m.If(cur_valid & done_fifo.w_rdy):
+            with m.If(cur_kind == _Kind.COMPUTE):
+                m.d.comb += [engine.cmd.valid.eq(1), retire.eq(engine.cmd.ready)]
+            with m.Elif(cur_kind == _Kind.REQUANT):
+                m.d.comb += [engine.rq_cmd.valid.eq(1), retire.eq(engine.rq_cmd.ready),
+                             target.eq(beats_issued + requant_beats)]
+                with m.If(engine.rq_cmd.ready):
+                    m.d.sync += beats_issued.eq(beats_issued + requant_beats)
+            with m.Else():
+                # FENCE: everything earlier has completed and its status has left.
+                m.d.comb += retire.eq(~is_fence | ~done_fifo.r_rdy)
+                with m.If((cur.opcode == Opcode.CONFIGURE) & (cur_code == StatusCode.OK)):
+                    m.d.sync += config.eq(cur.args.configure)
+        m.d.comb += done_fifo.w_en.eq(retire)
+
+        cc, rc = cur.args.compute, cur.args.requantise
+        m.d.comb += [
+            engine.cmd.payload.m.eq(cc.m), engine.cmd.payload.k_blocks.eq(cc.k_blocks),
+            engine.cmd.payload.a_base.eq(cc.a_base), engine.cmd.payload.w_base.eq(cc.w_base),
+            engine.cmd.payload.acc_base.eq(cc.acc_base),
+            engine.cmd.payload.accumulate.eq(cur.flags[0]),
+            engine.cmd.payload.a_zero_point.eq(config.a_zero_point),
+            engine.cmd.payload.w_zero_point.eq(config.w_zero_point),
+            engine.rq_cmd.payload.m.eq(rc.m), engine.rq_cmd.payload.acc_base.eq(rc.acc_base),
+            engine.rq_cmd.payload.qp_base.eq(rc.qp_base),
+            engine.rq_cmd.payload.out_zero_point.eq(config.out_zero_point),
+            engine.rq_cmd.payload.act_min.eq(config.act_min),
+            engine.rq_cmd.payload.act_max.eq(config.act_max),
+            engine.rq_cmd.payload.bypass.eq(cur.flags[0]),
+        ]
+
+        # --- Completion and status. --------------------------------------------------------
+        oldest = data.View(entry_layout, done_fifo.r_data)
+        dones = Signal(range(p.in_flight + 2))     # engine ``done``s not yet retired
+        beats_out = Signal(beat_count)
+        complete = Signal()
+        behind = Signal(beat_count)
+        m.d.comb += behind.eq(beats_out - oldest.target)
+        with m.If(oldest.kind == _Kind.COMPUTE):
+            m.d.comb += complete.eq(dones != 0)
+        with m.Elif(oldest.kind == _Kind.REQUANT):
+            # beats_out has reached target (modulo: fewer than half the counter's range is
+            # ever outstanding).
+            m.d.comb += complete.eq(~behind[-1])
+        with m.Else():
+            m.d.comb += complete.eq(1)
+        m.d.comb += [
+            self.status.valid.eq(done_fifo.r_rdy & complete),
+            self.status.payload.code.eq(oldest.code),
+            self.status.payload.opcode.eq(oldest.opcode),
+            self.status.payload.seq.eq(oldest.seq),
+            done_fifo.r_en.eq(self.status.valid & self.status.ready),
+        ]
+        retire_compute = Signal()
+        m.d.comb += retire_compute.eq(done_fifo.r_en & (oldest.kind == _Kind.COMPUTE))
+        m.d.sync += [dones.eq(dones + engine.done - retire_compute),
+                     beats_out.eq(beats_out + (self.o.valid & self.o.ready))]
+        m.d.comb += self.busy.eq(queue.r_rdy | cur_valid | done_fifo.r_rdy)
+        return m
