@@ -107,22 +107,29 @@ class SeparableAllocator(wiring.Component):
             wants.append(want)
             chosen.append(arbiter)
         # Stage 2: per output, one input.
-        won = [0] * inputs
-        for o in range(outputs):
-            arbiter = m.submodules[f"output{o}"] = RoundRobin(inputs)
-            m.d.comb += [
-                arbiter.requests.eq(Cat(wants[i][o] for i in range(inputs))),
-                arbiter.advance.eq(1),
-                self.select[o].eq(arbiter.grant),
-            ]
-            for i in range(inputs):
-                won[i] = won[i] | arbiter.grant[i]
+        won = _output_stage(m, wants, self.select, inputs, outputs)
         for i in range(inputs):
             m.d.comb += [
                 self.grant[i].eq(chosen[i].grant & Cat(won[i]).replicate(vcs)),
                 chosen[i].advance.eq(won[i]),
             ]
         return m
+
+
+def _output_stage(m, wants, select, inputs, outputs):
+    """Per output, a round-robin among the inputs that want it; drives ``select`` and
+    returns, per input, whether it won an output this cycle."""
+    won = [0] * inputs
+    for o in range(outputs):
+        arbiter = m.submodules[f"output{o}"] = RoundRobin(inputs)
+        m.d.comb += [
+            arbiter.requests.eq(Cat(wants[i][o] for i in range(inputs))),
+            arbiter.advance.eq(1),
+            select[o].eq(arbiter.grant),
+        ]
+        for i in range(inputs):
+            won[i] = won[i] | arbiter.grant[i]
+    return won
 
 
 def _first_after(bits, last, count):
@@ -197,16 +204,7 @@ class PreselectAllocator(wiring.Component):
                 eligible = Cat(self.requests[i][v].any() for v in range(vcs))
                 with m.If(eligible.any()):
                     m.d.sync += pre.eq(_first_after(eligible, chosen, vcs))
-        won = [0] * inputs
-        for o in range(outputs):
-            arbiter = m.submodules[f"output{o}"] = RoundRobin(inputs)
-            m.d.comb += [
-                arbiter.requests.eq(Cat(wants[i][o] for i in range(inputs))),
-                arbiter.advance.eq(1),
-                self.select[o].eq(arbiter.grant),
-            ]
-            for i in range(inputs):
-                won[i] = won[i] | arbiter.grant[i]
+        won = _output_stage(m, wants, self.select, inputs, outputs)
         for i in range(inputs):
             m.d.comb += self.grant[i].eq(self.chosen[i] & Cat(won[i]).replicate(vcs))
         return m
