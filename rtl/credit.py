@@ -23,7 +23,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["CreditParams", "CreditSignature", "CreditSender", "CreditReceiver",
-           "SaturatingCounter"]
+           "SaturatingCounter", "add_event_counters"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,20 @@ class SaturatingCounter(wiring.Component):
         with m.If(self.inc & (self.count != (1 << len(self.count)) - 1)):
             m.d.sync += self.count.eq(self.count + 1)
         return m
+
+
+def add_event_counters(m: Module, outputs, names, width: int) -> dict:
+    """Give each output ``outputs.<name>`` a :class:`SaturatingCounter` of ``width`` bits.
+
+    Returns ``{name: inc}``: drive ``inc`` high for one count per cycle.
+    """
+    increments = {}
+    for name in names:
+        counter = SaturatingCounter(width)
+        m.submodules[f"count_{name}"] = counter
+        m.d.comb += getattr(outputs, name).eq(counter.count)
+        increments[name] = counter.inc
+    return increments
 
 
 class CreditSender(wiring.Component):

@@ -10,7 +10,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..credit import SaturatingCounter
+from ..credit import add_event_counters
 from .commit_fifo import CommitFifo
 from .frame import CRC, LinkParams
 
@@ -86,14 +86,10 @@ class LinkReceiver(wiring.Component):
         for vc, fifo in enumerate(fifos):
             m.submodules[f"buffer_{vc}"] = fifo
             wiring.connect(m, fifo.r, wiring.flipped(self.o[vc]))
-        counters = {}
-        for (name,), _, _ in self.status.signature.flatten(self.status):
-            if name == "flits":
-                continue    # steps by a frame's count, below
-            counter = SaturatingCounter(COUNTER_WIDTH)
-            m.submodules[f"count_{name}"] = counter
-            m.d.comb += getattr(self.status, name).eq(counter.count)
-            counters[name] = counter.inc
+        # `flits` steps by a frame's count, below; the others count events.
+        counters = add_event_counters(m, self.status, [
+            name for (name,), _, _ in self.status.signature.flatten(self.status)
+            if name != "flits"], COUNTER_WIDTH)
 
         m.submodules.crc = checker = CRC(data_width=W).create()
 

@@ -14,7 +14,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..credit import SaturatingCounter
+from ..credit import add_event_counters
 from .frame import CRC, LinkParams
 
 __all__ = ["LinkTransmitter", "TransmitterStatus"]
@@ -82,14 +82,9 @@ class LinkTransmitter(wiring.Component):
         slot_bits = (R - 1).bit_length()
         beat_addr_bits = max(1, (p.slot_beats - 1).bit_length())
 
-        counters = {}
-        for (name,), _, _ in self.status.signature.flatten(self.status):
-            if name in ("credits", "outstanding"):
-                continue
-            counter = SaturatingCounter(COUNTER_WIDTH)
-            m.submodules[f"count_{name}"] = counter
-            m.d.comb += getattr(self.status, name).eq(counter.count)
-            counters[name] = counter.inc
+        counters = add_event_counters(m, self.status, [
+            name for (name,), _, _ in self.status.signature.flatten(self.status)
+            if name not in ("credits", "outstanding")], COUNTER_WIDTH)
 
         # --- Sequence state -----------------------------------------------------------------
         base = Signal(S)          # oldest unacknowledged data frame
