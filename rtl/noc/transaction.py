@@ -23,6 +23,12 @@ Streams (``lib.stream``, ready/valid, one transfer per cycle where both are high
              (one destination per address region, and the network keeps order per
              source/destination/VC); ``tag`` is echoed so an initiator may also match them.
 
+A target answers by the same rules, and decides the status before the first beat: all
+beats of one read response carry the same status (the target's network interface sends an
+error as a head-only packet and drops the remaining beats). A target always consumes a
+write's ``length + 1`` data beats, also when it refuses the write, and sends the write's
+response only after its last data beat.
+
 An initiator may have several requests outstanding (up to ``2**tag_bits`` per network
 interface); a target must accept requests while it still owes responses or the pipeline
 stalls, but it never has to — flow control is ready/valid throughout.
