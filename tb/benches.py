@@ -77,6 +77,24 @@ NPU_ENGINE_PARAMS = {"rows": 4, "cols": 4, "mac": "infer", "a_depth": 256, "w_de
                      "acc_depth": 64, "qp_depth": 16, "lanes": 2}
 
 
+#: The register bank the tests use: status and control registers of several widths.
+REGISTER_BANK_DEMO = (
+    ("frames_sent", 32, "r", 0), ("crc_errors", 16, "r", 0), ("lane_map", 18, "rw", 0x3FFFF),
+    ("state", 3, "r", 0), ("retrain_threshold", 12, "rw", 100), ("scratch", 32, "rw", 0),
+    ("link_up", 1, "r", 0), ("enable", 1, "rw", 1),
+)
+
+
+def register_bank(addr_width: int = 16, length_bits: int = 3, tag_bits: int = 4):
+    from chipknit.rtl.noc.transaction import TransactionParams
+    from chipknit.rtl.registers import Access, Register, RegisterBank
+    access = {"r": Access.READ, "rw": Access.READ_WRITE}
+    return RegisterBank(
+        TransactionParams(addr_width=addr_width, length_bits=length_bits, tag_bits=tag_bits),
+        [Register(name, width, access[mode], reset) for name, width, mode, reset
+         in REGISTER_BANK_DEMO])
+
+
 TESTBENCHES = {bench.name: bench for bench in [
     Testbench(
         name="credit_loopback",
@@ -164,6 +182,13 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.npu_commands",
         params={**NPU_ENGINE_PARAMS, "depth": 8, "in_flight": 8},
         description="NPU command queue: programs vs NumPy, error status, FENCE, reset",
+    ),
+    Testbench(
+        name="register_bank",
+        top=register_bank,
+        module="chipknit.tb.tests.register_bank",
+        params={"addr_width": 16, "length_bits": 3, "tag_bits": 4},
+        description="register bank behind the transaction protocol: reads, writes, errors",
     ),
 ]}
 
