@@ -17,6 +17,7 @@ from chipknit.rtl.credit import CreditParams
 from chipknit.rtl.selftest import CreditSelfTest, SelfTestParams
 
 from .boards import Board
+from .link_end import link_end_top
 
 __all__ = ["BoardTop", "TopFactory", "default_top", "small_top", "make_design", "DESIGNS"]
 
@@ -37,6 +38,8 @@ def small_top(board: Board) -> Elaboratable:
 DESIGNS: dict[str, TopFactory] = {
     "selftest": default_top,
     "selftest-small": small_top,
+    # One end of a board-to-board link on the header pins (ULX3S; see pinmaps.py).
+    "link-end": link_end_top,
 }
 
 

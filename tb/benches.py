@@ -77,6 +77,12 @@ NPU_ENGINE_PARAMS = {"rows": 4, "cols": 4, "mac": "infer", "a_depth": 256, "w_de
                      "acc_depth": 64, "qp_depth": 16, "lanes": 2}
 
 
+def link_end_loopback(lanes: int = 8, bits_per_lane: int = 2, idle_period: int = 256):
+    from chipknit.rtl.link.end_selftest import LinkEndLoopback, LinkEndParams
+    return LinkEndLoopback(LinkEndParams(lanes=LaneParams(lanes, bits_per_lane),
+                                         idle_period=idle_period))
+
+
 #: The register bank the tests use: status and control registers of several widths.
 REGISTER_BANK_DEMO = (
     ("frames_sent", 32, "r", 0), ("crc_errors", 16, "r", 0), ("lane_map", 18, "rw", 0x3FFFF),
@@ -189,6 +195,13 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.register_bank",
         params={"addr_width": 16, "length_bits": 3, "tag_bits": 4},
         description="register bank behind the transaction protocol: reads, writes, errors",
+    ),
+    Testbench(
+        name="link_end",
+        top=link_end_loopback,
+        module="chipknit.tb.tests.link_end",
+        params={"lanes": 8, "bits_per_lane": 2, "idle_period": 256},
+        description="board link self-test with lanes looped back: ok/error LEDs tell the truth",
     ),
 ]}
 

@@ -1,0 +1,94 @@
+"""Where a die-to-die link leaves a board: header pins for the DDR lanes.
+
+One die per board puts the link's lanes on a header (:class:`~chipknit.rtl.link.phy_ddr.
+DdrPhy`: data lanes, a valid and a forwarded clock per direction). :data:`LINK_PINS` says
+which pins, per board. A board wired to itself with a loopback cable (each transmit pin to
+its receive pin) tests its own link; two boards wired crosswise form a two-die package.
+"""
+
+from dataclasses import dataclass
+
+from amaranth.build import Attrs, Pins, Resource, Subsignal
+
+from chipknit.rtl.link.phy_ddr import DdrPhyPins
+
+__all__ = ["LinkPinMap", "LINK_PINS", "PIN_NAMES", "link_pin_map", "request_link_pins"]
+
+PIN_NAMES = ("tx_data", "tx_valid", "tx_clk", "rx_data", "rx_valid", "rx_clk")
+
+
+@dataclass(frozen=True)
+class LinkPinMap:
+    """The pins of one link end on one board.
+
+    Parameters
+    ----------
+    board : str
+        Board name (:data:`~chipknit.platforms.boards.BOARDS`).
+    connector : (str, int)
+        The header, as amaranth-boards names it.
+    lanes : int
+        Data lanes each way (2 bits per lane per core cycle on DDR pins).
+    tx_data, tx_valid, tx_clk, rx_data, rx_valid, rx_clk : str
+        Connector pin names, space separated (``lanes`` of them for data).
+    attrs : Attrs
+        I/O standard of every pin.
+    cabling : str
+        How to wire a loopback and a board-to-board cable, for the docs.
+    """
+    board: str
+    connector: tuple[str, int]
+    lanes: int
+    tx_data: str
+    tx_valid: str
+    tx_clk: str
+    rx_data: str
+    rx_valid: str
+    rx_clk: str
+    attrs: Attrs
+    cabling: str = ""
+
+    def __post_init__(self):
+        for name in ("tx_data", "rx_data"):
+            if len(getattr(self, name).split()) != self.lanes:
+                raise ValueError(f"{self.board}: {name} names "
+                                 f"{len(getattr(self, name).split())} pins for "
+                                 f"{self.lanes} lanes")
+        pins = [pin for name in PIN_NAMES for pin in getattr(self, name).split()]
+        if len(set(pins)) != len(pins):
+            raise ValueError(f"{self.board}: a pin is used twice in the link pin map")
+
+    def resource(self, number: int = 0) -> Resource:
+        return Resource("link", number, *[
+            Subsignal(name, Pins(getattr(self, name), dir="io", conn=self.connector))
+            for name in PIN_NAMES], self.attrs)
+
+
+LINK_PINS: dict[str, LinkPinMap] = {
+    # ULX3S: the GPIO header's differential pairs gpN/gnN sit side by side, so a loopback
+    # is ten jumpers gpN-gnN, N = 0..9; two boards: gpN of one to gnN of the other.
+    "ulx3s": LinkPinMap(
+        board="ulx3s", connector=("gpio", 0), lanes=8,
+        tx_data="0+ 1+ 2+ 3+ 4+ 5+ 6+ 7+", tx_valid="8+", tx_clk="9+",
+        rx_data="0- 1- 2- 3- 4- 5- 6- 7-", rx_valid="8-", rx_clk="9-",
+        attrs=Attrs(IO_TYPE="LVCMOS33", DRIVE="8"),
+        cabling="loopback: jumper gpN to gnN for N = 0..9; two boards: gpN of each to gnN of "
+                "the other, and ground to ground",
+    ),
+}
+
+
+def link_pin_map(board: str) -> LinkPinMap:
+    try:
+        return LINK_PINS[board]
+    except KeyError:
+        raise ValueError(f"No link pin map for board {board!r}; boards with one: "
+                         f"{', '.join(sorted(LINK_PINS))}") from None
+
+
+def request_link_pins(platform, board: str, number: int = 0) -> DdrPhyPins:
+    """Add the link resource for ``board`` to ``platform`` and request its pins."""
+    pin_map = link_pin_map(board)
+    platform.add_resources([pin_map.resource(number)])
+    link = platform.request("link", number, dir={name: "-" for name in PIN_NAMES})
+    return DdrPhyPins(**{name: getattr(link, name) for name in PIN_NAMES})
