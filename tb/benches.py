@@ -9,6 +9,9 @@ from chipknit.rtl.npu.engine import EngineParams, GemmEngine
 from chipknit.rtl.npu.requant import Requantiser, RequantParams
 
 from .harness import Testbench
+from .tests.host_common import bridge_top as host_bridge_top
+from .tests.host_common import uart_bridge_top as host_uart_bridge_top
+from .tests.host_common import uart_pair_top as host_uart_pair_top
 from .tests.noc_common import mesh_top as noc_mesh_top
 from .tests.noc_common import router_top as noc_router_top
 
@@ -202,6 +205,31 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.link_end",
         params={"lanes": 8, "bits_per_lane": 2, "idle_period": 256},
         description="board link self-test with lanes looped back: ok/error LEDs tell the truth",
+    ),
+    Testbench(
+        name="host_bridge",
+        top=host_bridge_top,
+        module="chipknit.tb.tests.host_bridge",
+        params={"data_width": 32, "addr_width": 32, "length_bits": 8, "tag_bits": 4,
+                "buffer_beats": 16, "frame_timeout": 64, "bus_timeout": 200,
+                "counter_width": 16},
+        description="host bridge byte protocol vs its model: random commands, damaged "
+                    "frames, bus timeouts, the host API",
+    ),
+    Testbench(
+        name="host_uart",
+        top=host_uart_pair_top,
+        module="chipknit.tb.tests.host_uart",
+        params={"divisor": 16, "counter_width": 16},
+        description="UART rx/tx bit level: baud error ±2 %, framing errors, overruns, glitches",
+    ),
+    Testbench(
+        name="host_uart_bridge",
+        top=host_uart_bridge_top,
+        module="chipknit.tb.tests.host_uart_bridge",
+        params={"divisor": 16, "buffer_beats": 16, "frame_timeout": 1000,
+                "bus_timeout": 500, "counter_width": 16, "data_width": 32},
+        description="the host API over the UART pins of UartHostBridge, memory behind it",
     ),
 ]}
 

@@ -1,0 +1,82 @@
+"""``python -m chipknit.host``: talk to a board's host bridge over a serial port.
+
+Examples::
+
+    python -m chipknit.host --port /dev/ttyUSB1 read 0x0 8
+    python -m chipknit.host --port /dev/ttyUSB1 write 0x10 0xdeadbeef 0x12345678
+    python -m chipknit.host --port /dev/ttyUSB1 counters
+    python -m chipknit.host --port /dev/ttyUSB1 memtest --base 0 --words 1024
+
+``memtest`` is :func:`chipknit.host.scripts.memory_test`, the script the cocotb test runs
+against the simulated bridge.
+"""
+
+import argparse
+import json
+import sys
+
+from .host import Host, HostError, run
+from .scripts import memory_test
+from .transport import SerialTransport
+
+
+def _int(text: str) -> int:
+    return int(text, 0)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m chipknit.host",
+                                     description="Read, write and test memory through the "
+                                                 "chipknit host bridge on a serial port.")
+    parser.add_argument("--port", required=True, help="serial port or pyserial URL")
+    parser.add_argument("--baud", type=int, default=115200,
+                        help="the bitstream's baud rate (default: 115200)")
+    parser.add_argument("--timeout", type=float, default=1.0,
+                        help="seconds to wait for a response (default: 1)")
+    parser.add_argument("--beat-bytes", type=int, default=4,
+                        help="bytes per word, the network's data width / 8 (default: 4)")
+    parser.add_argument("--max-write-beats", type=int, default=64,
+                        help="the bridge's buffer_beats (default: 64)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    read = commands.add_parser("read", help="read N words from ADDR")
+    read.add_argument("addr", type=_int)
+    read.add_argument("n_words", type=_int)
+    write = commands.add_parser("write", help="write words from ADDR")
+    write.add_argument("addr", type=_int)
+    write.add_argument("words", type=_int, nargs="+")
+    commands.add_parser("counters", help="the bridge's counters")
+    memtest = commands.add_parser("memtest", help="write, read back and compare")
+    memtest.add_argument("--base", type=_int, default=0)
+    memtest.add_argument("--words", type=_int, default=256)
+    memtest.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    options = {"beat_bytes": args.beat_bytes, "timeout": args.timeout,
+               "max_write_beats": args.max_write_beats}
+    with SerialTransport(args.port, args.baud) as transport:
+        try:
+            if args.command == "memtest":
+                result = run(lambda host: memory_test(host, args.base, args.words, args.seed),
+                             transport, **options)
+                print(json.dumps(result, indent=2))
+                return 1 if result["errors"] else 0
+            host = Host(transport, **options)
+            if args.command == "read":
+                for i, word in enumerate(host.read(args.addr, args.n_words)):
+                    print(f"{args.addr + i * args.beat_bytes:#010x}: "
+                          f"{word:#0{2 + 2 * args.beat_bytes}x}")
+            elif args.command == "write":
+                host.write(args.addr, args.words)
+            else:
+                print(json.dumps(host.read_counters(), indent=2))
+        except HostError as error:
+            print(f"chipknit.host: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
