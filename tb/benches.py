@@ -65,15 +65,22 @@ def npu_engine(rows: int = 4, cols: int = 4, mac: str = "infer", a_depth: int = 
                                    qp_depth=qp_depth, requant_lanes=lanes))
 
 
-def npu_commands(depth: int = 8, in_flight: int = 8, **engine):
-    """A :class:`CommandQueue` in front of :func:`npu_engine` (same engine parameters)."""
+def npu_commands(depth: int = 8, in_flight: int = 8, outstanding: int = 8,
+                 data_width: int = 32, length_bits: int = 8, tag_bits: int = 4, **engine):
+    """A :class:`CommandQueue` (with its DMA) in front of :func:`npu_engine` (same engine
+    parameters); ``data_width``, ``length_bits`` and ``tag_bits`` shape the DMA's port."""
+    from chipknit.rtl.noc.flit import FlitFormat
+    from chipknit.rtl.noc.transaction import TransactionParams
     from chipknit.rtl.npu.commands import CommandQueue, QueueParams
     engine = {**NPU_ENGINE_PARAMS, **engine}
     array = ArrayParams(rows=engine["rows"], cols=engine["cols"], mac=engine["mac"])
     params = EngineParams(array=array, a_depth=engine["a_depth"], w_depth=engine["w_depth"],
                           acc_depth=engine["acc_depth"], qp_depth=engine["qp_depth"],
                           requant_lanes=engine["lanes"])
-    return CommandQueue(QueueParams(params, depth=depth, in_flight=in_flight))
+    transaction = TransactionParams(flit=FlitFormat(data_width=data_width),
+                                    length_bits=length_bits, tag_bits=tag_bits)
+    return CommandQueue(QueueParams(params, depth=depth, in_flight=in_flight,
+                                    transaction=transaction, outstanding=outstanding))
 
 
 NPU_ENGINE_PARAMS = {"rows": 4, "cols": 4, "mac": "infer", "a_depth": 256, "w_depth": 256,
@@ -191,6 +198,26 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.npu_commands",
         params={**NPU_ENGINE_PARAMS, "depth": 8, "in_flight": 8},
         description="NPU command queue: programs vs NumPy, error status, FENCE, reset",
+    ),
+    Testbench(
+        name="npu_dma",
+        top=npu_commands,
+        module="chipknit.tb.tests.npu_dma",
+        params={**NPU_ENGINE_PARAMS, "a_depth": 64, "w_depth": 32, "acc_depth": 16,
+                "qp_depth": 8, "depth": 8, "in_flight": 8, "outstanding": 8,
+                "data_width": 32, "length_bits": 8, "tag_bits": 4},
+        description="NPU tile with DMA: compiled GEMM/conv programs vs the model, memory "
+                    "backpressure, DMA errors, reset",
+    ),
+    Testbench(
+        name="npu_fabric",
+        top=npu_commands,
+        module="chipknit.tb.tests.npu_fabric",
+        params={**NPU_ENGINE_PARAMS, "lanes": 1, "a_depth": 2048, "w_depth": 128,
+                "acc_depth": 128, "qp_depth": 8, "depth": 8, "in_flight": 8,
+                "outstanding": 8, "data_width": 32, "length_bits": 8, "tag_bits": 4},
+        description="measures the NPU tile fed through its DMA at B bytes/cycle "
+                    "(used by `chipknit bench npu`)",
     ),
     Testbench(
         name="register_bank",

@@ -7,6 +7,9 @@ engine's compute and requantise command streams. One status record per command
 completed: a compute when its last accumulator row is written, a requantise when its last
 result has left ``o``, anything else at once. An illegal or out-of-range command is not
 executed; it only gets its error status, and the queue goes on with the next command.
+LOAD and STORE go to the :class:`~chipknit.rtl.npu.dma.Dma`, which moves scratchpad rows and
+results over the network's initiator port ``bus``; they complete when their last response
+has arrived, with DMA_ERROR if the network answered any of it with an error.
 FENCE holds every later command until all earlier commands have completed and their status
 records have left. See ``docs/npu.md`` (*Command queue*); ``tb/models/npu_isa.py`` encodes
 the same bits.
@@ -14,10 +17,12 @@ the same bits.
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..noc.transaction import TransactionParams
+from .dma import Dma, DmaParams
 from .engine import EngineParams, GemmEngine
 
 __all__ = ["Opcode", "StatusCode", "command_layout", "status_layout", "QueueParams",
@@ -29,12 +34,16 @@ class Opcode(enum.Enum, shape=4):
     COMPUTE = 2
     REQUANTISE = 3
     FENCE = 4
+    LOAD = 5
+    STORE = 6
+    STRIDE = 7
 
 
 class StatusCode(enum.Enum, shape=4):
     OK = 0
     ILLEGAL_OPCODE = 1
     OUT_OF_RANGE = 2
+    DMA_ERROR = 3
 
 
 FIELD = unsigned(12)       # addresses and row counts: scratchpads up to 4096 rows
@@ -47,14 +56,20 @@ compute_layout = data.StructLayout({
     "m": FIELD, "k_blocks": unsigned(8), "a_base": FIELD, "w_base": FIELD, "acc_base": FIELD,
 })
 requantise_layout = data.StructLayout({"m": FIELD, "acc_base": FIELD, "qp_base": FIELD})
+load_layout = data.StructLayout({"spad_base": FIELD, "rows": FIELD, "remote": unsigned(32)})
+store_layout = data.StructLayout({"m": FIELD, "acc_base": FIELD, "qp_base": FIELD,
+                                  "remote": unsigned(20)})
+stride_layout = data.StructLayout({"line_rows": FIELD, "stride": unsigned(32)})
 
-#: One command: opcode, flags (bit 0: accumulate for COMPUTE, bypass for REQUANTISE) and
-#: the arguments of its opcode.
+#: One command: opcode, flags (bit 0: accumulate for COMPUTE, bypass for REQUANTISE and
+#: STORE; bits 1:0 the scratchpad of a LOAD) and the arguments of its opcode.
 command_layout = data.StructLayout({
     "opcode": unsigned(4),      # not the enum: any value can arrive, and is checked
     "flags": unsigned(4),
     "args": data.UnionLayout({"configure": configure_layout, "compute": compute_layout,
-                              "requantise": requantise_layout, "raw": unsigned(56)}),
+                              "requantise": requantise_layout, "load": load_layout,
+                              "store": store_layout, "stride": stride_layout,
+                              "raw": unsigned(56)}),
 })
 
 #: One status record per command, in command order.
@@ -69,6 +84,7 @@ class _Kind(enum.Enum, shape=2):
     NOW = 0         # completes at once (configure, fence, no-op, error)
     COMPUTE = 1     # completes with the engine's next ``done``
     REQUANT = 2     # completes when ``o`` has carried its last beat
+    DMA = 3         # completes with the DMA's next ``done`` (LOAD, STORE)
 
 
 @dataclass(frozen=True)
@@ -83,10 +99,16 @@ class QueueParams:
         Command FIFO entries.
     in_flight : int
         Commands dispatched but whose status has not left yet (the completion FIFO).
+    transaction : TransactionParams
+        The network's transactions, for the DMA's initiator port.
+    outstanding : int
+        DMA requests in flight.
     """
     engine: EngineParams = field(default_factory=EngineParams)
     depth: int = 8
     in_flight: int = 8
+    transaction: TransactionParams = field(default_factory=TransactionParams)
+    outstanding: int = 8
 
     def __post_init__(self):
         if not isinstance(self.engine, EngineParams):
@@ -101,6 +123,11 @@ class QueueParams:
             if getattr(e, name) >= 1 << FIELD.width:
                 raise ValueError(f"{name} must be below {1 << FIELD.width} for the ISA's "
                                  f"{FIELD.width}-bit fields, not {getattr(e, name)}")
+        DmaParams(self.engine, self.transaction, self.outstanding)   # validates them
+
+    @property
+    def dma(self) -> DmaParams:
+        return DmaParams(self.engine, self.transaction, self.outstanding)
 
 
 class CommandQueue(wiring.Component):
@@ -113,7 +140,9 @@ class CommandQueue(wiring.Component):
     o : Out(stream.Signature(ArrayLayout(signed(32), requant_lanes)))
         The engine's results (REQUANTISE), passed through.
     a_wr, w_wr, qp_wr
-        The engine's scratchpad write ports, passed through.
+        The engine's scratchpad write ports, for the host (a DMA write the same cycle wins).
+    bus : Out(InitiatorSignature(transaction))
+        The DMA's port to the network.
     busy : Out(1)
         A command is queued, being dispatched, or has not had its status taken.
     """
@@ -123,8 +152,10 @@ class CommandQueue(wiring.Component):
             raise TypeError(f"Expected QueueParams, not {params!r}")
         self.params = params
         self.engine = GemmEngine(params.engine)
+        self.dma = Dma(params.dma)
         members = {name: self.engine.signature.members[name]
                    for name in ("a_wr", "w_wr", "qp_wr", "o")}
+        members["bus"] = self.dma.signature.members["bus"]
         super().__init__({
             "cmd": In(stream.Signature(command_layout)),
             "status": Out(stream.Signature(status_layout)),
@@ -137,11 +168,22 @@ class CommandQueue(wiring.Component):
         p, e = self.params, self.params.engine
         rows, groups = e.array.rows, e.groups
         m.submodules.engine = engine = self.engine
+        m.submodules.dma = dma = self.dma
+        wiring.connect(m, dma.bus, wiring.flipped(self.bus))
         for port in ("a_wr", "w_wr", "qp_wr"):
-            ours, theirs = getattr(self, port), getattr(engine, port)
-            m.d.comb += [theirs.addr.eq(ours.addr), theirs.data.eq(ours.data),
-                         theirs.en.eq(ours.en)]
-        wiring.connect(m, engine.o, wiring.flipped(self.o))
+            ours, theirs, dmas = getattr(self, port), getattr(engine, port), getattr(dma, port)
+            with m.If(dmas.en):
+                m.d.comb += [theirs.addr.eq(dmas.addr), theirs.data.eq(dmas.data),
+                             theirs.en.eq(1)]
+            with m.Else():
+                m.d.comb += [theirs.addr.eq(ours.addr), theirs.data.eq(ours.data),
+                             theirs.en.eq(ours.en)]
+        # The requantiser's results go to ``o``, or to the DMA while a STORE takes them.
+        m.d.comb += [dma.rq.payload.eq(engine.o.payload), self.o.payload.eq(engine.o.payload)]
+        with m.If(dma.storing):
+            m.d.comb += [dma.rq.valid.eq(engine.o.valid), engine.o.ready.eq(dma.rq.ready)]
+        with m.Else():
+            m.d.comb += [self.o.valid.eq(engine.o.valid), engine.o.ready.eq(self.o.ready)]
 
         # --- Command FIFO. --------------------------------------------------------------
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(
@@ -169,7 +211,22 @@ class CommandQueue(wiring.Component):
             with m.If(~noop & ((r.acc_base + r.m > e.acc_depth)
                                | (r.qp_base + groups > e.qp_depth))):
                 m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(head.opcode != Opcode.FENCE):
+        with m.Elif(head.opcode == Opcode.LOAD):
+            ld = head.args.load
+            m.d.comb += noop.eq(ld.rows == 0)
+            target = head.flags[:2]
+            depth = Mux(target == 0, e.a_depth, Mux(target == 1, e.w_depth, e.qp_depth))
+            with m.If(~noop & ((target == 3) | (ld.spad_base + ld.rows > depth)
+                               | self._remote_out_of_range(ld.remote))):
+                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(head.opcode == Opcode.STORE):
+            st = head.args.store
+            m.d.comb += noop.eq(st.m == 0)
+            with m.If(~noop & ((st.acc_base + st.m > e.acc_depth)
+                               | (st.qp_base + groups > e.qp_depth)
+                               | self._remote_out_of_range(st.remote))):
+                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif((head.opcode != Opcode.FENCE) & (head.opcode != Opcode.STRIDE)):
             m.d.comb += code.eq(StatusCode.ILLEGAL_OPCODE)
 
         cur = Signal(command_layout)
@@ -189,6 +246,8 @@ class CommandQueue(wiring.Component):
                         m.d.sync += cur_kind.eq(_Kind.COMPUTE)
                     with m.If(head.opcode == Opcode.REQUANTISE):
                         m.d.sync += cur_kind.eq(_Kind.REQUANT)
+                    with m.If((head.opcode == Opcode.LOAD) | (head.opcode == Opcode.STORE)):
+                        m.d.sync += cur_kind.eq(_Kind.DMA)
         cur_seq = Signal(8)
         with m.If(queue.r_en & queue.r_rdy):
             m.d.sync += cur_seq.eq(seq)
@@ -209,6 +268,7 @@ class CommandQueue(wiring.Component):
 
         # Configuration registers, for the commands after a CONFIGURE.
         config = Signal(configure_layout, init={"act_min": -128, "act_max": 127})
+        shape_2d = Signal(stride_layout)
         beats_issued = Signal(beat_count)
         requant_beats = Signal(beat_count)
         m.d.comb += requant_beats.eq(cur.args.requantise.m * groups)
@@ -218,18 +278,41 @@ class CommandQueue(wiring.Component):
             with m.If(cur_kind == _Kind.COMPUTE):
                 m.d.comb += [engine.cmd.valid.eq(1), retire.eq(engine.cmd.ready)]
             with m.Elif(cur_kind == _Kind.REQUANT):
-                m.d.comb += [engine.rq_cmd.valid.eq(1), retire.eq(engine.rq_cmd.ready),
-                             target.eq(beats_issued + requant_beats)]
-                with m.If(engine.rq_cmd.ready):
-                    m.d.sync += beats_issued.eq(beats_issued + requant_beats)
+                # Not while a STORE takes the requantiser's results.
+                with m.If(~dma.storing):
+                    m.d.comb += [engine.rq_cmd.valid.eq(1), retire.eq(engine.rq_cmd.ready),
+                                 target.eq(beats_issued + requant_beats)]
+                    with m.If(engine.rq_cmd.ready):
+                        m.d.sync += beats_issued.eq(beats_issued + requant_beats)
+            with m.Elif((cur_kind == _Kind.DMA) & (cur.opcode == Opcode.LOAD)):
+                m.d.comb += [dma.cmd.valid.eq(1), retire.eq(dma.cmd.ready)]
+            with m.Elif(cur_kind == _Kind.DMA):
+                # STORE: the requantiser and the DMA start together, once the results of
+                # earlier REQUANTISEs have left ``o``.
+                with m.If(engine.rq_cmd.ready & dma.cmd.ready & ~engine.rq_busy):
+                    m.d.comb += [engine.rq_cmd.valid.eq(1), dma.cmd.valid.eq(1),
+                                 retire.eq(1)]
             with m.Else():
                 # FENCE: everything earlier has completed and its status has left.
                 m.d.comb += retire.eq(~is_fence | ~done_fifo.r_rdy)
                 with m.If((cur.opcode == Opcode.CONFIGURE) & (cur_code == StatusCode.OK)):
                     m.d.sync += config.eq(cur.args.configure)
+                with m.If(retire & (cur.opcode == Opcode.STRIDE)):
+                    m.d.sync += shape_2d.eq(cur.args.stride)
         m.d.comb += done_fifo.w_en.eq(retire)
 
-        cc, rc = cur.args.compute, cur.args.requantise
+        cc, rc, sc, lc = (cur.args.compute, cur.args.requantise, cur.args.store,
+                          cur.args.load)
+        is_store = cur.opcode == Opcode.STORE
+        m.d.comb += [
+            dma.cmd.payload.store.eq(is_store), dma.cmd.payload.target.eq(cur.flags[:2]),
+            dma.cmd.payload.bypass.eq(cur.flags[0]),
+            dma.cmd.payload.spad_base.eq(lc.spad_base),
+            dma.cmd.payload.rows.eq(Mux(is_store, sc.m, lc.rows)),
+            dma.cmd.payload.remote.eq(Mux(is_store, sc.remote, lc.remote)),
+            dma.cmd.payload.line_rows.eq(shape_2d.line_rows),
+            dma.cmd.payload.stride.eq(shape_2d.stride),
+        ]
         m.d.comb += [
             engine.cmd.payload.m.eq(cc.m), engine.cmd.payload.k_blocks.eq(cc.k_blocks),
             engine.cmd.payload.a_base.eq(cc.a_base), engine.cmd.payload.w_base.eq(cc.w_base),
@@ -237,8 +320,9 @@ class CommandQueue(wiring.Component):
             engine.cmd.payload.accumulate.eq(cur.flags[0]),
             engine.cmd.payload.a_zero_point.eq(config.a_zero_point),
             engine.cmd.payload.w_zero_point.eq(config.w_zero_point),
-            engine.rq_cmd.payload.m.eq(rc.m), engine.rq_cmd.payload.acc_base.eq(rc.acc_base),
-            engine.rq_cmd.payload.qp_base.eq(rc.qp_base),
+            engine.rq_cmd.payload.m.eq(Mux(is_store, sc.m, rc.m)),
+            engine.rq_cmd.payload.acc_base.eq(Mux(is_store, sc.acc_base, rc.acc_base)),
+            engine.rq_cmd.payload.qp_base.eq(Mux(is_store, sc.qp_base, rc.qp_base)),
             engine.rq_cmd.payload.out_zero_point.eq(config.out_zero_point),
             engine.rq_cmd.payload.act_min.eq(config.act_min),
             engine.rq_cmd.payload.act_max.eq(config.act_max),
@@ -247,6 +331,9 @@ class CommandQueue(wiring.Component):
 
         # --- Completion and status. --------------------------------------------------------
         oldest = data.View(entry_layout, done_fifo.r_data)
+        # The DMA's outcomes (error bit), in order, until their command's status leaves.
+        m.submodules.dma_results = dma_results = fifo.SyncFIFO(width=1, depth=p.in_flight)
+        m.d.comb += [dma_results.w_en.eq(dma.done), dma_results.w_data.eq(dma.error)]
         dones = Signal(range(p.in_flight + 2))     # engine ``done``s not yet retired
         beats_out = Signal(beat_count)
         complete = Signal()
@@ -254,6 +341,8 @@ class CommandQueue(wiring.Component):
         m.d.comb += behind.eq(beats_out - oldest.target)
         with m.If(oldest.kind == _Kind.COMPUTE):
             m.d.comb += complete.eq(dones != 0)
+        with m.Elif(oldest.kind == _Kind.DMA):
+            m.d.comb += complete.eq(dma_results.r_rdy)
         with m.Elif(oldest.kind == _Kind.REQUANT):
             # beats_out has reached target (modulo: fewer than half the counter's range is
             # ever outstanding).
@@ -262,14 +351,24 @@ class CommandQueue(wiring.Component):
             m.d.comb += complete.eq(1)
         m.d.comb += [
             self.status.valid.eq(done_fifo.r_rdy & complete),
-            self.status.payload.code.eq(oldest.code),
+            self.status.payload.code.eq(Mux((oldest.kind == _Kind.DMA) & dma_results.r_data,
+                                            StatusCode.DMA_ERROR, oldest.code)),
             self.status.payload.opcode.eq(oldest.opcode),
             self.status.payload.seq.eq(oldest.seq),
             done_fifo.r_en.eq(self.status.valid & self.status.ready),
         ]
         retire_compute = Signal()
-        m.d.comb += retire_compute.eq(done_fifo.r_en & (oldest.kind == _Kind.COMPUTE))
+        m.d.comb += [retire_compute.eq(done_fifo.r_en & (oldest.kind == _Kind.COMPUTE)),
+                     dma_results.r_en.eq(done_fifo.r_en & (oldest.kind == _Kind.DMA))]
         m.d.sync += [dones.eq(dones + engine.done - retire_compute),
                      beats_out.eq(beats_out + (self.o.valid & self.o.ready))]
         m.d.comb += self.busy.eq(queue.r_rdy | cur_valid | done_fifo.r_rdy)
         return m
+
+    def _remote_out_of_range(self, remote):
+        """A remote beat address beyond the network's address width."""
+        t = self.params.transaction
+        beats_bits = t.addr_width - t.align_bits
+        if beats_bits >= len(remote):
+            return 0
+        return remote[beats_bits:] != 0

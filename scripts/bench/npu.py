@@ -8,6 +8,12 @@
   with registered random inputs and XOR-folded outputs): the systolic array and the
   requantiser alone on the ULX3S (ECP5-85F) and the iCEBreaker (iCE40UP5K).
 
+- **Utilisation over the fabric** (cocotb, Verilator, :func:`utilisation_over_fabric`): an
+  S×S×S GEMM compiled by :mod:`chipknit.npu` into a LOAD/COMPUTE/STORE program, operands and
+  results through the DMA from a memory model delivering B bytes/cycle with a fixed latency,
+  against the roofline ``min(R·C, B · MACs / bytes)`` MACs per cycle (bytes: A, W, the
+  channel parameters and the int8 results, each moved once).
+
 ``quick`` (the smoke test): one small GEMM, a 4×4 array on ECP5 and a 2×2 on iCE40.
 Default: S in 32, 64, 128; an 8×8 array with MULT18X18D cells on ECP5; 4×4 on iCE40.
 ``full=True`` (``chipknit bench npu --full``) adds S = 256 and a 16×16
@@ -25,6 +31,7 @@ from chipknit.rtl.npu.array import ArrayParams, SystolicArray
 from chipknit.rtl.npu.requant import Requantiser, RequantParams
 from chipknit.tb.benches import NPU_ENGINE_PARAMS, get_testbench
 from chipknit.tb.harness import run as run_bench
+from chipknit.tb.tests.npu_dma import BENCH_ENV
 from chipknit.tb.tests.npu_rate import RESULT_ENV, SIZES_ENV
 
 ARRAY = (4, 4)
@@ -51,6 +58,44 @@ def _fpga(board, name, component, progress):
             "fmax_mhz": report["fmax_mhz"]["sync"], "seed": report["seed"],
             "pnr_s": report["time_s"]["pnr"],
             "note": "isolated: luts include the wrapper's XOR tree (~1 LUT4 per 4 output bits)"}
+
+
+def utilisation_over_fabric(*, size=64, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), latency=20,
+                            seed=1, progress=print) -> dict:
+    """MAC utilisation of an S×S×S GEMM fed through the DMA, against its roofline."""
+    bench = get_testbench("npu_fabric")
+    rows, cols = bench.params["rows"], bench.params["cols"]
+    with tempfile.TemporaryDirectory(prefix="chipknit-bench-") as tmp:
+        out = Path(tmp) / "fabric.json"
+        result = run_bench(bench, simulator="verilator", seed=seed,
+                           env={RESULT_ENV: str(out), BENCH_ENV: json.dumps(
+                               {"size": size, "bandwidths": list(bandwidths),
+                                "latency": latency})})
+        result.check()
+        measured = json.loads(out.read_text())
+    macs = size ** 3
+    # Each operand and result moved once: A, W (int8), 12 bytes of parameters per channel,
+    # the int8 results.
+    min_bytes = 2 * size * size + 12 * size + size * size
+    peak = rows * cols
+    points = []
+    for point in measured["points"]:
+        b = point["bytes_per_cycle"]
+        roofline = min(peak, b * macs / min_bytes)          # MACs per cycle
+        achieved = macs / point["cycles"]
+        points.append({**point, "bytes_moved": point["beats"] * measured["beat_bytes"],
+                       "min_bytes": min_bytes, "roofline_macs_per_cycle": round(roofline, 4),
+                       "macs_per_cycle": round(achieved, 4),
+                       "utilisation": round(achieved / peak, 4),
+                       "of_roofline": round(achieved / roofline, 4),
+                       "bound": "compute" if roofline == peak else "bandwidth"})
+        progress(f"fabric {size}^3 at {b} B/cycle: {point['cycles']} cycles, "
+                 f"{achieved:.2f} MACs/cycle, roofline {roofline:.2f} "
+                 f"({achieved / roofline:.3f} of it)")
+    return {"size": size, "array": {"rows": rows, "cols": cols}, "latency": latency,
+            "peak_macs_per_cycle": peak, "arithmetic_intensity": round(macs / min_bytes, 3),
+            "simulator": "verilator", "seed": seed, "points": points,
+            "bit_exact": all(p["bit_exact"] for p in points)}
 
 
 def run(*, quick=False, full=False, plot=None, progress=print, seed=1) -> dict:
@@ -95,10 +140,40 @@ def run(*, quick=False, full=False, plot=None, progress=print, seed=1) -> dict:
     if not quick:
         figures["fpga"].append(_fpga("ulx3s", "requantiser-1lane",
                                      Requantiser(RequantParams(lanes=1)), progress))
+    figures["utilisation_over_fabric"] = fabric = utilisation_over_fabric(
+        size=16 if quick else 64, bandwidths=(1.0,) if quick else (0.25, 0.5, 1.0, 2.0, 4.0),
+        seed=seed, progress=progress)
     if plot:
         _plot(points, (rows, cols), plot)
         figures["plot"] = str(plot)
+        fabric_plot = Path(plot).with_name(Path(plot).stem + "-fabric" + Path(plot).suffix)
+        _plot_fabric(fabric, fabric_plot)
+        figures["fabric_plot"] = str(fabric_plot)
     return figures
+
+
+def _plot_fabric(fabric, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(6, 4))
+    points = fabric["points"]
+    b = [p["bytes_per_cycle"] for p in points]
+    grid = [min(b) * 2 ** (i / 8) for i in range(int(8 * math.log2(max(b) / min(b))) + 1)]
+    peak, intensity = fabric["peak_macs_per_cycle"], fabric["arithmetic_intensity"]
+    axes.plot(grid, [min(peak, x * intensity) for x in grid], "-", color="grey",
+              label="roofline")
+    axes.plot(b, [p["macs_per_cycle"] for p in points], "o", label="measured")
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log", base=2)
+    axes.set_xlabel("memory bandwidth B (bytes/cycle)")
+    axes.set_ylabel("MACs/cycle")
+    axes.set_title(f"{fabric['size']}^3 GEMM over the DMA, "
+                   f"{fabric['array']['rows']}x{fabric['array']['cols']} array")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
 
 
 def _plot(points, array, path):

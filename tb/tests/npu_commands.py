@@ -182,7 +182,7 @@ async def illegal_and_out_of_range_commands(dut):
     def errors(col):
         words = [
             isa.raw(0, int(gen.integers(1 << 56))),
-            isa.raw(int(gen.integers(5, 16)), int(gen.integers(1 << 56)), 1),
+            isa.raw(int(gen.integers(8, 16)), int(gen.integers(1 << 56)), 1),
             # Would overwrite accumulator row 0 (addresses wrap) if it ran.
             isa.compute(m=2, k_blocks=1, acc_base=lim.acc_depth - 1),
             isa.compute(m=1, k_blocks=1, a_base=lim.a_depth),

@@ -1,9 +1,9 @@
-"""cocotb driver for the NPU GEMM engine: packs commands, loads scratchpads, tiles a GEMM.
+"""cocotb driver for the bare NPU GEMM engine: packs its commands, loads its scratchpads.
 
-Not a test module itself; ``npu_engine`` and ``npu_rate`` use it. The tiling here is the
-seed of the host-side compiler (issue 6): any M×K by K×N becomes compute and requantise
-commands on the engine's scratchpads, K and N padded to the array (activations padded with
-their zero point, so padding adds nothing), M split to fit the accumulators.
+Not a test module itself; ``npu_engine`` and ``npu_rate`` use it. The scratchpad layout
+(K and N padded to the array, activations padded with their zero point) is the host
+compiler's, :func:`chipknit.npu.compiler.scratchpad_images`; here it is sequenced with the
+engine's own compute and requantise streams (no command queue).
 """
 
 import math
@@ -16,6 +16,8 @@ from amaranth.lib import data
 from cocotb.triggers import RisingEdge
 from cocotb.utils import get_sim_time
 
+from chipknit.npu import isa
+from chipknit.npu.compiler import Quantisation, scratchpad_images
 from chipknit.rtl.npu.array import ArrayParams
 from chipknit.rtl.npu.engine import (
     EngineParams,
@@ -150,36 +152,26 @@ class EngineDriver:
     async def load_gemm(self, a, w, bias, multiplier, shift, *, a_zero_point=0,
                         w_zero_point=0):
         """Write A, W and the channel parameters in the layout :meth:`run_gemm` uses."""
-        rows, cols, lanes = self.p.array.rows, self.p.array.cols, self.p.requant_lanes
+        p = self.p
+        rows, cols, lanes = p.array.rows, p.array.cols, p.requant_lanes
         m, k = a.shape
-        n = w.shape[1]
-        self.check_fits(m, k, n)
-        kb, nb = math.ceil(k / rows), math.ceil(n / cols)
-        a_pad = np.full((m, kb * rows), a_zero_point, dtype=np.int64)
-        a_pad[:, :k] = a
-        w_pad = np.full((kb * rows, nb * cols), w_zero_point, dtype=np.int64)
-        w_pad[:k, :n] = w
-        chan = np.zeros((3, nb * cols), dtype=np.int64)
-        chan[0, :n], chan[1, :n], chan[2, :n] = bias, multiplier, shift
-        a_row = data.ArrayLayout(8, rows)
-        w_row = data.ArrayLayout(8, cols)
-        await self.write("a_wr", {block * m + i: pack(a_row, a_pad[i, block * rows:
-                                                                 (block + 1) * rows])
-                                  for block in range(kb) for i in range(m)})
-        await self.write("w_wr", {(col * kb + block) * rows + r:
-                                  pack(w_row, w_pad[block * rows + r, col * cols:
-                                                    (col + 1) * cols])
-                                  for col in range(nb) for block in range(kb)
-                                  for r in range(rows)})
-        entry = data.ArrayLayout(channel_layout, lanes)
-        qp = {}
-        for col in range(nb):
-            for group in range(self.p.groups):
-                first = col * cols + group * lanes
-                qp[col * self.p.groups + group] = pack(entry, [
-                    {"bias": chan[0, first + lane], "multiplier": chan[1, first + lane],
-                     "shift": chan[2, first + lane]} for lane in range(lanes)])
-        await self.write("qp_wr", qp)
+        self.check_fits(m, k, w.shape[1])
+        limits = isa.Limits(rows=rows, cols=cols, lanes=lanes, a_depth=p.a_depth,
+                            w_depth=p.w_depth, acc_depth=p.acc_depth, qp_depth=p.qp_depth)
+        quant = Quantisation(bias=np.asarray(bias), multiplier=np.asarray(multiplier),
+                             shift=np.asarray(shift), a_zero_point=a_zero_point,
+                             w_zero_point=w_zero_point)
+        images = scratchpad_images(a, w, quant, limits, m_tile=m)   # one M tile
+        layouts = {"a": data.ArrayLayout(8, rows), "w": data.ArrayLayout(8, cols),
+                   "qp": data.ArrayLayout(channel_layout, lanes)}
+        for name, image in images.items():
+            if name == "qp":
+                rows_bits = {r: pack(layouts[name], [
+                    {"bias": b, "multiplier": mu, "shift": sh} for b, mu, sh in values])
+                    for r, values in image.items()}
+            else:
+                rows_bits = {r: pack(layouts[name], list(values)) for r, values in image.items()}
+            await self.write(f"{name}_wr", rows_bits)
 
     async def run_gemm(self, m, k, n, *, a_zero_point=0, w_zero_point=0, out_zero_point=0,
                        act_min=-128, act_max=127, bypass=False) -> GemmRun:

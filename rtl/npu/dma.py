@@ -1,0 +1,323 @@
+"""NPU DMA: moves scratchpad rows to and from remote memory over the network's
+memory-mapped initiator port (:class:`~chipknit.rtl.noc.transaction.InitiatorSignature`).
+
+A command (:func:`dma_command_layout`) is a LOAD (remote → the A, W or QP scratchpad) or a
+STORE (the requantiser's results → remote). Remote memory is addressed in beats of the
+network's ``data_width``; one scratchpad row is ``row_beats`` beats, little-endian (see
+``docs/npu.md``, *DMA*, and :mod:`chipknit.npu.isa` for the formats). A transfer is 2-D:
+``rows`` rows in lines of ``line_rows`` rows (0: one line); rows of a line are consecutive,
+line ``l`` starts at ``remote + l * stride``. Each line is cut into requests of at most
+``max_beats`` beats of whole rows.
+
+Protocol:
+
+- ``cmd`` is taken when the request side is idle. The requests of a LOAD leave back to back,
+  up to ``outstanding`` of them unanswered (the record FIFO; tags count modulo
+  ``2**tag_bits``), so the next command's requests can leave while this one's responses
+  arrive. A STORE sends each write request, then its data beats, packed from the
+  requantiser beats on ``rq`` (C int8 per row, or C int32 with ``bypass``).
+- Responses come back in request order (the network's contract). ``response.ready`` is
+  always high: a read beat is written to the scratchpad the cycle it arrives (on the last
+  beat of each row). A response with no request outstanding is dropped.
+- ``done`` pulses once per command, in command order, when its last response has arrived;
+  ``error`` is high with it if any response of the command had a status other than OKAY.
+  Rows of a read request that failed are not written (they keep their contents).
+- A reset abandons the command and forgets the requests in flight: the network interface,
+  which shares the tile's reset, must drop their responses.
+"""
+
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..noc.transaction import InitiatorSignature, Status, TransactionParams
+from .engine import EngineParams, _addr
+from .requant import channel_layout
+
+__all__ = ["DmaParams", "Dma", "dma_command_layout", "QP_CHANNEL_BITS"]
+
+#: Bits of one channel's parameters in remote memory: int32 bias, multiplier, shift.
+QP_CHANNEL_BITS = 96
+
+TARGET_A, TARGET_W, TARGET_QP = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class DmaParams:
+    """Parameters of a :class:`Dma`.
+
+    Parameters
+    ----------
+    engine : EngineParams
+        The scratchpads it fills and the requantiser it stores from.
+    transaction : TransactionParams
+        The network's transactions (beat width, burst length, tags).
+    outstanding : int
+        Requests in flight (at most ``2**tag_bits``).
+    """
+    engine: EngineParams = field(default_factory=EngineParams)
+    transaction: TransactionParams = field(default_factory=TransactionParams)
+    outstanding: int = 8
+
+    def __post_init__(self):
+        if not isinstance(self.engine, EngineParams):
+            raise TypeError(f"Expected EngineParams, not {self.engine!r}")
+        if not isinstance(self.transaction, TransactionParams):
+            raise TypeError(f"Expected TransactionParams, not {self.transaction!r}")
+        tags = 1 << self.transaction.tag_bits
+        if not isinstance(self.outstanding, int) or isinstance(self.outstanding, bool) \
+                or not 1 <= self.outstanding <= tags:
+            raise ValueError(f"Outstanding must be an integer in [1, {tags}] (the tags), "
+                             f"not {self.outstanding!r}")
+        longest = max(self.row_beats.values())
+        if longest > self.transaction.max_beats:
+            raise ValueError(f"A row of {longest} beats does not fit a request of "
+                             f"{self.transaction.max_beats} beats")
+
+    @property
+    def row_beats(self) -> dict:
+        """Beats of one remote row: per LOAD target, and ``"out"``/``"out32"`` (STORE)."""
+        e, width = self.engine, self.transaction.data_width
+        bits = {TARGET_A: 8 * e.array.rows, TARGET_W: 8 * e.array.cols,
+                TARGET_QP: QP_CHANNEL_BITS * e.requant_lanes, "out": 8 * e.array.cols,
+                "out32": 32 * e.array.cols}
+        return {key: -(-value // width) for key, value in bits.items()}
+
+
+def dma_command_layout(params: DmaParams) -> data.StructLayout:
+    """One DMA command. ``rows`` is a LOAD's row count or a STORE's ``m``; ``remote`` and
+    ``stride`` count beats."""
+    return data.StructLayout({
+        "store": 1, "target": 2, "bypass": 1, "spad_base": 12, "rows": 12, "remote": 32,
+        "line_rows": 12, "stride": 32,
+    })
+
+
+class Dma(wiring.Component):
+    """LOAD and STORE between the scratchpads and remote memory; see the module docs.
+
+    Attributes
+    ----------
+    cmd : In(stream.Signature(dma_command_layout(params)))
+    done, error : Out(1)
+    a_wr, w_wr, qp_wr : In(memory.WritePort.Signature(...))
+        The engine's scratchpad write ports, driven by the DMA.
+    rq : In(stream.Signature(ArrayLayout(signed(32), requant_lanes)))
+        The requantiser's beats while a STORE runs.
+    bus : Out(InitiatorSignature(params.transaction))
+    busy : Out(1)
+        A command is issuing or a request is unanswered.
+    storing : Out(1)
+        A STORE is taking requantiser beats (from acceptance to its last data beat).
+    """
+
+    def __init__(self, params: DmaParams = DmaParams()):
+        if not isinstance(params, DmaParams):
+            raise TypeError(f"Expected DmaParams, not {params!r}")
+        self.params = params
+        e = params.engine
+        rows, cols = e.array.rows, e.array.cols
+        super().__init__({
+            "cmd": In(stream.Signature(dma_command_layout(params))),
+            "done": Out(1),
+            "error": Out(1),
+            "a_wr": In(memory.WritePort.Signature(addr_width=_addr(e.a_depth),
+                                                  shape=data.ArrayLayout(8, rows))),
+            "w_wr": In(memory.WritePort.Signature(addr_width=_addr(e.w_depth),
+                                                  shape=data.ArrayLayout(8, cols))),
+            "qp_wr": In(memory.WritePort.Signature(
+                addr_width=_addr(e.qp_depth),
+                shape=data.ArrayLayout(channel_layout, e.requant_lanes))),
+            "rq": In(stream.Signature(data.ArrayLayout(32, e.requant_lanes))),
+            "bus": Out(InitiatorSignature(params.transaction)),
+            "busy": Out(1),
+            "storing": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, t = self.params, self.params.transaction
+        rb = p.row_beats
+        bus = self.bus
+
+        # --- The command being issued. ----------------------------------------------------
+        cmd = Signal(dma_command_layout(p))
+        active = Signal()
+        row = Signal(13)         # rows whose request has left
+        in_line = Signal(13)
+        line_addr = Signal(32)
+        addr = Signal(32)
+        wphase = Signal()        # a STORE's data beats are due
+        wleft = Signal(range(t.max_beats + 1))
+        tag = Signal(t.tag_bits)
+
+        def select(values):
+            """Mux of per-kind constants by the command: LOAD target, or STORE (bypass)."""
+            return Mux(cmd.store, Mux(cmd.bypass, values["out32"], values["out"]),
+                       Mux(cmd.target == TARGET_A, values[TARGET_A],
+                           Mux(cmd.target == TARGET_W, values[TARGET_W], values[TARGET_QP])))
+
+        per_request = {key: max(t.max_beats // beats, 1) for key, beats in rb.items()}
+        line = Signal(13)
+        left_line = Signal(13)
+        left = Signal(13)
+        count = Signal(13)
+        beats = Signal(range(t.max_beats + 1))
+        limit = Signal(13)
+        smaller = Signal(13)
+        m.d.comb += [
+            line.eq(Mux(cmd.line_rows == 0, cmd.rows, cmd.line_rows)),
+            left_line.eq(line - in_line), left.eq(cmd.rows - row),
+            limit.eq(select(per_request)),
+            smaller.eq(Mux(left_line < left, left_line, left)),
+            count.eq(Mux(limit < smaller, limit, smaller)),
+        ]
+        m.d.comb += beats.eq(Mux(cmd.store,
+                                 Mux(cmd.bypass, count * rb["out32"], count * rb["out"]),
+                                 Mux(cmd.target == TARGET_A, count * rb[TARGET_A],
+                                     Mux(cmd.target == TARGET_W, count * rb[TARGET_W],
+                                         count * rb[TARGET_QP]))))
+
+        # Records of the requests in flight, oldest first.
+        record_layout = data.StructLayout({
+            "store": 1, "target": 2, "spad_addr": 12, "rows": 13, "last": 1})
+        m.submodules.records = records = fifo.SyncFIFO(width=record_layout.size,
+                                                       depth=p.outstanding)
+        record = Signal(record_layout)
+        m.d.comb += [record.store.eq(cmd.store), record.target.eq(cmd.target),
+                     record.spad_addr.eq(cmd.spad_base + row), record.rows.eq(count),
+                     record.last.eq(count == left),
+                     records.w_data.eq(record)]
+
+        m.d.comb += self.cmd.ready.eq(~active)
+        with m.If(self.cmd.valid & ~active):
+            m.d.sync += [cmd.eq(self.cmd.payload), active.eq(1), row.eq(0), in_line.eq(0),
+                         line_addr.eq(self.cmd.payload.remote),
+                         addr.eq(self.cmd.payload.remote)]
+
+        req = bus.request
+        byte_addr = Cat(Const(0, t.align_bits), addr)
+        m.d.comb += [req.valid.eq(active & ~wphase & (row != cmd.rows) & records.w_rdy),
+                     req.payload.write.eq(cmd.store), req.payload.addr.eq(byte_addr),
+                     req.payload.length.eq(beats - 1), req.payload.tag.eq(tag)]
+        with m.If(req.valid & req.ready):
+            m.d.comb += records.w_en.eq(1)
+            m.d.sync += [row.eq(row + count), tag.eq(tag + 1)]
+            with m.If(count == left_line):
+                m.d.sync += [in_line.eq(0), line_addr.eq(line_addr + cmd.stride),
+                             addr.eq(line_addr + cmd.stride)]
+            with m.Else():
+                m.d.sync += [in_line.eq(in_line + count), addr.eq(addr + beats)]
+            with m.If(cmd.store):
+                m.d.sync += [wphase.eq(1), wleft.eq(beats)]
+        with m.If(active & ~wphase & (row == cmd.rows)):
+            m.d.sync += active.eq(0)
+        m.d.comb += [self.storing.eq(active & cmd.store),
+                     self.busy.eq(active | records.r_rdy)]
+
+        self._store_data(m, cmd, active, wphase, wleft)
+        self._responses(m, records, record_layout)
+        return m
+
+    def _store_data(self, m, cmd, active, wphase, wleft):
+        """Requantiser beats → one row of C values → the row's data beats."""
+        p, e, t = self.params, self.params.engine, self.params.transaction
+        width, rb = t.data_width, p.row_beats
+        lanes, groups, cols = e.requant_lanes, e.groups, e.array.cols
+        values = Signal(data.ArrayLayout(32, cols))
+        full = Signal()
+        group = Signal(range(groups))
+        out_beat = Signal(range(max(rb["out"], rb["out32"])))
+        m.d.comb += self.rq.ready.eq(~full & active & cmd.store)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [group.eq(0), out_beat.eq(0), full.eq(0)]
+        with m.If(self.rq.valid & self.rq.ready):
+            # (An If per group, not word_select: a part select of a non-power-of-two
+            # count of groups is a case statement lint finds incomplete.)
+            for index in range(groups):
+                with m.If(group == index):
+                    m.d.sync += [values[index * lanes + lane].eq(self.rq.payload[lane])
+                                 for lane in range(lanes)]
+            m.d.sync += group.eq(group + 1)
+            with m.If(group == groups - 1):
+                m.d.sync += [group.eq(0), full.eq(1)]
+        packed8 = Cat(*(values[c][:8] for c in range(cols)))
+        packed32 = values.as_value()
+        beat8 = Cat(packed8, Const(0, rb["out"] * width - len(packed8))).word_select(
+            out_beat, width) if rb["out"] > 1 else Cat(packed8, Const(0, width - len(packed8)))
+        beat32 = Cat(packed32, Const(0, rb["out32"] * width - len(packed32))).word_select(
+            out_beat, width) if rb["out32"] > 1 else \
+            Cat(packed32, Const(0, width - len(packed32)))
+        wdata = self.bus.wdata
+        m.d.comb += [wdata.valid.eq(wphase & full),
+                     wdata.payload.data.eq(Mux(cmd.bypass, beat32, beat8)),
+                     wdata.payload.strobe.eq(Const(-1, t.strobe_width)),
+                     wdata.payload.last.eq(wleft == 1)]
+        row_end = Mux(cmd.bypass, out_beat == rb["out32"] - 1, out_beat == rb["out"] - 1)
+        with m.If(wdata.valid & wdata.ready):
+            m.d.sync += [wleft.eq(wleft - 1), out_beat.eq(out_beat + 1)]
+            with m.If(wleft == 1):
+                m.d.sync += wphase.eq(0)
+            with m.If(row_end):
+                m.d.sync += [out_beat.eq(0), full.eq(0)]
+
+    def _responses(self, m, records, record_layout):
+        p, e, t = self.params, self.params.engine, self.params.transaction
+        width, rb = t.data_width, p.row_beats
+        response = self.bus.response
+        rec = data.View(record_layout, records.r_data)
+        m.d.comb += response.ready.eq(1)
+        beat = Signal()
+        failed = Signal()
+        m.d.comb += [beat.eq(response.valid & records.r_rdy),
+                     failed.eq(response.payload.status != Status.OKAY)]
+        load_beats = max(rb[TARGET_A], rb[TARGET_W], rb[TARGET_QP])
+        slots = [Signal(width, name=f"slot{index}") for index in range(load_beats - 1)]
+        r_beat = Signal(range(load_beats))
+        r_row = Signal(13)
+        row_failed = Signal()
+        cmd_failed = Signal()
+        row_end = Signal()
+        m.d.comb += row_end.eq(Mux(rec.target == TARGET_A, r_beat == rb[TARGET_A] - 1,
+                                   Mux(rec.target == TARGET_W, r_beat == rb[TARGET_W] - 1,
+                                       r_beat == rb[TARGET_QP] - 1)))
+        pop = Signal()
+        with m.If(beat & rec.store):
+            m.d.comb += pop.eq(1)
+        with m.Elif(beat):
+            with m.If(row_end):
+                m.d.sync += [r_beat.eq(0), row_failed.eq(0), r_row.eq(r_row + 1)]
+                with m.If(r_row == rec.rows - 1):
+                    m.d.comb += pop.eq(1)
+                    m.d.sync += r_row.eq(0)
+            with m.Else():
+                m.d.sync += [r_beat.eq(r_beat + 1), row_failed.eq(row_failed | failed)]
+                for index, slot in enumerate(slots):
+                    with m.If(r_beat == index):
+                        m.d.sync += slot.eq(response.payload.data)
+        m.d.comb += records.r_en.eq(pop)
+        with m.If(beat):
+            m.d.sync += cmd_failed.eq(cmd_failed | failed)
+        with m.If(pop & rec.last):
+            m.d.comb += [self.done.eq(1), self.error.eq(cmd_failed | failed)]
+            m.d.sync += cmd_failed.eq(0)
+
+        # Scratchpad writes, on the last beat of each row of a read.
+        write = Signal()
+        m.d.comb += write.eq(beat & ~rec.store & row_end & ~row_failed & ~failed)
+        spad_addr = rec.spad_addr + r_row
+        for target, port in ((TARGET_A, self.a_wr), (TARGET_W, self.w_wr),
+                             (TARGET_QP, self.qp_wr)):
+            bits = Cat(*slots[:rb[target] - 1], response.payload.data)
+            if target == TARGET_QP:
+                for lane in range(e.requant_lanes):
+                    base = lane * QP_CHANNEL_BITS
+                    entry = port.data[lane]
+                    m.d.comb += [entry.bias.eq(bits[base:base + 32]),
+                                 entry.multiplier.eq(bits[base + 32:base + 64]),
+                                 entry.shift.eq(bits[base + 64:base + 64 + len(entry.shift)])]
+            else:
+                m.d.comb += port.data.eq(bits[:len(port.data.as_value())])
+            m.d.comb += [port.addr.eq(spad_addr), port.en.eq(write & (rec.target == target))]

@@ -1,0 +1,58 @@
+"""Measures the NPU tile fed over the fabric (``chipknit bench npu``, *utilisation over
+fabric*): an S×S×S GEMM compiled to a LOAD/COMPUTE/STORE program, its operands and results
+moving through the DMA to a :class:`~chipknit.tb.tests.npu_dma.MemoryTarget` that delivers
+at most B bytes per cycle with a fixed latency.
+
+``CHIPKNIT_NPU_FABRIC`` (JSON) gives ``{"size": S, "bandwidths": [B, ...], "latency": L}``;
+per B it writes to ``CHIPKNIT_RESULT_FILE`` the cycles from the first command to the last
+status, the remote bytes moved, the beats the memory served, and whether the result matched
+the model (it asserts it did, so a benchmark never reports a wrong computation).
+"""
+
+import json
+import os
+import random
+
+import cocotb
+import numpy as np
+
+from chipknit.npu.compiler import compile_gemm
+from chipknit.npu.machine import RemoteMemory
+from chipknit.tb.dut import reset
+from chipknit.tb.tests.npu_dma import (
+    BENCH_ENV,
+    RESULT_ENV,
+    CocotbBackend,
+    TileBench,
+    expected,
+    random_quant,
+)
+
+
+@cocotb.test(timeout_time=2000, timeout_unit="ms")
+async def utilisation_over_fabric(dut):
+    config = json.loads(os.environ.get(BENCH_ENV, '{"size": 16, "bandwidths": [1.0]}'))
+    size, latency = config["size"], config.get("latency", 20)
+    gen = np.random.default_rng(random.getrandbits(32))
+    bench = TileBench(dut, pauses=0, memory_kwargs={"latency": (latency, latency)})
+    await reset(dut)
+    lim = bench.limits
+    a, w = gen.integers(-128, 128, (size, size)), gen.integers(-128, 128, (size, size))
+    q = random_quant(gen, size)
+    program = compile_gemm(a, w, q, lim)
+    points = []
+    for bandwidth in config["bandwidths"]:
+        bench.memory = bench.target.memory = RemoteMemory(lim.beat_bytes)
+        bench.target.bytes_per_cycle = bandwidth
+        bench.target.beats = 0
+        backend = CocotbBackend(bench)
+        got, _ = await backend.run(program)
+        exact = bool(np.array_equal(got, expected(a, w, q)))
+        assert exact, f"{size}^3 GEMM over the fabric at {bandwidth} B/cycle differs"
+        points.append({"bytes_per_cycle": bandwidth, "cycles": backend.cycles,
+                       "beats": bench.target.beats, "commands": len(program.commands),
+                       "bit_exact": exact})
+        dut._log.info(f"B={bandwidth}: {points[-1]}")
+    if RESULT_ENV in os.environ:
+        with open(os.environ[RESULT_ENV], "w") as file:
+            json.dump({"points": points, "beat_bytes": lim.beat_bytes}, file)
