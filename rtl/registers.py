@@ -112,6 +112,11 @@ class RegisterBank(wiring.Component):
         One field per ``READ_WRITE`` register, held by the bank.
     errors : Out(counter_width)
         Requests refused with ``TARGET_ERROR``.
+    reads, writes : Out(StructLayout)
+        One bit per register: high for the cycle a beat of it is read (the response beat is
+        taken) or written (the data beat is taken; the register holds the new value from the
+        next cycle). Refused requests strobe nothing. A block uses them for side effects:
+        a read that pops a FIFO, a write that starts something.
     """
 
     def __init__(self, params: TransactionParams, registers, *, counter_width: int = 16):
@@ -148,6 +153,8 @@ class RegisterBank(wiring.Component):
             "control": Out(layout(Access.READ_WRITE), init={
                 r.name: r.reset for r in registers if r.access is Access.READ_WRITE}),
             "errors": Out(counter_width),
+            "reads": Out(data.StructLayout({r.name: 1 for r in registers})),
+            "writes": Out(data.StructLayout({r.name: 1 for r in registers})),
         })
 
     def address(self, name: str) -> int:
@@ -225,6 +232,8 @@ class RegisterBank(wiring.Component):
             ]
             with m.If(bus.response.ready):
                 m.d.sync += [index.eq(index + 1), remaining.eq(remaining - 1)]
+                for i, r in enumerate(registers):
+                    m.d.comb += getattr(self.reads, r.name).eq(~refused & (index == i))
                 with m.If(remaining == 0):
                     m.d.sync += state.eq(_State.IDLE)
 
@@ -232,6 +241,8 @@ class RegisterBank(wiring.Component):
             beat = bus.wdata.payload
             m.d.comb += bus.wdata.ready.eq(1)
             with m.If(bus.wdata.valid):
+                for i, r in enumerate(registers):
+                    m.d.comb += getattr(self.writes, r.name).eq(~refused & (index == i))
                 with m.If(~refused):
                     for i, r in enumerate(registers):
                         if r.access is not Access.READ_WRITE:

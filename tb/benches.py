@@ -65,13 +65,14 @@ def npu_engine(rows: int = 4, cols: int = 4, mac: str = "infer", a_depth: int = 
                                    qp_depth=qp_depth, requant_lanes=lanes))
 
 
-def npu_commands(depth: int = 8, in_flight: int = 8, outstanding: int = 8,
-                 data_width: int = 32, length_bits: int = 8, tag_bits: int = 4, **engine):
-    """A :class:`CommandQueue` (with its DMA) in front of :func:`npu_engine` (same engine
-    parameters); ``data_width``, ``length_bits`` and ``tag_bits`` shape the DMA's port."""
+def npu_queue_params(depth: int = 8, in_flight: int = 8, outstanding: int = 8,
+                     data_width: int = 32, length_bits: int = 8, tag_bits: int = 4, **engine):
+    """:class:`QueueParams` of a queue (with its DMA) in front of :func:`npu_engine` (same
+    engine parameters); ``data_width``, ``length_bits`` and ``tag_bits`` shape the DMA's
+    port."""
     from chipknit.rtl.noc.flit import FlitFormat
     from chipknit.rtl.noc.transaction import TransactionParams
-    from chipknit.rtl.npu.commands import CommandQueue, QueueParams
+    from chipknit.rtl.npu.commands import QueueParams
     engine = {**NPU_ENGINE_PARAMS, **engine}
     array = ArrayParams(rows=engine["rows"], cols=engine["cols"], mac=engine["mac"])
     params = EngineParams(array=array, a_depth=engine["a_depth"], w_depth=engine["w_depth"],
@@ -79,8 +80,14 @@ def npu_commands(depth: int = 8, in_flight: int = 8, outstanding: int = 8,
                           requant_lanes=engine["lanes"])
     transaction = TransactionParams(flit=FlitFormat(data_width=data_width),
                                     length_bits=length_bits, tag_bits=tag_bits)
-    return CommandQueue(QueueParams(params, depth=depth, in_flight=in_flight,
-                                    transaction=transaction, outstanding=outstanding))
+    return QueueParams(params, depth=depth, in_flight=in_flight, transaction=transaction,
+                       outstanding=outstanding)
+
+
+def npu_commands(**params):
+    """A :class:`CommandQueue`; parameters as :func:`npu_queue_params`."""
+    from chipknit.rtl.npu.commands import CommandQueue
+    return CommandQueue(npu_queue_params(**params))
 
 
 NPU_ENGINE_PARAMS = {"rows": 4, "cols": 4, "mac": "infer", "a_depth": 256, "w_depth": 256,
@@ -91,6 +98,13 @@ def link_end_loopback(lanes: int = 8, bits_per_lane: int = 2, idle_period: int =
     from chipknit.rtl.link.end_selftest import LinkEndLoopback, LinkEndParams
     return LinkEndLoopback(LinkEndParams(lanes=LaneParams(lanes, bits_per_lane),
                                          idle_period=idle_period))
+
+
+def npu_tile(staging: int = 4, status_depth: int = 8, **queue):
+    """An :class:`NpuTile`; the queue's parameters as :func:`npu_queue_params`."""
+    from chipknit.rtl.tiles.npu import NpuTile, NpuTileParams
+    return NpuTile(NpuTileParams(npu_queue_params(**queue), staging=staging,
+                                 status_depth=status_depth))
 
 
 #: The register bank the tests use: status and control registers of several widths.
@@ -257,6 +271,17 @@ TESTBENCHES = {bench.name: bench for bench in [
         params={"divisor": 16, "buffer_beats": 16, "frame_timeout": 1000,
                 "bus_timeout": 500, "counter_width": 16, "data_width": 32},
         description="the host API over the UART pins of UartHostBridge, memory behind it",
+    ),
+    Testbench(
+        name="npu_tile",
+        top=npu_tile,
+        module="chipknit.tb.tests.npu_tile",
+        params={**NPU_ENGINE_PARAMS, "a_depth": 64, "w_depth": 32, "acc_depth": 16,
+                "qp_depth": 8, "depth": 8, "in_flight": 8, "outstanding": 8,
+                "data_width": 32, "length_bits": 8, "tag_bits": 4, "staging": 4,
+                "status_depth": 8},
+        description="NPU tile through its register window and DMA: GEMMs, lost commands, "
+                    "window errors",
     ),
 ]}
 

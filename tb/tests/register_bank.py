@@ -69,6 +69,9 @@ class RegisterBankBench:
         self.pause = pause
         self.checking = True
         self.hold = False
+        count = len(self.model.registers)
+        self.strobed = {"reads": [0] * count, "writes": [0] * count}
+        self.expected_strobes = {"reads": [0] * count, "writes": [0] * count}
         cocotb.start_soon(self._drive_status())
         cocotb.start_soon(self._check())
 
@@ -96,6 +99,10 @@ class RegisterBankBench:
             ready = int(random.random() >= self.pause and not self.hold)
             dut.bus__response__ready.value = ready
             await RisingEdge(dut.clk)
+            for kind in ("reads", "writes"):
+                bits = int(getattr(dut, kind).value)
+                for index in range(len(self.model.registers)):
+                    self.strobed[kind][index] += bits >> index & 1
             if not (ready and int(dut.bus__response__valid.value)) or not self.checking:
                 continue
             got = self.response.unpack(int(dut.bus__response__payload.value))
@@ -106,6 +113,9 @@ class RegisterBankBench:
                 f"(write={write}, tag={tag}, addr={addr:#x}, length={length})")
             if write:
                 status = self.model.write(addr, length, beats)
+                if status == OKAY:
+                    for index in range(addr // 4, addr // 4 + length + 1):
+                        self.expected_strobes["writes"][index] += 1
                 assert got["status"] == status and got["last"] == 1 and got["data"] == 0, (
                     f"write to {addr:#x}+{length}: expected status {status}, got {got}")
                 self.expected.popleft()
@@ -116,6 +126,7 @@ class RegisterBankBench:
             if read_ok:
                 index = addr // (DATA_WIDTH // 8) + beat_in_read
                 value = self.model.read_beat(index, self.status_now)
+                self.expected_strobes["reads"][index] += 1
                 assert got["status"] == OKAY and got["data"] == value, (
                     f"read {addr:#x} beat {beat_in_read} (register "
                     f"{self.model.registers[index].name}): expected {value:#x}, got {got}")
@@ -169,6 +180,8 @@ async def random_reads_and_writes(dut):
     assert int(dut.errors.value) == bench.model.errors, (
         f"errors counter {int(dut.errors.value)} != model {bench.model.errors}")
     assert bench.model.errors > 0, "the random mix never hit a refused request"
+    assert bench.strobed == bench.expected_strobes, (
+        f"read/write strobes per register {bench.strobed} != {bench.expected_strobes}")
 
 
 @cocotb.test()
