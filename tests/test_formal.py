@@ -1,16 +1,26 @@
-"""Formal proofs (SymbiYosys, k-induction) of the small, sharp invariants, and proof that the
-checks can fail: a broken block and a wrong property each produce a counterexample."""
+"""Formal proofs (SymbiYosys, k-induction) of the small, sharp invariants, bounded checks where
+induction does not close, and proof that the checks can fail: a broken block and a wrong
+property each produce a counterexample."""
 
 import pytest
 from amaranth.hdl import Assert
 
 from chipknit.rtl.credit import CreditParams, CreditSender
+from chipknit.rtl.link import receiver, transmitter
 from chipknit.tb.formal import FormalCheck, check
 from chipknit.tb.properties import (
     CommitFifoProperties,
     CreditChannelProperties,
     LinkReceiverProperties,
 )
+from chipknit.tb.properties_link import (
+    ReceiverCreditProperties,
+    TransmitterCreditProperties,
+    TransmitterReplayProperties,
+    mutant,
+)
+
+YICES = "smtbmc yices"   # far faster than z3 on the deeper bounded checks
 
 CHECKS = [
     FormalCheck("credit_channel", CreditChannelProperties, depth=12,
@@ -22,6 +32,20 @@ CHECKS = [
                 description="tentative + committed within depth; only committed readable"),
     FormalCheck("link_receiver", LinkReceiverProperties, depth=4,
                 description="flits are committed only from frames that passed their CRC"),
+    FormalCheck("link_transmitter_credits", TransmitterCreditProperties, depth=12,
+                description="per-VC credits conserved against a peer that keeps the rule: "
+                            "never above rx_credits, never below zero; window <= replay_frames"),
+]
+
+# Bounded from reset: induction does not close without restating the replay buffer's and the
+# receive buffers' contents as invariants. The depths cover three 5-beat frames (replay) and
+# six frames of arbitrary beats (receiver).
+BOUNDED = [
+    FormalCheck("link_transmitter_replay", TransmitterReplayProperties, mode="bmc", depth=16,
+                engine=YICES, description="go-back-N: window, order, NAK rewind, exact replay"),
+    FormalCheck("link_receiver_credits", ReceiverCreditProperties, mode="bmc", depth=30,
+                engine=YICES, description="credit totals = flits delivered; buffer = committed "
+                                          "- delivered, within depth"),
 ]
 
 
@@ -30,6 +54,20 @@ def test_proof(formal):
     result = check(formal)
     assert result.passed, result.summary() + "\n" + result.log.read_text()[-2000:]
     assert "successful proof by k-induction" in result.log.read_text()
+
+
+DEEP_REPLAY = FormalCheck("link_transmitter_replay_deep", TransmitterReplayProperties,
+                          mode="bmc", depth=20, engine=YICES)
+
+
+@pytest.mark.parametrize("formal", BOUNDED + [
+    # Four frames reach the sequence-number wrap; depth 20 takes ~5 min.
+    pytest.param(DEEP_REPLAY, marks=pytest.mark.slow, id=DEEP_REPLAY.name)],
+    ids=lambda formal: formal.name)
+def test_bounded(formal):
+    result = check(formal)
+    assert result.passed, result.summary() + "\n" + result.log.read_text()[-2000:]
+    assert f"Checking assertions in step {formal.depth - 1}" in result.log.read_text()
 
 
 class GreedySender(CreditSender):
@@ -60,3 +98,54 @@ def test_checks_can_fail(name, design):
     result = check(FormalCheck(f"must_fail_{name}", design, mode="bmc", depth=12))
     assert result.status == "FAIL", result.summary()
     assert result.traces, "a failed check must leave a counterexample trace"
+
+
+# Realistic bugs in the real link code, one per property: each must give a counterexample.
+LINK_MUTANTS = {
+    # The window admits one frame too many: a new frame takes an unacknowledged frame's slot.
+    "tx_window": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
+                  "window_open.eq(outstanding < R)", "window_open.eq(outstanding <= R)"),
+    # An ACK releases one frame more than it acknowledges.
+    "tx_early_release": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
+                         "new_base.eq(Mux(acked, self.peer_ack + 1, base))",
+                         "new_base.eq(Mux(acked, self.peer_ack + 2, base))"),
+    # A rewind skips the oldest unacknowledged frame.
+    "tx_replay_skips": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
+                        "m.d.sync += replay_seq.eq(new_base)\n",
+                        "m.d.sync += replay_seq.eq(new_base + 1)\n"),
+    # A replay reads the wrong replay-buffer slot.
+    "tx_replay_wrong_slot": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
+                             "replay_read.addr.eq(Cat(slot_beat, cur_seq[:slot_bits]))",
+                             "replay_read.addr.eq(Cat(slot_beat, next_seq[:slot_bits]))"),
+    # NAKs are ignored (only the timer replays).
+    "tx_ignores_nak": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
+                       "m.d.comb += nak_now.eq(self.peer_valid & self.peer_nak & ~nak_seen)",
+                       "m.d.comb += nak_now.eq(0)"),
+    # A flit sent without spending its credit (overflow).
+    "tx_credit_not_spent": (TransmitterCreditProperties, transmitter, "LinkTransmitter",
+                            "credits[vc].eq(credits[vc] + delta - taken)",
+                            "credits[vc].eq(credits[vc] + delta)"),
+    # A flit sent with no credit left (underflow).
+    "tx_no_credit_check": (TransmitterCreditProperties, transmitter, "LinkTransmitter",
+                           "credit_ok.eq(credits[source_vc] != 0)", "credit_ok.eq(1)"),
+    # The receiver returns a credit whenever its consumer is ready, flit or not.
+    "rx_credit_without_flit": (ReceiverCreditProperties, receiver, "LinkReceiver",
+                               "with m.If(self.o[vc].valid & self.o[vc].ready):",
+                               "with m.If(self.o[vc].ready):"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINK_MUTANTS))
+def test_link_properties_catch_bugs(name):
+    wrapper, module, class_name, old, new = LINK_MUTANTS[name]
+    broken = mutant(module, class_name, old, new)
+    keyword = "receiver_class" if wrapper is ReceiverCreditProperties else "transmitter_class"
+    result = check(FormalCheck(f"must_fail_{name}", lambda: wrapper(**{keyword: broken}),
+                               mode="bmc", depth=16, engine=YICES))
+    assert result.status == "FAIL", result.summary()
+    assert result.traces, "a failed check must leave a counterexample trace"
+
+
+def test_mutant_needs_its_target():
+    with pytest.raises(ValueError, match="occurs 0 times"):
+        mutant(transmitter, "LinkTransmitter", "no such code", "")

@@ -101,3 +101,16 @@ def test_commit_fifo_commits_and_rolls_back():
     sim.run()
     assert out == model
     assert len(model) > 100
+
+
+@pytest.mark.slow
+def test_frame_size_trades_efficiency_for_latency(seed):
+    """Smaller frames: lower zero-load latency, lower payload efficiency (simulated, both)."""
+    from chipknit.bench.link import frame_size_tradeoff
+    small, default = frame_size_tradeoff((1, 15), seed=seed, progress=lambda _: None)
+    assert small["latency_cycles"]["max"] < default["latency_cycles"]["min"]
+    assert small["payload_efficiency"] < default["payload_efficiency"]
+    for row in (small, default):
+        # Serialisation dominates: latency = frame beats + the wait for a frame start.
+        assert row["latency_cycles"]["max"] <= 2 * row["frame_beats"] - 1
+        assert row["payload_efficiency"] <= row["payload_efficiency_format"] + 1e-3

@@ -73,6 +73,9 @@ class LinkTransmitter(wiring.Component):
             "peer_credits": In(data.ArrayLayout(p.credit_bits, p.vcs)),
             "status": Out(TransmitterStatus(p)),
         })
+        #: The peer's last cumulative credit totals (made here so that formal properties can
+        #: name them).
+        self.last_totals = Signal(data.ArrayLayout(p.credit_bits, p.vcs))
 
     def elaborate(self, platform):
         m = Module()
@@ -118,7 +121,7 @@ class LinkTransmitter(wiring.Component):
 
         # Credits per VC, and the peer's last credit totals.
         credits = self.status.credits
-        last_totals = Signal(data.ArrayLayout(p.credit_bits, p.vcs))
+        last_totals = self.last_totals
 
         # Decision at the start of a frame.
         replaying = Signal()

@@ -3,8 +3,12 @@
 - Efficiency and goodput: :class:`~chipknit.rtl.link.soak.LinkSoak` (hardware generators
   and checkers, saturating load on every VC of both directions) on Verilator, one run per BER,
   with at least 1e5 flits per point unless ``quick``.
-- Latency: single flits on an idle :class:`~chipknit.rtl.link.pair.LinkPair`, from offering
-  the flit to its delivery, lane flight excluded, serialisation included.
+- Latency: single flits on an idle :class:`~chipknit.rtl.link.pair.LinkPair`, from the first
+  edge the flit is offered on ``i`` to the edge it leaves ``o`` (a wire counts 0), lane flight
+  excluded, the frame's serialisation included; split into the wait for a frame to start, the
+  frame's beats and the receiver's check.
+- Frame size trade-off: the same latency run and a saturated run (payload efficiency
+  measured on the lanes) on a ``LinkPair`` for each ``frame_flits`` in the sweep.
 - Size and speed: one :class:`~chipknit.rtl.link.adapter.LinkAdapter` placed alone on the
   ECP5-85F (and iCE40UP5K).
 
@@ -30,6 +34,33 @@ BERS = (0, 1e-6, 1e-5, 1e-4, 1e-3)
 # error-free, ~0.38 at 1e-4 and ~0.08 at 1e-3.
 CYCLES = (220_000, 220_000, 220_000, 280_000, 1_300_000)
 QUICK_BERS, QUICK_CYCLES = (0, 1e-4), (20_000, 20_000)
+FRAME_FLITS = (1, 2, 4, 8, 15)
+QUICK_FRAME_FLITS = (4, 15)
+
+
+def _pair_figures(testcase, seed, params=None):
+    """Run one ``link_pair`` testcase on Verilator and return the JSON it wrote."""
+    with tempfile.TemporaryDirectory(prefix="chipknit-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        result = run_bench(get_testbench("link_pair"), simulator="verilator", seed=seed,
+                           params=params or {}, testcase=testcase, env={RESULT_ENV: str(out)})
+        result.check()
+        return json.loads(out.read_text())
+
+
+def frame_size_tradeoff(frame_flits=FRAME_FLITS, *, seed=1, progress=print) -> list[dict]:
+    """Zero-load latency and saturated payload efficiency for each frame size (simulated)."""
+    rows = []
+    for flits in frame_flits:
+        progress(f"frame_flits={flits}: zero-load latency and saturated efficiency")
+        latency = _pair_figures("zero_load_latency", seed, {"frame_flits": flits})
+        saturated = _pair_figures("saturated_efficiency", seed, {"frame_flits": flits})
+        rows.append({"frame_flits": flits, "frame_beats": latency["frame_beats"],
+                     "payload_efficiency": saturated["payload_efficiency"],
+                     "payload_efficiency_format": saturated["format_efficiency"],
+                     "latency_cycles": latency["latency"],
+                     "adapter_pipeline_cycles": latency["adapter_pipeline"]})
+    return rows
 
 
 def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
@@ -43,12 +74,10 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
                                 RESULT_ENV: str(out)})
         result.check()
         points = json.loads(out.read_text())
-        out = Path(tmp) / "latency.json"
-        progress("zero-load latency (LinkPair)")
-        result = run_bench(get_testbench("link_pair"), simulator="verilator", seed=seed,
-                           testcase="zero_load_latency", env={RESULT_ENV: str(out)})
-        result.check()
-        latency = json.loads(out.read_text())
+    progress("zero-load latency (LinkPair)")
+    latency = _pair_figures("zero_load_latency", seed)
+    tradeoff = frame_size_tradeoff(QUICK_FRAME_FLITS if quick else FRAME_FLITS, seed=seed,
+                                   progress=progress)
 
     def rate(point):
         return sum(point["flits_per_cycle"].values())
@@ -73,10 +102,22 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
         "frame_bits": params.frame_bits,
         "payload_efficiency": round(per_direction_bits / params.beat_width, 4),
         "payload_efficiency_format": round(params.payload_efficiency, 4),
-        "latency_cycles": latency,
-        "latency_note": "zero load, from offering a flit to its delivery; lane flight excluded; "
-                        "serialisation of the whole frame and the wait for a frame start "
-                        "included (store-and-forward per frame)",
+        "latency_cycles": latency["latency"],
+        "adapter_pipeline_cycles": latency["adapter_pipeline"],
+        "latency_breakdown": {name: latency[name]
+                              for name in ("wait", "serialisation", "rx_check")},
+        "frame_beats": latency["frame_beats"],
+        "latency_note": "zero load, one flit at a time, A to B: clock edges from the first "
+                        "edge the flit is valid on i to the edge it leaves o (a wire counts 0), "
+                        "minus the lane flight. Serialisation counted: the frame's beats, "
+                        "header to CRC (frame_beats - 1 edges), because the receiver delivers "
+                        "a frame's flits only after its CRC beat (store-and-forward per frame). "
+                        "adapter_pipeline_cycles = latency - frame_beats: the wait for the "
+                        "current frame to end (frames go back to back, idle = control frames) "
+                        "plus the receiver's check (1 cycle) minus 1. latency_breakdown: wait "
+                        "(offer to the frame start that takes the flit), serialisation, "
+                        "rx_check (CRC beat in to flit out).",
+        "frame_size_tradeoff": tradeoff,
         "goodput": goodput,
         "goodput_bound": bound,
         "flits_per_point": {f"{p['ber']:g}": p["received"] for p in points},
@@ -104,17 +145,17 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
     ecp5 = figures["fpga"]["ulx3s"]
     figures.update(luts=ecp5["luts"], ffs=ecp5["ffs"], fmax_mhz=ecp5["fmax_mhz"])
     if plot:
-        _plot(goodput, bound, plot)
+        _plot(goodput, bound, tradeoff, plot)
         figures["plot"] = str(plot)
     return figures
 
 
-def _plot(goodput, bound, path):
+def _plot(goodput, bound, tradeoff, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     bers = [float(b) for b in goodput]
-    figure, axes = plt.subplots(figsize=(6.5, 4))
+    figure, (axes, trade) = plt.subplots(1, 2, figsize=(11, 4))
     axes.plot(bers, list(goodput.values()), "o-", label="measured (LinkSoak, Verilator)")
     axes.plot(bers, [bound[b]["go_back_n_bound"] for b in goodput], "x--",
               label="go-back-N bound, measured W")
@@ -127,5 +168,15 @@ def _plot(goodput, bound, path):
     axes.set_title("link goodput under random bit errors")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
+    latency = [row["latency_cycles"]["mean"] for row in tradeoff]
+    efficiency = [100 * row["payload_efficiency"] for row in tradeoff]
+    trade.plot(latency, efficiency, "o-")
+    for row, x, y in zip(tradeoff, latency, efficiency, strict=True):
+        trade.annotate(f"{row['frame_flits']} flits/frame", (x, y), fontsize=7,
+                       textcoords="offset points", xytext=(4, -10))
+    trade.set_xlabel("zero-load latency, mean (cycles, serialisation included)")
+    trade.set_ylabel("payload efficiency, saturated (%)")
+    trade.set_title("frame size: efficiency against latency")
+    trade.grid(True, alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
