@@ -14,6 +14,8 @@ from .tests.host_common import uart_bridge_top as host_uart_bridge_top
 from .tests.host_common import uart_pair_top as host_uart_pair_top
 from .tests.noc_common import mesh_top as noc_mesh_top
 from .tests.noc_common import router_top as noc_router_top
+from .tests.noc_interface import ni_system_top as noc_interface_top
+from .tests.noc_package import package_top as noc_package_top
 
 __all__ = ["TESTBENCHES", "get_testbench"]
 
@@ -52,6 +54,25 @@ def interposer(lanes: int = 16, bits_per_lane: int = 1, max_delay: int = 7,
     return Interposer(InterposerParams(LaneParams(lanes, bits_per_lane), max_delay=max_delay,
                                        error_bits=error_bits, seed=seed,
                                        counter_width=counter_width))
+
+
+CROSS_LINK_PARAMS = {"data_width": 30, "vcs": 2, "depth": 4, "flit_width": 32,
+                     "beat_width": 16, "frame_flits": 4, "seq_bits": 6, "replay_frames": 4,
+                     "rx_credits": 8, "replay_timeout": 128, "latency": 2}
+
+
+def cross_link(**params):
+    """A :class:`CrossLinkPair`; keyword parameters as in :data:`CROSS_LINK_PARAMS`."""
+    from chipknit.rtl.link.frame import LinkParams
+    from chipknit.rtl.noc.cross_link import CrossLinkPair, CrossLinkParams
+    from chipknit.rtl.noc.flit import FlitFormat
+    p = {**CROSS_LINK_PARAMS, **params}
+    link = LinkParams(**{k: p[k] for k in ("flit_width", "vcs", "beat_width", "frame_flits",
+                                           "seq_bits", "replay_frames", "rx_credits",
+                                           "replay_timeout")})
+    return CrossLinkPair(CrossLinkParams(flit=FlitFormat(data_width=p["data_width"],
+                                                         vcs=p["vcs"]),
+                                         link=link, depth=p["depth"], latency=p["latency"]))
 
 
 def npu_requant(lanes: int = 2):
@@ -156,12 +177,27 @@ TESTBENCHES = {bench.name: bench for bench in [
         description="one NoC router: random traffic, latency, rate, unroutable, framing",
     ),
     Testbench(
+        name="noc_interface",
+        top=noc_interface_top,
+        module="chipknit.tb.tests.noc_interface",
+        params={"data_width": 32, "addr_width": 32, "length_bits": 8, "tag_bits": 4,
+                "words": 256, "timeout": 300, "depth": 4},
+        description="NIs + memory tiles on a 2x2 mesh: random traffic vs model, errors, reset",
+    ),
+    Testbench(
         name="noc_mesh",
         top=noc_mesh_top,
         module="chipknit.tb.tests.noc_mesh",
         params={"columns": 3, "rows": 3, "depth": 4, "data_width": 32, "vcs": 2,
                 "local_ports": 1},
         description="NoC mesh: uniform/transpose/hotspot, latency per hop, unroutable, reset",
+    ),
+    Testbench(
+        name="noc_package",
+        top=noc_package_top,
+        module="chipknit.tb.tests.noc_package",
+        params={"package": "default", "link_latency": 2},
+        description="package NoC (dies + stand-in die links): cross-die traffic, unroutable",
     ),
     Testbench(
         name="link_soak",
@@ -228,7 +264,7 @@ TESTBENCHES = {bench.name: bench for bench in [
         top=npu_commands,
         module="chipknit.tb.tests.npu_fabric",
         params={**NPU_ENGINE_PARAMS, "lanes": 1, "a_depth": 2048, "w_depth": 128,
-                "acc_depth": 128, "qp_depth": 8, "depth": 8, "in_flight": 8,
+                "acc_depth": 512, "qp_depth": 8, "depth": 8, "in_flight": 32,
                 "outstanding": 8, "data_width": 32, "length_bits": 8, "tag_bits": 4},
         description="measures the NPU tile fed through its DMA at B bytes/cycle "
                     "(used by `chipknit bench npu`)",
@@ -239,6 +275,13 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.register_bank",
         params={"addr_width": 16, "length_bits": 3, "tag_bits": 4},
         description="register bank behind the transaction protocol: reads, writes, errors",
+    ),
+    Testbench(
+        name="noc_cross_link",
+        top=cross_link,
+        module="chipknit.tb.tests.noc_cross_link",
+        params=CROSS_LINK_PARAMS,
+        description="two routers on two dies over bridges and a lossy link: VCs, reset, latency",
     ),
     Testbench(
         name="link_end",

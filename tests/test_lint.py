@@ -12,10 +12,32 @@ def test_top_lints_clean(name):
     assert result.clean, str(result)
 
 
+def test_link_bridge_alone_lints_clean():
+    """The bridge inside `noc_cross_link` maps 30-bit data exactly; this one pads 32-bit data
+    into 48-bit link flits and routes for a 4x4 mesh."""
+    from chipknit.rtl.link.frame import LinkParams
+    from chipknit.rtl.noc.flit import FlitFormat
+    from chipknit.rtl.noc.link_bridge import LinkBridge, LinkBridgeParams
+    from chipknit.rtl.noc.route import MeshGeometry, RouteComputer
+    fmt = FlitFormat()
+    params = LinkBridgeParams(flit=fmt, link=LinkParams(flit_width=48))
+    bridge = LinkBridge(params, lambda: RouteComputer(fmt, MeshGeometry(4, 4), 3, 1))
+    result = lint(bridge, "noc_link_bridge")
+    assert result.clean, str(result)
+
+
 def test_uart_host_bridge_board_config_lints_clean():
     """The host bridge as the boards build it (the testbench tops use small divisors)."""
     from chipknit.rtl.host.top import UartHostBridge
     result = lint(UartHostBridge(), "uart_host_bridge")
+    assert result.clean, str(result)
+
+
+def test_bridged_die_link_lints_clean():
+    """The package's die link made of two bridges, two link adapters and lanes."""
+    from chipknit.rtl.noc.cross_link import BridgedDieLink
+    from chipknit.rtl.package.config import Package
+    result = lint(BridgedDieLink(Package.named("default"), 0), "noc_bridged_die_link")
     assert result.clean, str(result)
 
 

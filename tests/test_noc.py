@@ -9,9 +9,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from chipknit.rtl.noc.allocator import PreselectAllocator, RoundRobin, SeparableAllocator
-from chipknit.rtl.noc.flit import FlitFormat
+from chipknit.rtl.noc.flit import Direction, FlitFormat
 from chipknit.rtl.noc.mesh import MeshParams
-from chipknit.rtl.noc.route import MeshGeometry, RouteComputer
+from chipknit.rtl.noc.route import Gateway, MeshGeometry, RouteComputer
 from chipknit.rtl.noc.router import RouterParams
 from chipknit.tb.benches import get_testbench
 from chipknit.tb.harness import run
@@ -287,6 +287,25 @@ def test_traffic_patterns():
     (lambda: MeshParams(geometry=MeshGeometry(local_ports=3)),
      "3 values do not fit the flit format's port_bits=1"),
     (lambda: RoundRobin(0), "Count must be a positive integer, not 0"),
+    (lambda: MeshGeometry(2, 2, gateways=[Gateway(0, 1, 1, Direction.EAST)]),
+     "Die 0 has a gateway to itself"),
+    (lambda: MeshGeometry(2, 2, gateways=[Gateway(1, 1, 1, Direction.EAST),
+                                          Gateway(1, 1, 0, Direction.EAST)]),
+     "Die 0 has two gateways to die 1"),
+    (lambda: MeshGeometry(2, 2, gateways=[Gateway(1, 0, 1, Direction.EAST)]),
+     r"Gateway to die 1: the EAST port of \(0, 1\) leads to another router of the die"),
+    (lambda: MeshGeometry(2, 2, gateways=[Gateway(1, 2, 1, Direction.EAST)]),
+     r"Gateway to die 1 at \(2, 1\) is outside the 2x2 mesh"),
+    (lambda: Gateway(-1, 0, 0, Direction.EAST),
+     "Gateway die must be a non-negative integer, not -1"),
+    (lambda: Gateway(1, 0, 0, Direction.EAST, columns=0),
+     "Gateway columns must be a positive integer, not 0"),
+    (lambda: RouterParams(geometry=MeshGeometry(
+        2, 2, gateways=[Gateway(4, 1, 1, Direction.EAST)])),
+     "5 values do not fit the flit format's die_bits=2"),
+    (lambda: RouterParams(geometry=MeshGeometry(
+        2, 2, gateways=[Gateway(1, 1, 1, Direction.EAST, columns=9)])),
+     "9 values do not fit the flit format's x_bits=3"),
 ])
 def test_params_are_validated(factory, message):
     with pytest.raises(ValueError, match=message):
@@ -307,3 +326,33 @@ def test_bench_quick(tmp_path):
 def test_params_reject_wrong_types():
     with pytest.raises(TypeError, match="Flit must be a FlitFormat"):
         RouterParams(flit=32)
+    with pytest.raises(TypeError, match="Gateways must be Gateway objects"):
+        MeshGeometry(gateways=[(1, 0, 0, Direction.EAST)])
+    with pytest.raises(TypeError, match="Gateway direction must be a Direction"):
+        Gateway(1, 0, 0, "east")
+
+
+def test_geometry_without_gateways_routes_as_before():
+    """No gateways: another die is unroutable and every route is the plain XY one."""
+    geometry = MeshGeometry(3, 2, die=1, local_ports=2)
+    model = Geometry(3, 2, 1, 2)
+    assert geometry.edge_ports == ()
+    for x in range(3):
+        for y in range(2):
+            for die in range(4):
+                for dx in range(8):
+                    for dy in range(8):
+                        for port in range(2):
+                            want = xy_route(model, x, y, Dest(x=dx, y=dy, port=port, die=die))
+                            assert geometry.route(x, y, die, dx, dy, port) == want
+
+
+def test_gateway_routes_to_its_router_then_off_the_edge():
+    gateway = Gateway(2, 1, 0, Direction.SOUTH, columns=4, rows=4)
+    geometry = MeshGeometry(2, 2, die=0, gateways=[gateway])
+    assert geometry.edge_ports == ((1, 0, Direction.SOUTH),)
+    assert geometry.route(0, 1, 2, 3, 3, 0) == Direction.EAST
+    assert geometry.route(1, 1, 2, 3, 3, 0) == Direction.SOUTH
+    assert geometry.route(1, 0, 2, 3, 3, 0) == Direction.SOUTH  # out of the die
+    assert geometry.route(1, 0, 2, 4, 3, 0) is None  # outside die 2's 4x4 mesh
+    assert geometry.route(1, 0, 1, 0, 0, 0) is None  # no gateway to die 1

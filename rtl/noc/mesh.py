@@ -3,7 +3,9 @@
 Router ``(x, y)`` is node ``n = y * columns + x``. Its east link goes to ``(x + 1, y)``'s
 west input and so on; the links on the mesh's edge are left unconnected (their inputs
 idle, their credits never returned), and XY routing never uses them for a routable
-destination.
+destination, except the edge ports of the geometry's gateways
+(``geometry.edge_ports``), which the mesh exposes as ``edge_in``/``edge_out`` for the
+links to other dies.
 """
 
 from dataclasses import dataclass, field
@@ -12,7 +14,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .flit import DIRECTIONS, FlitFormat
+from .flit import DIRECTIONS, FlitFormat, LinkSignature
 from .route import MeshGeometry
 from .router import Router, RouterParams
 
@@ -63,6 +65,13 @@ class Mesh(wiring.Component):
         Packets out of node ``n``'s local port ``l`` on VC ``v``.
     unroutable, malformed : Out(counter_width).array(nodes)
         Each router's injection error counters.
+    edge_out : Out(LinkSignature(flit, ports)).array(len(geometry.edge_ports))
+        Only with gateways: the link out of each gateway edge port, in the order of
+        ``geometry.edge_ports``. Its lookahead route is 0 (don't care): the receiving
+        side recomputes it.
+    edge_in : In(LinkSignature(flit, ports)).array(len(geometry.edge_ports))
+        Only with gateways: the link into each gateway edge port; ``payload.route`` must
+        be this die's route from that router.
     """
 
     def __init__(self, params: MeshParams):
@@ -71,12 +80,18 @@ class Mesh(wiring.Component):
         self.params = params
         geometry, fmt = params.geometry, params.flit
         shape = (params.nodes, geometry.local_ports, fmt.vcs)
-        super().__init__({
+        members = {
             "inject": In(stream.Signature(fmt.layout)).array(*shape),
             "eject": Out(stream.Signature(fmt.layout)).array(*shape),
             "unroutable": Out(params.counter_width).array(params.nodes),
             "malformed": Out(params.counter_width).array(params.nodes),
-        })
+        }
+        edges = len(geometry.edge_ports)
+        if edges:
+            link = LinkSignature(fmt, geometry.ports)
+            members["edge_out"] = Out(link).array(edges)
+            members["edge_in"] = In(link).array(edges)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -96,6 +111,11 @@ class Mesh(wiring.Component):
                                        wiring.flipped(self.eject[node][local][vc]))
                 m.d.comb += [self.unroutable[node].eq(router.unroutable),
                              self.malformed[node].eq(router.malformed)]
+        for index, (x, y, direction) in enumerate(p.geometry.edge_ports):
+            wiring.connect(m, routers[x, y].link_out[direction],
+                           wiring.flipped(self.edge_out[index]))
+            wiring.connect(m, wiring.flipped(self.edge_in[index]),
+                           routers[x, y].link_in[direction])
         for (x, y), router in routers.items():
             for direction in DIRECTIONS:
                 dx, dy = direction.delta

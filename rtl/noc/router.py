@@ -141,7 +141,8 @@ class Router(wiring.Component):
     eject : Out(stream.Signature(flit.layout)).array(local_ports, vcs)
         Packets to tile ``l`` on VC ``v``, whole packets one after another.
     unroutable : Out(counter_width)
-        Packets dropped at injection because their destination is not in this die's mesh.
+        Packets dropped at injection because their destination does not exist: not in this
+        die's mesh, nor in the mesh of a die one of ``geometry.gateways`` leads to.
     malformed : Out(counter_width)
         Injected flits that broke packet framing (see the module documentation).
     """
@@ -180,7 +181,9 @@ class Router(wiring.Component):
             return computers
 
         def lookahead(name, dest, port):
-            """The output port at the neighbour behind ``port`` (0 for a local port)."""
+            """The output port at the neighbour behind ``port``: 0 (don't care) for a local
+            port and for a port that leaves the die (a gateway's edge port), whose receiving
+            side recomputes the route."""
             nxt = Signal(range(ports), name=f"{name}_next")
             computers = neighbour_routers(name)
             for computer in computers.values():
@@ -189,7 +192,7 @@ class Router(wiring.Component):
                 for direction, computer in computers.items():
                     with m.Case(direction):
                         m.d.comb += nxt.eq(computer.port)
-                with m.Default():  # a local port: no next router
+                with m.Default():  # a local port or the die's edge: no next router here
                     m.d.comb += nxt.eq(0)
             return nxt
 

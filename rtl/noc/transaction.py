@@ -19,9 +19,15 @@ Streams (``lib.stream``, ready/valid, one transfer per cycle where both are high
              A read gets exactly ``length + 1`` beats, ``last`` on the final one, *also when
              it fails* (``data`` is then 0 and every beat carries the error status), so an
              initiator can always count beats. A write gets one beat (``last`` = 1, ``data``
-             = 0). Responses to one initiator come back in the order the requests left it
-             (one destination per address region, and the network keeps order per
-             source/destination/VC); ``tag`` is echoed so an initiator may also match them.
+             = 0). A read whose response breaks off part way (its target was reset, or the
+             packet ended early) gets its remaining beats with the error status, so the
+             status may change from OKAY to an error within one read; a tile treats a read
+             as failed if any beat is not OKAY. Responses to one initiator come back in the
+             order the requests left it: the network keeps order per source/destination/VC
+             and a target answers in order, and the initiator interface sends to a new
+             destination only when no response is awaited from the previous one (see
+             :mod:`~chipknit.rtl.noc.interface`); ``tag`` is echoed so an initiator may also
+             match them.
 
 A target answers by the same rules, and decides the status before the first beat: all
 beats of one read response carry the same status (the target's network interface sends an
@@ -42,7 +48,9 @@ Status (:class:`Status`)
                   (wrong length, unaligned address), an unsupported access.
 ``TIMEOUT``       no response within the initiator interface's timeout (the packet was
                   dropped as unroutable, or the target is gone). A late response that
-                  arrives after its timeout is dropped and counted.
+                  arrives after its timeout is dropped and counted. The timeout runs while
+                  the request is the oldest one awaiting its response, so time spent behind
+                  older responses (or a tile slow to take them) does not count.
 
 Every error is counted where it is decided; none of them stops the network.
 
@@ -63,7 +71,9 @@ address                    ``addr_flits`` flits: the byte address *within the ta
 data (writes only)         ``length + 1`` flits of data; when ``masked`` is set, a
                            strobe flit comes before every group of ``strobes_per_flit``
                            data flits (the group's strobes, first beat lowest).
-                           Unmasked writes write whole beats.
+                           Unmasked writes write whole beats. The initiator interface
+                           sends every write masked (it cannot know a burst's strobes
+                           before its head leaves); unmasked packets are accepted.
 =========================  ===========================================================
 
 =========================  ===========================================================

@@ -18,8 +18,8 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 __all__ = ["NocFormat", "Flit", "Dest", "EAST", "WEST", "NORTH", "SOUTH", "DIRECTION_DELTAS",
-           "Geometry", "xy_route", "hops", "Packet", "make_packet", "PacketScoreboard",
-           "traffic_destination", "PATTERNS", "SRC_BITS"]
+           "Gateway", "Geometry", "PackageModel", "has_cycle", "xy_route", "hops", "Packet",
+           "make_packet", "PacketScoreboard", "traffic_destination", "PATTERNS", "SRC_BITS"]
 
 EAST, WEST, NORTH, SOUTH = 0, 1, 2, 3
 DIRECTION_DELTAS = {EAST: (1, 0), WEST: (-1, 0), NORTH: (0, 1), SOUTH: (0, -1)}
@@ -125,11 +125,25 @@ class NocFormat:
 
 
 @dataclass(frozen=True)
+class Gateway:
+    """Packets for die ``die`` leave through router ``(x, y)``'s port ``direction``; that
+    die's mesh is ``columns`` x ``rows`` with ``local_ports`` per router."""
+    die: int
+    x: int
+    y: int
+    direction: int
+    columns: int
+    rows: int
+    local_ports: int = 1
+
+
+@dataclass(frozen=True)
 class Geometry:
     columns: int
     rows: int
     die: int = 0
     local_ports: int = 1
+    gateways: tuple = ()
 
     @property
     def ports(self) -> int:
@@ -148,32 +162,158 @@ class Geometry:
     def contains(self, x: int, y: int) -> bool:
         return 0 <= x < self.columns and 0 <= y < self.rows
 
+    def gateway(self, die: int) -> Gateway | None:
+        return next((g for g in self.gateways if g.die == die), None)
+
     def routable(self, dest: Dest) -> bool:
-        return (dest.die == self.die and self.contains(dest.x, dest.y)
-                and 0 <= dest.port < self.local_ports)
+        if dest.die == self.die:
+            return self.contains(dest.x, dest.y) and 0 <= dest.port < self.local_ports
+        gateway = self.gateway(dest.die)
+        return (gateway is not None and 0 <= dest.x < gateway.columns
+                and 0 <= dest.y < gateway.rows and 0 <= dest.port < gateway.local_ports)
 
 
 def xy_route(geometry: Geometry, x: int, y: int, dest: Dest) -> int | None:
-    """The output port at router ``(x, y)`` for ``dest``; ``None`` if unroutable."""
+    """The output port at router ``(x, y)`` for ``dest``; ``None`` if unroutable.
+
+    A destination on another die is routed XY to the gateway toward its die, then out of
+    the gateway's edge port."""
     if not geometry.routable(dest):
         return None
-    if dest.x > x:
+    if dest.die == geometry.die:
+        tx, ty, final = dest.x, dest.y, 4 + dest.port
+    else:
+        gateway = geometry.gateway(dest.die)
+        tx, ty, final = gateway.x, gateway.y, gateway.direction
+    if tx > x:
         return EAST
-    if dest.x < x:
+    if tx < x:
         return WEST
-    if dest.y > y:
+    if ty > y:
         return NORTH
-    if dest.y < y:
+    if ty < y:
         return SOUTH
-    return 4 + dest.port
+    return final
 
 
 def lookahead_route(geometry: Geometry, x: int, y: int, port: int, dest: Dest) -> int:
-    """The route the router at ``(x, y)`` sends with a flit leaving through ``port``."""
+    """The route the router at ``(x, y)`` sends with a flit leaving through ``port``: 0 for
+    a local port or a port leaving the die (the die link's far side recomputes it)."""
     if port >= 4:
         return 0
     dx, dy = DIRECTION_DELTAS[port]
+    if not geometry.contains(x + dx, y + dy):
+        return 0
     return xy_route(geometry, x + dx, y + dy, dest)
+
+
+@dataclass
+class PackageModel:
+    """Cross-die routing of a package, from plain data (what ``chipknit.rtl.package`` builds
+    from its config, computed here independently).
+
+    ``dies``: ``{number: (columns, rows, local_ports)}``. ``links``: ``[((die, x, y,
+    direction), (die, x, y, direction)), ...]``, both directions. Die-level paths are
+    shortest, and among those the one whose die numbers are lexicographically smallest.
+    """
+    dies: dict
+    links: list
+
+    def __post_init__(self):
+        self.ends = {}
+        for a, b in self.links:
+            self.ends[a] = b
+            self.ends[b] = a
+        self.adjacent = {die: set() for die in self.dies}
+        for a, b in self.links:
+            self.adjacent[a[0]].add(b[0])
+            self.adjacent[b[0]].add(a[0])
+
+    def _distance(self, src: int, dst: int) -> int | None:
+        frontier, seen, steps = {src}, {src}, 0
+        while frontier:
+            if dst in frontier:
+                return steps
+            frontier = {n for die in frontier for n in self.adjacent[die]} - seen
+            seen |= frontier
+            steps += 1
+        return None
+
+    def die_path(self, src: int, dst: int) -> list[int]:
+        """The lexicographically smallest of the shortest die sequences from src to dst (every
+        walk of the shortest length is enumerated: packages are small)."""
+        distance = self._distance(src, dst)
+        paths = [[src]]
+        for _ in range(distance):
+            paths = [p + [n] for p in paths for n in self.adjacent[p[-1]]]
+        return min(p for p in paths if p[-1] == dst)
+
+    def geometry(self, die: int) -> Geometry:
+        columns, rows, local_ports = self.dies[die]
+        gateways = []
+        for other, (o_columns, o_rows, o_ports) in sorted(self.dies.items()):
+            if other == die or self._distance(die, other) is None:
+                continue
+            hop = self.die_path(die, other)[1]
+            end = next(a for a, b in self.ends.items() if a[0] == die and b[0] == hop)
+            gateways.append(Gateway(die=other, x=end[1], y=end[2], direction=end[3],
+                                    columns=o_columns, rows=o_rows, local_ports=o_ports))
+        return Geometry(columns, rows, die, local_ports, tuple(gateways))
+
+    def route(self, src: tuple[int, int, int], dest: Dest) -> list[tuple] | None:
+        """Router ports a packet leaves through from router ``src = (die, x, y)``:
+        ``[(die, x, y, port), ...]``, the last one a local port; ``None`` if unroutable."""
+        geometries = {die: self.geometry(die) for die in self.dies}
+        die, x, y = src
+        hops_taken = []
+        while True:
+            port = xy_route(geometries[die], x, y, dest)
+            if port is None:
+                return None
+            hops_taken.append((die, x, y, port))
+            if port >= 4:
+                return hops_taken
+            if len(hops_taken) > sum(c * r for c, r, _ in self.dies.values()):
+                raise AssertionError(f"routing loop from {src} to {dest}: {hops_taken}")
+            dx, dy = DIRECTION_DELTAS[port]
+            if geometries[die].contains(x + dx, y + dy):
+                x, y = x + dx, y + dy
+            else:
+                die, x, y, _ = self.ends[die, x, y, port]
+
+    def dependency_graph(self, vcs: int) -> dict:
+        """Channel-dependency graph: ``{(channel, vc): {(channel, vc)}}``; a channel is the
+        port that drives it, ``(die, x, y, direction)``."""
+        routers = [(die, x, y) for die, (columns, rows, _) in self.dies.items()
+                   for x in range(columns) for y in range(rows)]
+        graph = {}
+        for src in routers:
+            for die, x, y in routers:
+                channels = [hop for hop in self.route(src, Dest(x=x, y=y, die=die))
+                            if hop[3] < 4]
+                for vc in range(vcs):
+                    for one, two in zip(channels, channels[1:], strict=False):
+                        graph.setdefault((one, vc), set()).add((two, vc))
+        return graph
+
+
+def has_cycle(graph: dict) -> bool:
+    """Whether a directed graph ``{node: successors}`` has a cycle (Kahn's algorithm)."""
+    nodes = set(graph) | {n for successors in graph.values() for n in successors}
+    incoming = dict.fromkeys(nodes, 0)
+    for successors in graph.values():
+        for n in successors:
+            incoming[n] += 1
+    ready = [n for n in nodes if incoming[n] == 0]
+    removed = 0
+    while ready:
+        node = ready.pop()
+        removed += 1
+        for n in graph.get(node, ()):
+            incoming[n] -= 1
+            if incoming[n] == 0:
+                ready.append(n)
+    return removed != len(nodes)
 
 
 def hops(src: tuple[int, int], dst: tuple[int, int]) -> int:

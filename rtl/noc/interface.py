@@ -1,0 +1,956 @@
+"""Network interfaces: memory-mapped requests and responses in, packets out, and back.
+
+The packet format is :mod:`~chipknit.rtl.noc.transaction`'s. Each interface takes one whole
+local port of a router (``inject``/``eject``, one stream per VC, connected with
+``wiring.connect`` per VC); it uses its own VCs and drains the others (a packet of the
+wrong class that reaches it is dropped and counted, so it never blocks the network). A node
+with both an initiator and a target uses two local ports.
+
+:class:`InitiatorInterface` (a tile issues requests)
+----------------------------------------------------
+- *Decode.* A request's address is looked up in the address map (regions of
+  ``base``/``size`` and the target node). It is refused at once with a DECODE_ERROR
+  response (never sent; ``decode_errors`` counts it) when no region holds it, when it is
+  not beat aligned, or when the burst runs past the end of its region. A refused write's
+  data beats are taken and dropped.
+- *Slots.* Each request takes a slot (``2**tag_bits`` of them, in ring order); the slot
+  number is the packet's tag, and the tile's own tag is kept in the slot and given back.
+  Responses leave in the order requests came (the ring).
+- *Order.* Responses from one target come back in order (the network keeps order per
+  source, destination and VC, and a target interface answers in order), but two targets
+  may answer out of order. This interface keeps order by *issue restriction*: it sends a
+  request to a different target only when no response is awaited from the current one
+  (responses to requests that timed out do not count). A response for an awaited tag that
+  is not the oldest one therefore means the oldest was lost: it is held at the ejection
+  port until the oldest times out. No reorder buffer is needed.
+- *Writes* are always sent masked: eight data flits (``strobes_per_flit``) per strobe flit
+  (a write moves 8 beats in 9 flits). The data of a group waits in a two-bank buffer
+  until the group's strobes are known.
+- *Timeout.* A request not answered within ``timeout`` cycles of leaving gets TIMEOUT
+  (``length + 1`` beats for a read) and is counted in ``timeouts``; its slot stays
+  *quarantined* for another ``timeout`` cycles, and a response that arrives meanwhile is
+  dropped and counted in ``late`` (so a late response is never taken for a newer request;
+  one later than twice the timeout could be, if its slot was reused by then). A read
+  response that stops for ``timeout`` cycles in the middle (its target was reset) gets
+  its remaining beats with TIMEOUT (also counted in ``timeouts``), and the rest of that
+  packet is dropped when it comes.
+- *Malformed responses* are dropped and counted in ``malformed``: an unknown tag, a
+  head that disagrees with its request (``write``/``length``) or whose framing cannot be
+  right (an OKAY read without data, an error or write response with a body), a body flit
+  without a head, and any packet on another VC. The request then times out. A read
+  response whose tail comes early gets its missing beats as TARGET_ERROR; one whose tail
+  comes late has the extra flits dropped (both counted).
+
+:class:`TargetInterface` (a tile serves requests)
+-------------------------------------------------
+- Parses request packets from VC 0, checks them and hands good ones to the target
+  (``request``, then ``wdata`` for writes), up to ``depth`` of them in flight; responses go
+  back in request order, each to its request's ``src``, on VC 1.
+- A read is checked whole before it is handed on (its tail must come with its last
+  address flit). A write is handed on after its address (cut-through); if its packet then
+  ends early the missing beats are given to the target with ``strobe`` 0, if it runs long
+  the extra flits are dropped, and either way its response becomes TARGET_ERROR (the beats
+  that did arrive may have been written).
+- A packet with a parseable head that is malformed (ends before its address, unaligned or
+  too-wide address, wrong length) gets a TARGET_ERROR response without reaching the
+  target; ``malformed`` counts these and the poisoned writes above. Flits that cannot be
+  parsed (a body without a head, e.g. after a reset mid-packet) and packets on another VC
+  are dropped and counted in ``dropped``.
+- A read response takes its status from its first beat: OKAY gives the data packet, any
+  error a head-only packet (the remaining beats are drained).
+
+Reset of an interface drops whatever it held. A reset of a target interface in the middle
+of a packet leaves the router's injection framing open: its next packet is merged into the
+broken one by the router (see :mod:`~.router`), so the initiators waiting on either time
+out (``timeouts``) and the network keeps running.
+"""
+
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .transaction import (
+    REQUEST_VC,
+    RESPONSE_VC,
+    InitiatorSignature,
+    Status,
+    TargetSignature,
+    TransactionParams,
+)
+
+__all__ = ["Node", "Region", "AddressMap", "InitiatorParams", "InitiatorInterface",
+           "TargetParams", "TargetInterface"]
+
+
+def _integer(name, value, low=0):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer of at least {low}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Node:
+    """A local port of a router: what a head flit's ``dest`` names."""
+    x: int
+    y: int
+    port: int = 0
+    die: int = 0
+
+    def __post_init__(self):
+        for name in ("x", "y", "port", "die"):
+            _integer(name.capitalize(), getattr(self, name))
+
+    def check_fits(self, params: TransactionParams):
+        fmt = params.flit
+        for name in ("x", "y", "port", "die"):
+            if getattr(self, name) >> getattr(fmt, f"{name}_bits"):
+                raise ValueError(f"{self} does not fit the flit format's {name}_bits")
+
+    def const(self, params: TransactionParams):
+        return params.flit.dest_layout.const(
+            {"port": self.port, "x": self.x, "y": self.y, "die": self.die})
+
+
+@dataclass(frozen=True)
+class Region:
+    """``size`` bytes from ``base`` served by the target at ``node`` (offsets from 0)."""
+    base: int
+    size: int
+    node: Node
+
+    def __post_init__(self):
+        _integer("Region base", self.base)
+        _integer("Region size", self.size, 1)
+        if not isinstance(self.node, Node):
+            raise TypeError(f"Region node must be a Node, not {self.node!r}")
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+
+@dataclass(frozen=True)
+class AddressMap:
+    """The regions an initiator can reach; an address in none of them is a decode error."""
+    regions: tuple = ()
+
+    def __post_init__(self):
+        if not isinstance(self.regions, tuple) or not all(
+                isinstance(r, Region) for r in self.regions):
+            raise TypeError(f"Regions must be a tuple of Region, not {self.regions!r}")
+        ordered = sorted(self.regions, key=lambda r: r.base)
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            if b.base < a.end:
+                raise ValueError(f"Regions overlap: {a} and {b}")
+
+    def check_fits(self, params: TransactionParams):
+        for region in self.regions:
+            if region.end > 1 << params.addr_width:
+                raise ValueError(f"{region} does not fit the {params.addr_width}-bit address")
+            if (region.base | region.size) % params.beat_bytes:
+                raise ValueError(f"{region} is not aligned to {params.beat_bytes}-byte beats")
+            region.node.check_fits(params)
+
+
+@dataclass(frozen=True)
+class InitiatorParams:
+    """Parameters of an initiator interface.
+
+    Parameters
+    ----------
+    transaction : TransactionParams
+        Transaction and flit shape.
+    node : Node
+        This interface's own router port (the ``src`` of its requests).
+    address_map : AddressMap
+        Where requests go.
+    timeout : int
+        Cycles a request may wait for its response (and a response packet may stall).
+    counter_width : int
+        Width of the saturating error counters.
+    """
+    transaction: TransactionParams = TransactionParams()
+    node: Node = Node(0, 0)
+    address_map: AddressMap = field(default_factory=AddressMap)
+    timeout: int = 1024
+    counter_width: int = 16
+
+    def __post_init__(self):
+        if not isinstance(self.transaction, TransactionParams):
+            raise TypeError(f"Transaction must be a TransactionParams, not "
+                            f"{self.transaction!r}")
+        if not isinstance(self.node, Node):
+            raise TypeError(f"Node must be a Node, not {self.node!r}")
+        if not isinstance(self.address_map, AddressMap):
+            raise TypeError(f"Address map must be an AddressMap, not {self.address_map!r}")
+        _integer("Timeout", self.timeout, 2)
+        _integer("Counter width", self.counter_width, 1)
+        self.node.check_fits(self.transaction)
+        self.address_map.check_fits(self.transaction)
+
+
+@dataclass(frozen=True)
+class TargetParams:
+    """Parameters of a target interface.
+
+    Parameters
+    ----------
+    transaction : TransactionParams
+        Transaction and flit shape.
+    depth : int
+        Requests in flight (handed to the target, response not yet sent).
+    counter_width : int
+        Width of the saturating error counters.
+    """
+    transaction: TransactionParams = TransactionParams()
+    depth: int = 4
+    counter_width: int = 16
+
+    def __post_init__(self):
+        if not isinstance(self.transaction, TransactionParams):
+            raise TypeError(f"Transaction must be a TransactionParams, not "
+                            f"{self.transaction!r}")
+        _integer("Depth", self.depth, 1)
+        _integer("Counter width", self.counter_width, 1)
+
+
+def _count(m, target, events):
+    """Saturating ``target += sum(events)``."""
+    limit = (1 << len(target)) - 1
+    total = sum(events[1:], events[0])
+    nxt = target + total
+    m.d.sync += target.eq(Mux(nxt > limit, limit, nxt))
+
+
+def _network_members(params: TransactionParams, counters):
+    fmt = params.flit
+    members = {
+        "inject": Out(stream.Signature(fmt.layout)).array(fmt.vcs),
+        "eject": In(stream.Signature(fmt.layout)).array(fmt.vcs),
+    }
+    for name in counters:
+        members[name] = Out(16)
+    return members
+
+
+def _close_after_reset(m, inject):
+    """A reset-less flag that says the last flit sent was not a tail.
+
+    It survives a reset, so an interface reset in the middle of a packet can end that
+    packet at the router with one lone tail flit (the receiver sees the packet end early);
+    at power-up it is 0 and nothing is sent.
+    """
+    open_packet = Signal(reset_less=True)
+    with m.If(inject.valid & inject.ready):
+        m.d.sync += open_packet.eq(~inject.payload.tail)
+    return open_packet
+
+
+def _drain_other_vcs(m, interface, used_in, used_out, vcs):
+    """Idle the inject streams we do not use; take and count packets on other VCs."""
+    heads = []
+    for v in range(vcs):
+        if v != used_out:
+            m.d.comb += interface.inject[v].valid.eq(0)
+        if v != used_in:
+            eject = interface.eject[v]
+            m.d.comb += eject.ready.eq(1)
+            heads.append(eject.valid & eject.payload.head)
+    return heads
+
+
+class InitiatorInterface(wiring.Component):
+    """Network interface of an initiator tile. See the module documentation.
+
+    Members
+    -------
+    bus : In(InitiatorSignature(transaction))
+        The tile's requests, write data and responses.
+    inject : Out(stream.Signature(flit.layout)).array(vcs)
+        To ``Router.inject[l]`` (requests on VC 0).
+    eject : In(stream.Signature(flit.layout)).array(vcs)
+        From ``Router.eject[l]`` (responses on VC 1).
+    decode_errors, timeouts, late, malformed : Out(counter_width)
+        Saturating event counters (see the module documentation).
+    """
+
+    COUNTERS = ("decode_errors", "timeouts", "late", "malformed")
+
+    def __init__(self, params: InitiatorParams):
+        if not isinstance(params, InitiatorParams):
+            raise TypeError(f"Expected InitiatorParams, not {params!r}")
+        self.params = params
+        t = params.transaction
+        members = _network_members(t, ())
+        members["bus"] = In(InitiatorSignature(t))
+        for name in self.COUNTERS:
+            members[name] = Out(params.counter_width)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        t = p.transaction
+        fmt = t.flit
+        bus = self.bus
+        slots = 1 << t.tag_bits
+        spf = t.strobes_per_flit
+        inject = self.inject[REQUEST_VC]
+        eject = self.eject[RESPONSE_VC]
+        other_heads = _drain_other_vcs(m, self, RESPONSE_VC, REQUEST_VC, fmt.vcs)
+        events = {name: [] for name in self.COUNTERS}
+        events["malformed"].extend(other_heads)
+
+        # ---- Decode (registered into the command stage) -------------------------------
+        req = bus.request.payload
+        regions = p.address_map.regions
+        word_bits = t.addr_width - t.align_bits + 1
+        hit = Signal(max(1, len(regions)))
+        for i, region in enumerate(regions):
+            above = (req.addr >= region.base) if region.base else Const(1)
+            below = (req.addr < region.end) if region.end < 1 << t.addr_width else Const(1)
+            m.d.comb += hit[i].eq(above & below)
+        base = Signal(t.addr_width)
+        size_words = Signal(word_bits)
+        dest = Signal(fmt.dest_layout)
+        for i, region in enumerate(regions):
+            with m.If(hit[i]):
+                m.d.comb += [base.eq(region.base),
+                             size_words.eq(region.size // t.beat_bytes),
+                             dest.eq(region.node.const(t))]
+        offset = Signal(t.addr_width)
+        m.d.comb += offset.eq(req.addr - base)
+        end_words = Signal(word_bits + 1)
+        m.d.comb += end_words.eq(offset[t.align_bits:] + req.length + 1)
+        unaligned = req.addr[:t.align_bits].any() if t.align_bits else Const(0)
+        refuse = ~hit.any() | unaligned | (end_words > size_words)
+
+        cmd_valid = Signal()
+        cmd_write = Signal()
+        cmd_length = Signal(t.length_bits)
+        cmd_tag = Signal(t.tag_bits)
+        cmd_refused = Signal()
+        cmd_offset = Signal(t.addr_width)
+        cmd_dest = Signal(fmt.dest_layout)
+        cmd_take = Signal()
+        m.d.comb += bus.request.ready.eq(~cmd_valid | cmd_take)
+        with m.If(bus.request.valid & bus.request.ready):
+            m.d.sync += [
+                cmd_valid.eq(1), cmd_write.eq(req.write), cmd_length.eq(req.length),
+                cmd_tag.eq(req.tag), cmd_refused.eq(refuse), cmd_offset.eq(offset),
+                cmd_dest.eq(dest),
+            ]
+        with m.Elif(cmd_take):
+            m.d.sync += cmd_valid.eq(0)
+
+        # ---- Slots ------------------------------------------------------------------------
+        slot_layout = data.StructLayout({"tag": t.tag_bits, "write": 1,
+                                         "length": t.length_bits, "status": Status})
+        m.submodules.slots = slot_mem = Memory(shape=slot_layout, depth=slots, init=[])
+        slot_wr = slot_mem.write_port()
+        slot_rd = slot_mem.read_port(domain="comb")
+        alloc = Signal(t.tag_bits)    # next slot to take
+        retire = Signal(t.tag_bits)   # oldest slot owed a response
+        used = Signal(t.tag_bits + 1)
+        live = Signal(slots)          # awaiting a network response (or quarantined)
+        expired = Signal(slots)       # timed out
+        time_bits = p.timeout.bit_length()
+        now = Signal(time_bits)
+        m.d.sync += now.eq(now + 1)
+        due = Signal(time_bits)
+        m.d.comb += due.eq(now - p.timeout)
+        issued = [Signal(time_bits, name=f"issued{k}") for k in range(slots)]
+        hit_time = Signal(slots)
+        for k in range(slots):
+            m.d.comb += hit_time[k].eq(issued[k] == due)
+
+        m.d.comb += slot_rd.addr.eq(retire)
+        head_slot = slot_rd.data
+        owed = used != 0
+
+        do_alloc = Signal()
+        alloc_live = Signal()
+        do_retire = Signal()
+        m.d.comb += [
+            slot_wr.addr.eq(alloc), slot_wr.en.eq(do_alloc),
+            slot_wr.data.tag.eq(cmd_tag), slot_wr.data.write.eq(cmd_write),
+            slot_wr.data.length.eq(cmd_length),
+            slot_wr.data.status.eq(Mux(cmd_refused, Status.DECODE_ERROR, Status.OKAY)),
+        ]
+        m.d.sync += used.eq(used + do_alloc - do_retire)
+        with m.If(do_alloc):
+            m.d.sync += alloc.eq(alloc + 1)
+        with m.If(do_retire):
+            m.d.sync += retire.eq(retire + 1)
+
+        # live/expired updates: expiry (from the response side: the oldest awaited slot
+        # waited too long), quarantine end, allocation, response arrival.
+        clear_live = Signal(slots)   # from the response side
+        expire_now = Signal(slots)
+        quarantine_over = live & expired & hit_time
+        set_live = Signal(slots)
+        one_hot = (Const(1, slots) << alloc)[:slots]
+        m.d.comb += set_live.eq(Mux(do_alloc & alloc_live, one_hot, 0))
+        set_fresh = Mux(do_alloc, one_hot, 0)
+        m.d.sync += [
+            live.eq((live & ~clear_live & ~quarantine_over) | set_live),
+            expired.eq((expired | expire_now) & ~set_fresh),
+        ]
+        for k in range(slots):
+            with m.If(expire_now[k]):
+                m.d.sync += issued[k].eq(now)
+
+        # ---- Request side: head, address, strobe + data flits -----------------------------
+        busy = (live & ~expired).any()
+        cur_dest = Signal(fmt.dest_layout)
+        slot_free = (used != slots) & ~live.bit_select(alloc, 1)
+        dest_ok = ~busy | (cur_dest.as_value() == cmd_dest.as_value())
+
+        head = Signal(fmt.head_layout)
+        req_head = Signal(t.request_head_layout)
+        m.d.comb += [
+            req_head.write.eq(cmd_write), req_head.masked.eq(cmd_write),
+            req_head.tag.eq(alloc), req_head.length.eq(cmd_length),
+            req_head.src.eq(p.node.const(t)),
+            head.dest.eq(cmd_dest), head.payload.eq(req_head),
+        ]
+        addr_index = Signal(range(max(2, t.addr_flits)))
+        if t.addr_flits > 1:
+            addr_chunk = Array(cmd_offset[k * t.data_width:(k + 1) * t.data_width]
+                               for k in range(t.addr_flits))[addr_index]
+        else:
+            addr_chunk = cmd_offset
+
+        # Write data: two banks of one group each, filled from bus.wdata, drained to the
+        # network (strobe flit, then the group's data flits).
+        buffer = m.submodules.wbuffer = Memory(shape=t.data_width, depth=2 * spf, init=[])
+        buf_wr = buffer.write_port()
+        buf_rd = buffer.read_port(domain="comb")
+        strobes = [Signal(t.data_width, name=f"strobes{b}") for b in range(2)]
+        full = Signal(2)
+        group_beats = [Signal(range(spf + 1), name=f"group_beats{b}") for b in range(2)]
+        fill_bank = Signal()
+        fill_index = Signal(range(spf))
+        fill_left = Signal(t.length_bits + 1)
+        drain_bank = Signal()
+        drain_index = Signal(range(spf + 1))  # 0: strobe flit, then beats 1..n
+        drain_left = Signal(t.length_bits + 1)
+        discard = Signal()   # the write was refused: take its beats, keep nothing
+
+        # The fill runs one write ahead of the packet: it starts as soon as a write command
+        # is in the command stage and the previous write's beats are all in.
+        fill_started = Signal()
+        with m.If(cmd_take):
+            m.d.sync += fill_started.eq(0)
+        with m.Elif(cmd_valid & cmd_write & ~fill_started & (fill_left == 0)):
+            m.d.sync += [fill_started.eq(1), fill_left.eq(cmd_length + 1),
+                         discard.eq(cmd_refused)]
+        fill_go = Signal()
+        m.d.comb += [
+            bus.wdata.ready.eq((fill_left != 0) & (discard | ~full.bit_select(fill_bank, 1))),
+            fill_go.eq(bus.wdata.valid & bus.wdata.ready),
+            buf_wr.addr.eq(Cat(fill_index, fill_bank)),
+            buf_wr.data.eq(bus.wdata.payload.data),
+            buf_wr.en.eq(fill_go & ~discard),
+        ]
+        fill_close = fill_go & ~discard & ((fill_index == spf - 1) | (fill_left == 1))
+        with m.If(fill_go):
+            m.d.sync += fill_left.eq(fill_left - 1)
+            with m.If(~discard):
+                m.d.sync += fill_index.eq(Mux(fill_close, 0, fill_index + 1))
+                for b in range(2):
+                    with m.If(fill_bank == b):
+                        with m.If(fill_index == 0):
+                            m.d.sync += strobes[b].eq(bus.wdata.payload.strobe)
+                        with m.Else():
+                            m.d.sync += strobes[b].word_select(
+                                fill_index, t.strobe_width).eq(bus.wdata.payload.strobe)
+                        with m.If(fill_close):
+                            m.d.sync += group_beats[b].eq(fill_index + 1)
+                with m.If(fill_close):
+                    m.d.sync += fill_bank.eq(~fill_bank)
+        drain_close = Signal()
+        for b in range(2):
+            with m.If(fill_close & (fill_bank == b)):
+                m.d.sync += full[b].eq(1)
+            with m.Elif(drain_close & (drain_bank == b)):
+                m.d.sync += full[b].eq(0)
+        m.d.comb += buf_rd.addr.eq(Cat((drain_index - 1)[:len(fill_index)], drain_bank))
+
+        refused_now = Signal()
+        events["decode_errors"].append(refused_now)
+        flit_data = Signal(t.data_width)
+        flit_tail = Signal()
+        m.d.comb += [inject.payload.data.eq(flit_data), inject.payload.tail.eq(flit_tail),
+                     inject.payload.vc.eq(REQUEST_VC)]
+        open_packet = _close_after_reset(m, inject)
+        S_HEAD, S_ADDR, S_DATA, S_DISCARD = range(4)
+        send_state = Signal(range(4), name="send_state")
+        with m.If(send_state == S_HEAD):
+            with m.If(open_packet):
+                # Reset in the middle of a packet: end it with a lone tail flit.
+                m.d.comb += [inject.valid.eq(1), flit_tail.eq(1)]
+            with m.Elif(cmd_valid & slot_free):
+                m.d.comb += [inject.payload.head.eq(1), flit_data.eq(head)]
+                with m.If(cmd_refused):
+                    m.d.comb += [do_alloc.eq(1), refused_now.eq(1)]
+                    with m.If(cmd_write):
+                        m.d.sync += send_state.eq(S_DISCARD)
+                    with m.Else():
+                        m.d.comb += cmd_take.eq(1)
+                with m.Elif(dest_ok):
+                    m.d.comb += inject.valid.eq(1)
+                    with m.If(inject.ready):
+                        m.d.comb += [do_alloc.eq(1), alloc_live.eq(1)]
+                        m.d.sync += [cur_dest.eq(cmd_dest), addr_index.eq(0)]
+                        with m.If(cmd_write):
+                            m.d.sync += [drain_left.eq(cmd_length + 1),
+                                         drain_index.eq(0)]
+                        m.d.sync += send_state.eq(S_ADDR)
+        with m.Elif(send_state == S_ADDR):
+            last_addr = addr_index == t.addr_flits - 1
+            m.d.comb += [inject.valid.eq(1), flit_data.eq(addr_chunk),
+                         flit_tail.eq(last_addr & ~cmd_write)]
+            with m.If(inject.ready):
+                m.d.sync += addr_index.eq(addr_index + 1)
+                with m.If(last_addr):
+                    # The command stage is held until here, so it may refill now.
+                    m.d.comb += cmd_take.eq(1)
+                    with m.If(cmd_write):
+                        m.d.sync += send_state.eq(S_DATA)
+                    with m.Else():
+                        m.d.sync += send_state.eq(S_HEAD)
+        with m.Elif(send_state == S_DATA):
+            bank_full = full.bit_select(drain_bank, 1)
+            on_strobe = drain_index == 0
+            group_end = drain_index == Array(group_beats)[drain_bank]
+            m.d.comb += [
+                inject.valid.eq(bank_full),
+                flit_data.eq(Mux(on_strobe, Array(strobes)[drain_bank], buf_rd.data)),
+                flit_tail.eq(~on_strobe & (drain_left == 1)),
+            ]
+            with m.If(inject.valid & inject.ready):
+                with m.If(group_end):
+                    m.d.comb += drain_close.eq(1)
+                    m.d.sync += [drain_index.eq(0), drain_bank.eq(~drain_bank)]
+                with m.Else():
+                    m.d.sync += drain_index.eq(drain_index + 1)
+                with m.If(~on_strobe):
+                    m.d.sync += drain_left.eq(drain_left - 1)
+                    with m.If(drain_left == 1):
+                        m.d.sync += send_state.eq(S_HEAD)
+        with m.Elif(send_state == S_DISCARD):
+            # A refused write: its beats are taken and dropped, then it is done.
+            with m.If(fill_started & ((fill_left == 0) | ((fill_left == 1) & fill_go))):
+                m.d.comb += cmd_take.eq(1)
+                m.d.sync += send_state.eq(S_HEAD)
+        return self._responses(m, p, eject, head_slot, owed, live, expired, retire,
+                               clear_live, expire_now, do_retire, events)
+
+    def _responses(self, m, p, eject, head_slot, owed, live, expired, retire, clear_live,
+                   expire_now, do_retire, events):
+        t = p.transaction
+        fmt = t.flit
+        bus = self.bus
+        flit = eject.payload
+        rhead = t.response_head_layout(
+            fmt.head_layout(flit.data).payload[:t.response_head_layout.size])
+        tag = rhead.tag
+        tag_live = live.bit_select(tag, 1)
+        tag_expired = expired.bit_select(tag, 1)
+        tag_hot = (Const(1, len(live)) << tag)[:len(live)]
+        at_head = owed & (tag == retire)
+
+        beat = Signal(t.length_bits)
+        status = Signal(Status)
+        then_skip = Signal()
+        stall = Signal(range(p.timeout + 1))
+        last_beat = beat == head_slot.length
+        response = bus.response
+        m.d.comb += [
+            response.payload.write.eq(head_slot.write),
+            response.payload.tag.eq(head_slot.tag),
+        ]
+        late = Signal()
+        malformed = Signal()
+        stalled_out = Signal()
+        # The oldest slot's wait: cycles in IDLE with its response awaited and not taken.
+        waited = Signal(range(p.timeout))
+        head_awaited = owed & live.bit_select(retire, 1) & ~expired.bit_select(retire, 1)
+        head_taken = Signal()
+        retire_hot = (Const(1, len(live)) << retire)[:len(live)]
+        waiting = Signal()
+        R_IDLE, R_LOCAL, R_DATA, R_SKIP = range(4)
+        receive_state = Signal(range(4), name="receive_state")
+        with m.If(receive_state == R_IDLE):
+            with m.If(eject.valid & ~flit.head):
+                # A body without a head (this interface was reset mid-packet).
+                m.d.comb += [eject.ready.eq(1), malformed.eq(1)]
+                with m.If(~flit.tail):
+                    m.d.sync += receive_state.eq(R_SKIP)
+            with m.Elif(eject.valid & tag_live & tag_expired):
+                m.d.comb += [eject.ready.eq(1), late.eq(1),
+                             clear_live.eq(tag_hot)]
+                with m.If(~flit.tail):
+                    m.d.sync += receive_state.eq(R_SKIP)
+            with m.Elif(eject.valid & tag_live & at_head):
+                m.d.comb += head_taken.eq(1)
+                ok_read = ~rhead.write & (rhead.status == Status.OKAY)
+                agrees = ((rhead.write == head_slot.write)
+                          & (rhead.length == head_slot.length)
+                          & (flit.tail != ok_read))
+                m.d.comb += eject.ready.eq(1)
+                with m.If(agrees):
+                    m.d.comb += clear_live.eq(tag_hot)
+                    m.d.sync += [beat.eq(0), status.eq(rhead.status), stall.eq(0)]
+                    m.d.sync += then_skip.eq(0)
+                    with m.If(ok_read):
+                        m.d.sync += receive_state.eq(R_DATA)
+                    with m.Else():
+                        m.d.sync += receive_state.eq(R_LOCAL)
+                with m.Else():
+                    m.d.comb += malformed.eq(1)
+                    with m.If(~flit.tail):
+                        m.d.sync += receive_state.eq(R_SKIP)
+            with m.Elif(eject.valid & ~tag_live):
+                m.d.comb += [eject.ready.eq(1), malformed.eq(1)]
+                with m.If(~flit.tail):
+                    m.d.sync += receive_state.eq(R_SKIP)
+            with m.Elif(owed & (expired.bit_select(retire, 1)
+                                | ~live.bit_select(retire, 1))):
+                # Answered here: a decode error, or a timeout.
+                m.d.sync += [beat.eq(0), then_skip.eq(0),
+                             status.eq(Mux(expired.bit_select(retire, 1), Status.TIMEOUT,
+                                           head_slot.status))]
+                m.d.sync += receive_state.eq(R_LOCAL)
+            # Otherwise a response for a younger slot waits here until the oldest
+            # slot's response comes or it times out.
+            m.d.comb += waiting.eq(head_awaited & ~head_taken)
+        with m.Elif(receive_state == R_LOCAL):
+            m.d.comb += [
+                response.valid.eq(1), response.payload.status.eq(status),
+                response.payload.last.eq(last_beat | head_slot.write),
+            ]
+            with m.If(response.ready):
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(last_beat | head_slot.write):
+                    m.d.comb += do_retire.eq(1)
+                    with m.If(then_skip):
+                        m.d.sync += receive_state.eq(R_SKIP)
+                    with m.Else():
+                        m.d.sync += receive_state.eq(R_IDLE)
+        with m.Elif(receive_state == R_DATA):
+            # A tail before the last beat ends a broken packet (e.g. the lone tail a
+            # reset target sends): it is not data, and the missing beats are errors.
+            early = flit.tail & ~last_beat
+            m.d.comb += [
+                response.valid.eq(eject.valid & ~early),
+                eject.ready.eq(response.ready | early),
+                response.payload.status.eq(Status.OKAY),
+                response.payload.data.eq(flit.data),
+                response.payload.last.eq(last_beat),
+            ]
+            with m.If(eject.valid):
+                m.d.sync += stall.eq(0)
+            with m.Else():
+                m.d.sync += stall.eq(stall + 1)
+                with m.If(stall == p.timeout - 1):
+                    m.d.comb += stalled_out.eq(1)
+                    m.d.sync += [status.eq(Status.TIMEOUT), then_skip.eq(1)]
+                    m.d.sync += receive_state.eq(R_LOCAL)
+            with m.If(response.valid & response.ready):
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(last_beat):
+                    m.d.comb += do_retire.eq(1)
+                    with m.If(flit.tail):
+                        m.d.sync += receive_state.eq(R_IDLE)
+                    with m.Else():
+                        m.d.comb += malformed.eq(1)
+                        m.d.sync += receive_state.eq(R_SKIP)
+            with m.If(eject.valid & early):
+                m.d.comb += malformed.eq(1)
+                m.d.sync += [status.eq(Status.TARGET_ERROR), then_skip.eq(0)]
+                m.d.sync += receive_state.eq(R_LOCAL)
+        with m.Elif(receive_state == R_SKIP):
+            m.d.comb += eject.ready.eq(1)
+            with m.If(eject.valid & flit.tail):
+                m.d.sync += receive_state.eq(R_IDLE)
+        with m.If(waiting):
+            m.d.sync += waited.eq(waited + 1)
+            with m.If(waited == p.timeout - 1):
+                m.d.comb += expire_now.eq(retire_hot)
+                m.d.sync += waited.eq(0)
+        with m.Else():
+            m.d.sync += waited.eq(0)
+        events["timeouts"].append(waiting & (waited == p.timeout - 1))
+        events["late"].append(late)
+        events["malformed"].append(malformed)
+        events["timeouts"].append(stalled_out)
+        for name, evs in events.items():
+            _count(m, getattr(self, name), [Value.cast(e) for e in evs])
+        return m
+
+
+class TargetInterface(wiring.Component):
+    """Network interface of a target tile. See the module documentation.
+
+    Members
+    -------
+    target : Out(TargetSignature(transaction))
+        To the target tile (``MemoryTile.bus``): requests and write data out, responses in.
+    inject : Out(stream.Signature(flit.layout)).array(vcs)
+        To ``Router.inject[l]`` (responses on VC 1).
+    eject : In(stream.Signature(flit.layout)).array(vcs)
+        From ``Router.eject[l]`` (requests on VC 0).
+    malformed : Out(counter_width)
+        Request packets answered with TARGET_ERROR because they broke the format.
+    dropped : Out(counter_width)
+        Unparseable fragments (a body without a head) and packets on another VC, dropped.
+    """
+
+    COUNTERS = ("malformed", "dropped")
+
+    def __init__(self, params: TargetParams):
+        if not isinstance(params, TargetParams):
+            raise TypeError(f"Expected TargetParams, not {params!r}")
+        self.params = params
+        t = params.transaction
+        members = _network_members(t, ())
+        members["target"] = Out(TargetSignature(t))
+        for name in self.COUNTERS:
+            members[name] = Out(params.counter_width)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        t = p.transaction
+        fmt = t.flit
+        spf = t.strobes_per_flit
+        eject = self.eject[REQUEST_VC]
+        inject = self.inject[RESPONSE_VC]
+        target = self.target
+        dropped_events = _drain_other_vcs(m, self, REQUEST_VC, RESPONSE_VC, fmt.vcs)
+
+        # Descriptors of the responses owed, in request order.
+        kind_ok, kind_error, kind_poison = 0, 1, 2
+        desc_layout = data.StructLayout({"src": fmt.dest_layout, "tag": t.tag_bits,
+                                         "write": 1, "length": t.length_bits, "kind": 2})
+        m.submodules.owed = owed = fifo.SyncFIFOBuffered(width=desc_layout.size,
+                                                         depth=p.depth)
+        in_flight = Signal(range(p.depth + 1))
+        reserve = Signal()
+        release = Signal()
+        room = in_flight != p.depth
+        m.d.sync += in_flight.eq(in_flight + reserve - release)
+        push = Signal()
+        push_kind = Signal(2)
+        desc_in = desc_layout(owed.w_data)
+
+        # ---- Parse requests ---------------------------------------------------------------
+        flit = eject.payload
+        rhead = t.request_head_layout(
+            fmt.head_layout(flit.data).payload[:t.request_head_layout.size])
+        h_write = Signal()
+        h_masked = Signal()
+        h_tag = Signal(t.tag_bits)
+        h_length = Signal(t.length_bits)
+        h_src = Signal(fmt.dest_layout)
+        in_idle = Signal()  # the flit in hand is a head: describe it, not the registers
+        m.d.comb += [
+            owed.w_en.eq(push),
+            desc_in.src.eq(Mux(in_idle, rhead.src, h_src)),
+            desc_in.tag.eq(Mux(in_idle, rhead.tag, h_tag)),
+            desc_in.write.eq(Mux(in_idle, rhead.write, h_write)),
+            desc_in.length.eq(Mux(in_idle, rhead.length, h_length)),
+            desc_in.kind.eq(push_kind),
+        ]
+        orphan = Signal()
+        dropped_events.append(orphan)
+        addr_regs = Signal(max(1, (t.addr_flits - 1) * t.data_width))
+        addr_index = Signal(range(max(2, t.addr_flits)))
+        last_addr = addr_index == t.addr_flits - 1
+        if t.addr_flits > 1:
+            full_addr = Cat(addr_regs, flit.data)
+        else:
+            full_addr = flit.data
+        addr = full_addr[:t.addr_width]
+        bad_addr = Signal()
+        m.d.comb += bad_addr.eq(full_addr[t.addr_width:].any()
+                                | (addr[:t.align_bits].any() if t.align_bits else 0))
+        beat = Signal(t.length_bits)
+        group = Signal(range(spf))
+        strobes = Signal(t.data_width)
+        need_strobe = Signal()
+        poison = Signal()
+        last_beat = beat == h_length
+        full_strobe = (1 << t.strobe_width) - 1
+
+        request = target.request
+        wdata = target.wdata
+        m.d.comb += [
+            request.payload.write.eq(h_write), request.payload.addr.eq(addr),
+            request.payload.length.eq(h_length), request.payload.tag.eq(h_tag),
+        ]
+
+        def error_now():
+            """Answer the packet in hand with TARGET_ERROR (needs a free descriptor)."""
+            m.d.comb += [eject.ready.eq(room), reserve.eq(eject.valid & room),
+                         push.eq(eject.valid & room), push_kind.eq(kind_error)]
+
+        P_IDLE, P_ADDR, P_DATA, P_PAD, P_DROP = range(5)
+        parse_state = Signal(range(5), name="parse_state")
+        with m.If(parse_state == P_IDLE):
+            m.d.comb += in_idle.eq(1)
+            with m.If(eject.valid & ~flit.head):
+                m.d.comb += [eject.ready.eq(1), orphan.eq(1)]
+                with m.If(~flit.tail):
+                    m.d.sync += parse_state.eq(P_DROP)
+            with m.Elif(eject.valid):
+                with m.If(flit.tail):
+                    error_now()  # ends before its address
+                with m.Else():
+                    m.d.comb += eject.ready.eq(1)
+                    m.d.sync += parse_state.eq(P_ADDR)
+                m.d.sync += [h_write.eq(rhead.write), h_masked.eq(rhead.masked),
+                             h_tag.eq(rhead.tag), h_length.eq(rhead.length),
+                             h_src.eq(rhead.src), addr_index.eq(0)]
+        with m.Elif(parse_state == P_ADDR):
+            with m.If(~last_addr):
+                with m.If(flit.tail):
+                    error_now()
+                    with m.If(eject.valid & room):
+                        m.d.sync += parse_state.eq(P_IDLE)
+                with m.Else():
+                    m.d.comb += eject.ready.eq(1)
+                    with m.If(eject.valid):
+                        m.d.sync += [addr_index.eq(addr_index + 1),
+                                     addr_regs.eq(Cat(addr_regs[t.data_width:],
+                                                      flit.data))]
+            with m.Elif(bad_addr | (flit.tail == h_write)):
+                # Unaligned/too wide, a read with a body, or a write without one.
+                error_now()
+                with m.If(eject.valid & room):
+                    with m.If(flit.tail):
+                        m.d.sync += parse_state.eq(P_IDLE)
+                    with m.Else():
+                        m.d.sync += parse_state.eq(P_DROP)
+            with m.Else():
+                m.d.comb += [
+                    request.valid.eq(eject.valid & room),
+                    eject.ready.eq(request.ready & room),
+                    reserve.eq(eject.valid & request.ready & room),
+                    push.eq(eject.valid & request.ready & room & ~h_write),
+                    push_kind.eq(kind_ok),
+                ]
+                with m.If(eject.valid & request.ready & room):
+                    m.d.sync += [beat.eq(0), group.eq(0), poison.eq(0),
+                                 need_strobe.eq(h_masked)]
+                    with m.If(h_write):
+                        m.d.sync += parse_state.eq(P_DATA)
+                    with m.Else():
+                        m.d.sync += parse_state.eq(P_IDLE)
+        with m.Elif(parse_state == P_DATA):
+            with m.If(need_strobe):
+                m.d.comb += eject.ready.eq(1)
+                with m.If(eject.valid):
+                    m.d.sync += [strobes.eq(flit.data), need_strobe.eq(0)]
+                    with m.If(flit.tail):  # ends before the group's data
+                        m.d.sync += poison.eq(1)
+                        m.d.sync += parse_state.eq(P_PAD)
+            with m.Elif(eject.valid & flit.tail & ~last_beat):
+                # Ends early: this tail is not data; the missing beats get strobe 0.
+                m.d.comb += eject.ready.eq(1)
+                m.d.sync += poison.eq(1)
+                m.d.sync += parse_state.eq(P_PAD)
+            with m.Else():
+                m.d.comb += [
+                    wdata.valid.eq(eject.valid),
+                    wdata.payload.data.eq(flit.data),
+                    wdata.payload.strobe.eq(Mux(h_masked, strobes.word_select(
+                        group, t.strobe_width), full_strobe)),
+                    wdata.payload.last.eq(last_beat),
+                    eject.ready.eq(wdata.ready),
+                ]
+                with m.If(eject.valid & wdata.ready):
+                    m.d.sync += [beat.eq(beat + 1), group.eq(group + 1)]
+                    with m.If(group == spf - 1):
+                        m.d.sync += [group.eq(0), need_strobe.eq(h_masked)]
+                    with m.If(last_beat):
+                        m.d.comb += [push.eq(1), push_kind.eq(
+                            Mux(poison | ~flit.tail, kind_poison, kind_ok))]
+                        with m.If(flit.tail):
+                            m.d.sync += parse_state.eq(P_IDLE)
+                        with m.Else():
+                            m.d.sync += parse_state.eq(P_DROP)  # runs long
+        with m.Elif(parse_state == P_PAD):
+            m.d.comb += [wdata.valid.eq(1), wdata.payload.strobe.eq(0),
+                         wdata.payload.last.eq(last_beat)]
+            with m.If(wdata.ready):
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(last_beat):
+                    m.d.comb += [push.eq(1), push_kind.eq(kind_poison)]
+                    m.d.sync += parse_state.eq(P_IDLE)
+        with m.Elif(parse_state == P_DROP):
+            m.d.comb += eject.ready.eq(1)
+            with m.If(eject.valid & flit.tail):
+                m.d.sync += parse_state.eq(P_IDLE)
+
+        # ---- Packetise responses ----------------------------------------------------------
+        desc = desc_layout(owed.r_data)
+        response = target.response
+        head = Signal(fmt.head_layout)
+        rsp_head = Signal(t.response_head_layout)
+        status = Mux(desc.kind == kind_ok, response.payload.status, Status.TARGET_ERROR)
+        m.d.comb += [
+            head.dest.eq(desc.src), head.payload.eq(rsp_head),
+            rsp_head.write.eq(desc.write), rsp_head.status.eq(status),
+            rsp_head.tag.eq(desc.tag), rsp_head.length.eq(desc.length),
+            inject.payload.vc.eq(RESPONSE_VC),
+        ]
+        pop = Signal()
+        m.d.comb += [owed.r_en.eq(pop), release.eq(pop)]
+        open_packet = _close_after_reset(m, inject)
+        K_HEAD, K_DATA, K_DRAIN = range(3)
+        respond_state = Signal(range(3), name="respond_state")
+        with m.If(respond_state == K_HEAD):
+            ok_read = ~desc.write & (status == Status.OKAY)
+            with m.If(open_packet):
+                # Reset in the middle of a packet: end it with a lone tail flit.
+                m.d.comb += [inject.valid.eq(1), inject.payload.tail.eq(1)]
+            with m.Else():
+                m.d.comb += [
+                    inject.payload.head.eq(1), inject.payload.data.eq(head),
+                    inject.payload.tail.eq(~ok_read),
+                    inject.valid.eq(owed.r_rdy & ((desc.kind == kind_error)
+                                                  | response.valid)),
+                ]
+                with m.If(inject.valid & inject.ready):
+                    with m.If(desc.kind == kind_error):
+                        m.d.comb += pop.eq(1)
+                    with m.Elif(desc.write):
+                        m.d.comb += [response.ready.eq(1), pop.eq(1)]
+                    with m.Elif(ok_read):
+                        m.d.sync += respond_state.eq(K_DATA)
+                    with m.Else():
+                        m.d.sync += respond_state.eq(K_DRAIN)
+        with m.Elif(respond_state == K_DATA):
+            m.d.comb += [
+                inject.valid.eq(response.valid), response.ready.eq(inject.ready),
+                inject.payload.data.eq(response.payload.data),
+                inject.payload.tail.eq(response.payload.last),
+            ]
+            with m.If(response.valid & inject.ready & response.payload.last):
+                m.d.comb += pop.eq(1)
+                m.d.sync += respond_state.eq(K_HEAD)
+        with m.Elif(respond_state == K_DRAIN):
+            m.d.comb += response.ready.eq(1)
+            with m.If(response.valid & response.payload.last):
+                m.d.comb += pop.eq(1)
+                m.d.sync += respond_state.eq(K_HEAD)
+
+        _count(m, self.malformed, [Value.cast(push & (push_kind != kind_ok))])
+        _count(m, self.dropped, [Value.cast(e) for e in dropped_events])
+        return m

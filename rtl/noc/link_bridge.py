@@ -1,0 +1,330 @@
+"""The bridge between a router port that leaves the die and a die-to-die link adapter.
+
+A router's mesh port speaks the credit channel of :class:`~.flit.LinkSignature` (valid +
+``{flit, route}``, per-VC credits back, no ready). A :class:`~chipknit.rtl.link.adapter.
+LinkAdapter` carries opaque ``flit_width``-bit flits per VC over ready/valid streams, with its
+own credits, CRC and replay. :class:`LinkBridge` joins the two::
+
+    router.link_out ──► noc_in ──► [per-VC buffer, depth] ──► to_link[vc] ──► adapter.i[vc]
+    router.link_in  ◄── noc_out ◄── [framing check, route] ◄── from_link[vc] ◄── adapter.o[vc]
+
+Flit mapping
+    The link's VC is the flit's VC, so a link flit carries ``{head, tail, data}`` (LSB first,
+    :func:`link_flit_layout`), zero-padded to ``flit_width``. The link needs ``flit_width`` to
+    be a multiple of its beat width: :func:`link_flit_width` gives the smallest that holds a
+    NoC flit. ``data_width = k·beat_width − 2`` (e.g. 30 bits for 32-bit link flits) wastes
+    nothing; the default 32-bit NoC data needs 48-bit link flits on 16-bit beats (70.8 % of
+    the slot used).
+
+Outbound (router → link)
+    The bridge is the router's downstream buffer: ``depth`` flits per VC (the router's own
+    ``RouterParams.depth``, which is the credit count every router starts with). A credit
+    goes back, from a register, each time a flit is handed to the adapter's ``i[vc]``. VCs
+    never wait on each other: each has its own buffer and stream.
+
+Inbound (link → router)
+    Per VC, the bridge checks packet framing and computes the lookahead route for the router
+    it feeds with a route computer from ``route_computer()`` (any elaboratable with ``dest``
+    in and ``port``/``routable`` out, e.g. ``RouteComputer(fmt, geometry, x, y)`` of that
+    router). It counts the router's credits per VC and never sends without one. The VCs
+    that have a flit and a credit are served round-robin, one flit a cycle; a VC that has no
+    credit (its ejection stalled) or no flit never blocks another. ``valid`` and ``payload``
+    leave registers.
+
+Defined outcomes for bad input from the link (counted per VC, never a hang):
+
+================================  ============================================================
+arrival on a VC                   outcome
+================================  ============================================================
+body or tail flit outside a       dropped (taken from the link, never sent), ``malformed`` + 1
+packet
+head flit whose destination the   the whole packet dropped, ``unroutable`` + 1 (once per packet)
+route computer calls unroutable
+head flit inside an open packet   the open packet is closed with a *synthetic tail* (``tail``,
+(its tail never came)             zero data), ``truncated`` + 1; the head then starts its packet
+                                  as usual, so the wormhole it held in the router is freed
+head flit inside a packet being   the dropped packet ends; ``malformed`` + 1; the head then
+dropped                           starts its packet
+================================  ============================================================
+
+Reset
+    The bridge belongs to its die's reset. While ``peer_reset`` is high — the link or the die
+    behind it is in reset (today a top drives it; once link training exists, the adapter's
+    link-down status will) — the bridge hands nothing to the link, so its buffered flits
+    survive, and takes nothing from it. Every inbound packet left open is closed with a
+    synthetic tail (``truncated`` + 1) as soon as the router has a credit for it, so no
+    wormhole stays wedged; a packet being dropped ends. Flits of a packet whose head was lost
+    arrive later as body flits outside a packet and are dropped (``malformed``).
+"""
+
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..credit import SaturatingCounter
+from ..link.frame import LinkParams
+from .allocator import RoundRobin
+from .flit import FlitFormat, LinkSignature
+
+__all__ = ["LinkBridgeParams", "LinkBridge", "BridgeStatus", "link_flit_layout",
+           "link_flit_width"]
+
+
+def link_flit_layout(fmt: FlitFormat) -> data.StructLayout:
+    """A NoC flit on the link: ``{head, tail, data}`` (the VC is the link's)."""
+    return data.StructLayout({"head": 1, "tail": 1, "data": fmt.data_width})
+
+
+def link_flit_width(fmt: FlitFormat, beat_width: int) -> int:
+    """The smallest multiple of ``beat_width`` that holds a NoC flit on the link."""
+    size = link_flit_layout(fmt).size
+    return -(-size // beat_width) * beat_width
+
+
+def _positive(name, value, minimum=1):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class LinkBridgeParams:
+    """Parameters of one bridge.
+
+    Parameters
+    ----------
+    flit : FlitFormat
+        The NoC's flit format (of the router the bridge serves).
+    link : LinkParams
+        The link adapter's parameters: ``vcs`` must equal ``flit.vcs`` and ``flit_width``
+        must hold ``{head, tail, data}`` (see :func:`link_flit_width`).
+    ports : int
+        Ports of the router the bridge serves (the width of the lookahead route).
+    depth : int
+        Flits per VC: the outbound buffer, and the router's input buffer (the credits the
+        bridge starts with inbound). Must equal the router's ``RouterParams.depth``.
+    counter_width : int
+        Width of the saturating counters.
+    """
+    flit: FlitFormat = field(default_factory=lambda: FlitFormat(data_width=30))
+    link: LinkParams = field(default_factory=lambda: LinkParams(flit_width=32))
+    ports: int = 5
+    depth: int = 4
+    counter_width: int = 16
+
+    def __post_init__(self):
+        if not isinstance(self.flit, FlitFormat):
+            raise TypeError(f"Flit must be a FlitFormat, not {self.flit!r}")
+        if not isinstance(self.link, LinkParams):
+            raise TypeError(f"Link must be a LinkParams, not {self.link!r}")
+        _positive("Ports", self.ports, 2)
+        _positive("Depth", self.depth, 1)
+        _positive("Counter width", self.counter_width)
+        if self.link.vcs != self.flit.vcs:
+            raise ValueError(f"The link has {self.link.vcs} VCs but the NoC has "
+                             f"{self.flit.vcs}; they must be equal")
+        needed = link_flit_layout(self.flit).size
+        if self.link.flit_width < needed:
+            raise ValueError(f"Link flit width {self.link.flit_width} cannot hold a NoC flit "
+                             f"({needed} bits: head, tail, {self.flit.data_width} data); use "
+                             f"{link_flit_width(self.flit, self.link.beat_width)}")
+
+    @property
+    def mapping_efficiency(self) -> float:
+        """Fraction of a link flit slot that carries NoC flit bits (head, tail, data)."""
+        return link_flit_layout(self.flit).size / self.link.flit_width
+
+    @property
+    def data_efficiency(self) -> float:
+        """NoC data bits per raw lane bit, error-free, every frame slot filled."""
+        return self.flit.data_width / self.link.flit_width * self.link.payload_efficiency
+
+
+def BridgeStatus(params: LinkBridgeParams) -> wiring.Signature:
+    """Counters of a bridge, one per VC, saturating at ``counter_width`` bits."""
+    width, vcs = params.counter_width, params.flit.vcs
+    return wiring.Signature({name: Out(width).array(vcs) for name in (
+        "flits_out",    # flits handed to the link (router → link)
+        "flits_in",     # flits taken from the link (link → router), dropped ones included
+        "malformed",    # flits dropped outside a packet, dropped packets cut by a head
+        "unroutable",   # packets dropped because the route computer could not route them
+        "truncated",    # packets closed with a synthetic tail (head inside, peer reset)
+    )})
+
+
+class LinkBridge(wiring.Component):
+    """Joins one router mesh port to one :class:`~chipknit.rtl.link.adapter.LinkAdapter`.
+
+    See the module documentation for the flit mapping, credits, VC rule and error outcomes.
+
+    Parameters
+    ----------
+    params : LinkBridgeParams
+    route_computer : callable
+        Called once per VC; returns an elaboratable with ``dest`` (``flit.dest_layout``) in,
+        ``port`` and ``routable`` out: the route at the router the bridge feeds.
+
+    Members
+    -------
+    noc_in : In(LinkSignature(flit, ports))
+        From the router's ``link_out`` (the bridge returns ``credit``).
+    noc_out : Out(LinkSignature(flit, ports))
+        To the router's ``link_in`` (the router returns ``credit``).
+    to_link : Out(stream.Signature(link.flit_width)).array(vcs)
+        To the adapter's ``i``.
+    from_link : In(stream.Signature(link.flit_width)).array(vcs)
+        From the adapter's ``o``.
+    peer_reset : In(1)
+        The link or the far die is in reset (see the module documentation).
+    status : Out(BridgeStatus(params))
+    """
+
+    def __init__(self, params: LinkBridgeParams, route_computer):
+        if not isinstance(params, LinkBridgeParams):
+            raise TypeError(f"Expected LinkBridgeParams, not {params!r}")
+        if not callable(route_computer):
+            raise TypeError(f"Route computer must be a callable that builds one, not "
+                            f"{route_computer!r}")
+        self.params = params
+        self.route_computer = route_computer
+        p = params
+        link = LinkSignature(p.flit, p.ports)
+        flits = stream.Signature(p.link.flit_width)
+        super().__init__({
+            "noc_in": In(link),
+            "noc_out": Out(link),
+            "to_link": Out(flits).array(p.flit.vcs),
+            "from_link": In(flits).array(p.flit.vcs),
+            "peer_reset": In(1),
+            "status": Out(BridgeStatus(p)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        fmt, vcs, depth = p.flit, p.flit.vcs, p.depth
+        layout = link_flit_layout(fmt)
+        status = self.status
+
+        def count(name, vc, event):
+            counter = m.submodules[f"count_{name}_v{vc}"] = SaturatingCounter(p.counter_width)
+            m.d.comb += [counter.inc.eq(event), getattr(status, name)[vc].eq(counter.count)]
+
+        # ---- Outbound: the router's downstream buffer, one FIFO per VC --------------------
+        arriving = self.noc_in.payload.flit
+        packed = Signal(layout)
+        m.d.comb += [packed.head.eq(arriving.head), packed.tail.eq(arriving.tail),
+                     packed.data.eq(arriving.data)]
+        credit_back = Signal(vcs)
+        m.d.comb += self.noc_in.credit.eq(credit_back)
+        for v in range(vcs):
+            queue = m.submodules[f"out_v{v}"] = fifo.SyncFIFO(width=layout.size, depth=depth)
+            out = self.to_link[v]
+            handed = Signal(name=f"handed_v{v}")
+            m.d.comb += [
+                queue.w_data.eq(packed),
+                queue.w_en.eq(self.noc_in.valid & (arriving.vc == v)),
+                out.payload.eq(queue.r_data),
+                out.valid.eq(queue.r_rdy & ~self.peer_reset),
+                queue.r_en.eq(out.ready & ~self.peer_reset),
+                handed.eq(out.valid & out.ready),
+            ]
+            m.d.sync += credit_back[v].eq(handed)
+            count("flits_out", v, handed)
+
+        # ---- Inbound: framing per VC, route, credits, round-robin onto the router link ------
+        route_width = len(self.noc_out.payload.route)
+        arbiter = m.submodules.arbiter = RoundRobin(vcs)
+        m.d.comb += arbiter.advance.eq(1)
+        requests, outgoing, routes = [], [], []
+        for v in range(vcs):
+            src = self.from_link[v]
+            flit = layout(src.payload[:layout.size])
+            computer = m.submodules[f"route_v{v}"] = self.route_computer()
+            if len(computer.port) > route_width:
+                raise ValueError(f"The route computer's port has {len(computer.port)} bits, "
+                                 f"more than the {route_width} of a {p.ports}-port router")
+            m.d.comb += computer.dest.eq(fmt.head_layout(flit.data).dest)
+
+            state = Signal(range(3), name=f"in_v{v}_state")    # 0 idle, 1 forward, 2 drop
+            idle, forward, dropping = state == 0, state == 1, state == 2
+            close = Signal(name=f"in_v{v}_close")              # a synthetic tail is owed
+            credits = Signal(range(depth + 1), init=depth, name=f"in_v{v}_credits")
+            held_route = Signal(route_width, name=f"in_v{v}_route")
+            valid = Signal(name=f"in_v{v}_valid")
+            m.d.comb += valid.eq(src.valid & ~self.peer_reset)
+
+            head_in_open = valid & forward & flit.head
+            need_close = Signal(name=f"in_v{v}_need_close")
+            start = Signal(name=f"in_v{v}_start")       # a routable head from idle
+            send_flit = Signal(name=f"in_v{v}_send_flit")
+            orphan = Signal(name=f"in_v{v}_orphan")      # body/tail outside a packet
+            bad_dest = Signal(name=f"in_v{v}_bad_dest")  # unroutable head
+            drop_body = Signal(name=f"in_v{v}_drop_body")
+            cut_drop = Signal(name=f"in_v{v}_cut_drop")  # head ends a dropped packet
+            credit_ok = (credits != 0) | self.noc_out.credit[v]
+            m.d.comb += [
+                need_close.eq(close | head_in_open),
+                start.eq(valid & idle & flit.head & computer.routable),
+                send_flit.eq((valid & forward & ~flit.head) | start),
+                orphan.eq(valid & idle & ~flit.head),
+                bad_dest.eq(valid & idle & flit.head & ~computer.routable),
+                drop_body.eq(valid & dropping & ~flit.head),
+                cut_drop.eq(valid & dropping & flit.head),
+            ]
+            request = credit_ok & (need_close | send_flit)
+            requests.append(request)
+            grant = arbiter.grant[v]
+            sent_close = grant & need_close
+            sent_flit = grant & ~need_close
+            m.d.comb += src.ready.eq(sent_flit | orphan | bad_dest | drop_body)
+
+            # What VC v would put on the router link if granted.
+            candidate = Signal(fmt.layout, name=f"in_v{v}_flit")
+            route = Signal(route_width, name=f"in_v{v}_out_route")
+            m.d.comb += [
+                candidate.vc.eq(v),
+                candidate.head.eq(~need_close & flit.head),
+                candidate.tail.eq(need_close | flit.tail),
+                candidate.data.eq(Mux(need_close, 0, flit.data)),
+                route.eq(Mux(start & ~need_close, computer.port, held_route)),
+            ]
+            outgoing.append(candidate)
+            routes.append(route)
+
+            m.d.sync += credits.eq(credits - (grant & request) + self.noc_out.credit[v])
+            with m.If(sent_flit & start):
+                m.d.sync += held_route.eq(computer.port)
+            # Framing state. A head that must first close a packet is not taken this cycle.
+            with m.If(sent_close):
+                m.d.sync += [state.eq(0), close.eq(0)]
+            with m.Elif(sent_flit):
+                m.d.sync += state.eq(Mux(flit.tail, 0, 1))
+            with m.Elif(bad_dest & ~flit.tail):
+                m.d.sync += state.eq(2)
+            with m.Elif((drop_body & flit.tail) | cut_drop):
+                m.d.sync += state.eq(0)
+            with m.If(self.peer_reset):
+                with m.If(forward & ~close):
+                    m.d.sync += close.eq(1)
+                with m.If(dropping):
+                    m.d.sync += state.eq(0)
+
+            count("flits_in", v, src.valid & src.ready)
+            count("malformed", v, orphan | cut_drop)
+            count("unroutable", v, bad_dest)
+            count("truncated", v, sent_close)
+        m.d.comb += arbiter.requests.eq(Cat(requests))
+
+        chosen = Signal(fmt.layout)
+        chosen_route = Signal(route_width)
+        for v in range(vcs):
+            with m.If(arbiter.grant[v]):
+                m.d.comb += [chosen.eq(outgoing[v]), chosen_route.eq(routes[v])]
+        m.d.sync += [
+            self.noc_out.valid.eq(arbiter.grant.any()),
+            self.noc_out.payload.flit.eq(chosen),
+            self.noc_out.payload.route.eq(chosen_route),
+        ]
+        return m

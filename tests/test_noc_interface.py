@@ -1,0 +1,144 @@
+# amaranth: UnusedElaboratable=no
+"""Network interfaces and the memory tile: the cocotb system run on a 2x2 mesh, the model's
+packet encoding against the RTL layouts bit for bit, and the parameter checks."""
+
+import random
+
+import pytest
+
+from chipknit.rtl.noc.flit import FlitFormat
+from chipknit.rtl.noc.interface import (
+    AddressMap,
+    InitiatorInterface,
+    InitiatorParams,
+    Node,
+    Region,
+    TargetParams,
+)
+from chipknit.rtl.noc.transaction import TransactionParams
+from chipknit.rtl.tiles.memory import MemoryParams
+from chipknit.tb.benches import get_testbench
+from chipknit.tb.harness import run
+from chipknit.tb.models.noc import Dest, NocFormat
+from chipknit.tb.models.transaction import (
+    DECODE_ERROR,
+    OKAY,
+    TARGET_ERROR,
+    Malformed,
+    MemoryModel,
+    RequestPacket,
+    ResponsePacket,
+    TransactionFormat,
+)
+from chipknit.tb.models.transaction import AddressMap as ModelAddressMap
+from chipknit.tb.models.transaction import Region as ModelRegion
+
+BENCH = get_testbench("noc_interface")
+
+
+def test_system(seed):
+    result = run(BENCH, simulator="verilator", seed=seed)
+    result.check()
+    assert result.tests == 5
+
+
+# ---- model against the RTL layouts ---------------------------------------------------------
+
+FORMATS = [
+    (TransactionParams(), TransactionFormat()),
+    (TransactionParams(flit=FlitFormat(data_width=64, x_bits=2, y_bits=4, port_bits=2),
+                       addr_width=40, length_bits=6, tag_bits=3),
+     TransactionFormat(noc=NocFormat(data_width=64, x_bits=2, y_bits=4, port_bits=2),
+                       addr_width=40, length_bits=6, tag_bits=3)),
+]
+
+
+@pytest.mark.parametrize("rtl,model", FORMATS, ids=["default", "64bit"])
+def test_model_heads_match_rtl_layouts(rtl, model):
+    rng = random.Random(5)
+    assert (rtl.addr_flits, rtl.strobes_per_flit, rtl.align_bits) == \
+        (model.addr_flits, model.strobes_per_flit, model.align_bits)
+    noc = model.noc
+    for _ in range(300):
+        src = Dest(x=rng.getrandbits(noc.x_bits), y=rng.getrandbits(noc.y_bits),
+                   port=rng.getrandbits(noc.port_bits), die=rng.getrandbits(noc.die_bits))
+        fields = {"write": rng.getrandbits(1), "masked": rng.getrandbits(1),
+                  "tag": rng.getrandbits(model.tag_bits),
+                  "length": rng.getrandbits(model.length_bits)}
+        const = rtl.request_head_layout.const({**fields, "src": {
+            "port": src.port, "x": src.x, "y": src.y, "die": src.die}})
+        bits = model.request_head(src=src, **fields)
+        assert const.as_value().value == bits
+        assert model.decode_request_head(bits) == {
+            **{k: (bool(v) if k in ("write", "masked") else v) for k, v in fields.items()},
+            "src": src}
+        rfields = {"write": rng.getrandbits(1), "status": rng.randrange(4),
+                   "tag": rng.getrandbits(model.tag_bits),
+                   "length": rng.getrandbits(model.length_bits)}
+        const = rtl.response_head_layout.const(rfields)
+        assert const.as_value().value == model.response_head(**rfields)
+    for write in (False, True):
+        for masked in (False, True):
+            for length in (0, 7, 8, 20):
+                assert rtl.packet_flits(write=write, length=length, masked=masked) == \
+                    model.request_flits(write=write, length=length, masked=masked)
+
+
+def test_model_packets_round_trip_and_catch_malformed():
+    f = TransactionFormat()
+    rng = random.Random(2)
+    for _ in range(100):
+        length = rng.randrange(20)
+        write, masked = rng.random() < 0.5, rng.random() < 0.5
+        data = tuple(rng.getrandbits(32) for _ in range(length + 1)) if write else ()
+        strobes = tuple(rng.getrandbits(4) if masked else 15 for _ in data)
+        packet = RequestPacket(dest=Dest(1, 0, 1), src=Dest(0, 1), write=write,
+                               tag=rng.getrandbits(4), addr=rng.getrandbits(20) * 4,
+                               length=length, masked=masked and write, data=data,
+                               strobes=strobes if write else ())
+        flits = f.encode_request(packet)
+        assert len(flits) == f.request_flits(write=write, length=length,
+                                             masked=masked and write)
+        assert f.decode_request(flits) == packet
+        with pytest.raises(Malformed, match="flits where the head says"):
+            f.decode_request(flits[:-1])
+    response = ResponsePacket(dest=Dest(0, 1), write=False, status=OKAY, tag=3, length=2,
+                              data=(1, 2, 3))
+    assert f.decode_response(f.encode_response(response)) == response
+    with pytest.raises(Malformed):
+        f.decode_response(f.encode_response(response)[:-1])
+
+
+def test_model_address_map_and_memory():
+    f = TransactionFormat()
+    amap = ModelAddressMap(f, (ModelRegion(0x100, 0x40, Dest(1, 0)),))
+    assert amap.decode(0x100, 15) == (OKAY, Dest(1, 0), 0)
+    assert amap.decode(0x104, 15)[0] == DECODE_ERROR   # runs past the region
+    assert amap.decode(0x102, 0)[0] == DECODE_ERROR    # unaligned
+    assert amap.decode(0x140, 0)[0] == DECODE_ERROR    # no region
+    mem = MemoryModel(f, 4, init=(0x11223344,))
+    assert mem.write(0, [0xAABBCCDD], [0b0101]) == OKAY
+    assert mem.read(0, 0) == (OKAY, [0x11BB33DD])
+    assert mem.read(4, 3) == (TARGET_ERROR, [0, 0, 0, 0])
+
+
+# ---- parameters ----------------------------------------------------------------------------
+
+def test_parameter_messages():
+    t = TransactionParams()
+    with pytest.raises(ValueError, match="Regions overlap"):
+        AddressMap((Region(0, 0x100, Node(0, 0)), Region(0x80, 0x100, Node(1, 0))))
+    with pytest.raises(ValueError, match="not aligned to 4-byte beats"):
+        InitiatorParams(address_map=AddressMap((Region(2, 0x100, Node(0, 0)),)))
+    with pytest.raises(ValueError, match="does not fit the flit format's x_bits"):
+        InitiatorParams(node=Node(8, 0))
+    with pytest.raises(ValueError, match="Timeout must be an integer of at least 2"):
+        InitiatorParams(timeout=1)
+    with pytest.raises(ValueError, match="Depth must be an integer of at least 1"):
+        TargetParams(depth=0)
+    with pytest.raises(ValueError, match="Init has 3 words but the memory only 2"):
+        MemoryParams(words=2, init=(1, 2, 3))
+    with pytest.raises(ValueError, match="does not fit 32 bits"):
+        MemoryParams(words=2, init=(1 << 32,))
+    with pytest.raises(TypeError, match="Expected InitiatorParams"):
+        InitiatorInterface(t)
