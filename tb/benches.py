@@ -49,6 +49,28 @@ def link_soak(**params):
     return _link_top(LinkSoak, params)
 
 
+LINK_TRAINING_PARAMS = {**{k: v for k, v in LINK_PAIR_PARAMS.items() if k != "latency"},
+                        "lanes": 18, "bits_per_lane": 1, "deskew_range": 7,
+                        "frame_cycles": 128, "test_frames": 4, "retrain_window": 2048,
+                        "retrain_errors": 24, "train_timeout": 8192, "error_backoff": 1024,
+                        "max_delay": 11}
+
+
+def trained_link_pair(**params):
+    """A :class:`TrainedLinkPair`; keyword parameters as in :data:`LINK_TRAINING_PARAMS`."""
+    from chipknit.rtl.link.frame import LinkParams
+    from chipknit.rtl.link.trained_pair import TrainedLinkPair
+    from chipknit.rtl.link.training import TrainingParams
+    p = {**LINK_TRAINING_PARAMS, **params}
+    link = LinkParams(**{k: p[k] for k in LINK_PAIR_PARAMS if k != "latency"})
+    training = TrainingParams(link, LaneParams(p["lanes"], p["bits_per_lane"]),
+                              **{k: p[k] for k in ("deskew_range", "frame_cycles",
+                                                   "test_frames", "retrain_window",
+                                                   "retrain_errors", "train_timeout",
+                                                   "error_backoff")})
+    return TrainedLinkPair(training, max_delay=p["max_delay"])
+
+
 def interposer(lanes: int = 16, bits_per_lane: int = 1, max_delay: int = 7,
                error_bits: int = 32, seed: int = 1, counter_width: int = 32):
     return Interposer(InterposerParams(LaneParams(lanes, bits_per_lane), max_delay=max_delay,
@@ -205,6 +227,13 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.link_soak",
         params=LINK_PAIR_PARAMS,
         description="link soak: hardware traffic checkers, saturating load, BER sweep",
+    ),
+    Testbench(
+        name="link_training",
+        top=trained_link_pair,
+        module="chipknit.tb.tests.link_training",
+        params=LINK_TRAINING_PARAMS,
+        description="link training: deskew, lane repair, half width, retrain, end resets",
     ),
     Testbench(
         name="harness_probe",
