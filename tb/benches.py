@@ -293,7 +293,7 @@ TESTBENCHES = {bench.name: bench for bench in [
         top=npu_commands,
         module="chipknit.tb.tests.npu_fabric",
         params={**NPU_ENGINE_PARAMS, "lanes": 1, "a_depth": 2048, "w_depth": 128,
-                "acc_depth": 512, "qp_depth": 8, "depth": 8, "in_flight": 32,
+                "acc_depth": 512, "qp_depth": 8, "depth": 8, "in_flight": 64,
                 "outstanding": 8, "data_width": 32, "length_bits": 8, "tag_bits": 4},
         description="measures the NPU tile fed through its DMA at B bytes/cycle "
                     "(used by `chipknit bench npu`)",

@@ -47,10 +47,12 @@ def test_npu_engine_more_seeds(seed, seed_offset):
     result.check()
 
 
-@pytest.mark.parametrize("mac", ["infer", "lut"])
+@pytest.mark.parametrize("mac", ["infer", "lut", "ecp5_mixed"])
 def test_array_streams_tiles_with_overlapped_weight_loads(mac):
     """Amaranth simulation: three tiles back to back, each tile's weights shifted in while
-    the previous one computes (the earliest the protocol allows)."""
+    the previous one computes (the earliest the protocol allows). ``ecp5_mixed`` without
+    DSP cells is all LUT cells padded to the DSP's 3 cycles (a MULT18X18D does not
+    simulate)."""
     params = ArrayParams(rows=3, cols=4, mac=mac)
     dut = SystolicArray(params)
     gen = np.random.default_rng(2)
@@ -103,6 +105,10 @@ def test_array_streams_tiles_with_overlapped_weight_loads(mac):
     (lambda: ArrayParams(rows=0), "Rows must be a positive integer, not 0"),
     (lambda: ArrayParams(cols=-2), "Columns must be a positive integer, not -2"),
     (lambda: ArrayParams(mac="dsp"), "MAC kind must be one of infer, lut, ecp5_dsp"),
+    (lambda: ArrayParams(mac="ecp5_mixed", dsp_cells=17),
+     r"DSP cells must be an integer in \[0, 16\], not 17"),
+    (lambda: ArrayParams(mac="lut", dsp_cells=2), "only apply to the ecp5_mixed mapping"),
+    (lambda: Multiplier(9, "ecp5_dsp", latency=2), "must be an integer >= 3, not 2"),
     (lambda: RequantParams(lanes=0), "Lanes must be a positive integer, not 0"),
     (lambda: EngineParams(a_depth=100), "A depth must be a power of two, not 100"),
     (lambda: EngineParams(requant_lanes=3), "Requant lanes must be a positive divisor"),
@@ -120,6 +126,10 @@ def test_array_latency_and_widths():
     assert params.psum_width == 18 + 4
     assert params.latency == 16 + 16 + 1
     assert ArrayParams(rows=4, cols=4, mac="ecp5_dsp").latency == 11
+    mixed = ArrayParams(rows=16, cols=16, mac="ecp5_mixed", dsp_cells=156)
+    assert mixed.latency == 16 + 16 + 3
+    kinds = [mixed.cell_mac(r, c) for r in range(16) for c in range(16)]
+    assert kinds.count("ecp5_dsp") == 156 and kinds[:156] == ["ecp5_dsp"] * 156
 
 
 def test_bench_npu_quick(tmp_path):

@@ -13,7 +13,7 @@ from chipknit.npu.compiler import (
     compile_gemm,
     run,
 )
-from chipknit.npu.machine import RemoteMemory, TileModel, transfer_chunks
+from chipknit.npu.machine import RemoteMemory, TileModel, hazards, transfer_chunks
 from chipknit.npu.model import gemm_int32, qconv2d, qgemm, quantize_multiplier
 
 # Small tiles, so tiling, K chunks, M tiles and double buffering are all exercised.
@@ -141,32 +141,45 @@ def test_real_conv_layer_3x3_8_to_16_channels():
                                                act_min=q.act_min, act_max=q.act_max))
 
 
-def test_program_shape_double_buffers_loads_behind_computes():
-    """Between two FENCEs the program computes one step and loads the next one's operands
-    into the other halves; no load writes rows a compute of the same phase reads."""
-    lim = TILES["4x4"]
+@pytest.mark.parametrize("tile", TILES)
+def test_programs_have_no_hazards_and_every_fence_is_needed(tile):
+    """No two commands that may run at the same time touch the same scratchpad rows
+    (:func:`hazards`, the queue's concurrency as documented); dropping any one partial FENCE
+    the compiler put in makes a hazard, and so does dropping all of them."""
+    lim = TILES[tile]
     gen = np.random.default_rng(9)
-    a, w = gen.integers(-128, 128, (20, 40)), gen.integers(-128, 128, (40, 12))
-    program = compile_gemm(a, w, random_quant(gen, 12), lim)
-    phases, current = [], []
-    for word in program.commands:
-        if word & 15 == isa.Opcode.FENCE:
-            phases.append(current)
-            current = []
-        else:
-            current.append(isa.fields(word))
-    overlapped = 0
-    for phase in phases:
-        reads = {("a", r) for op, _, v in phase if op == isa.Opcode.COMPUTE
-                 for r in range(v["a_base"], v["a_base"] + v["k_blocks"] * v["m"])}
-        reads |= {("w", r) for op, _, v in phase if op == isa.Opcode.COMPUTE
-                  for r in range(v["w_base"], v["w_base"] + v["k_blocks"] * lim.rows)}
-        writes = {(("a", "w", "qp")[flags & 3], r) for op, flags, v in phase
-                  if op == isa.Opcode.LOAD for r in range(v["spad_base"],
-                                                          v["spad_base"] + v["rows"])}
-        assert not reads & writes, f"a phase loads rows it computes from: {phase}"
-        overlapped += bool(reads) and bool(writes)
-    assert overlapped >= len(phases) - 3, f"only {overlapped} of {len(phases)} phases overlap"
+    for m, k, n in ((20, 40, 12), (1, 1, 1), (2 * lim.acc_depth + 1, 3 * lim.rows + 1,
+                                              3 * lim.cols + 1))[:2 if tile == "2x2-tiny" else 3]:
+        a, w = gen.integers(-128, 128, (m, k)), gen.integers(-128, 128, (k, n))
+        program = compile_gemm(a, w, random_quant(gen, n), lim)
+        words = program.commands
+        assert hazards(words, lim) == [], f"{m}x{k}x{n}: {hazards(words, lim)[:3]}"
+        partial = [i for i, word in enumerate(words)
+                   if word & 15 == isa.Opcode.FENCE and (word >> 4) & 1]
+        for index in sorted(gen.choice(partial, min(len(partial), 12), replace=False)):
+            assert hazards(words[:index] + words[index + 1:], lim), \
+                f"{m}x{k}x{n}: FENCE {index} is not needed"
+        if partial:
+            assert hazards([x for i, x in enumerate(words) if i not in partial], lim)
+
+
+def test_hazard_checker_sees_what_fences_allow():
+    lim = TILES["4x4"]
+    compute = isa.compute(m=4, k_blocks=1, a_base=0, w_base=0, acc_base=0)
+    load_a = isa.load(isa.Target.A, spad_base=2, rows=1, remote=0)
+    store = isa.store(m=4, acc_base=0, remote=0)
+    assert hazards([compute, load_a], lim)                       # WAR on A row 2
+    assert not hazards([compute, isa.fence(), load_a], lim)
+    assert not hazards([compute, isa.fence(computes=0), load_a], lim)
+    assert hazards([compute, isa.fence(transfers=0), load_a], lim)
+    assert hazards([compute, compute, isa.fence(computes=1), load_a], lim)
+    assert not hazards([compute, isa.compute(m=4, k_blocks=1, a_base=8, acc_base=0,
+                                             accumulate=True)], lim)
+    assert hazards([compute, store], lim)                        # RAW on the accumulators
+    load_qp = isa.load(isa.Target.QP, spad_base=0, rows=1, remote=0)
+    assert hazards([load_qp, store], lim)                        # the STORE reads QP early
+    assert not hazards([store, load_qp], lim)                    # the DMA orders these
+    assert not hazards([load_qp, isa.fence(transfers=0), store], lim)
 
 
 def test_dma_errors_and_status_checks():

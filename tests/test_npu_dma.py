@@ -23,7 +23,7 @@ from chipknit.tb.harness import run
 def test_npu_dma(params, seed):
     result = run(get_testbench("npu_dma"), simulator="verilator", params=params, seed=seed)
     result.check()
-    assert result.tests == 5
+    assert result.tests == 6
 
 
 def test_dma_params_are_validated():

@@ -38,20 +38,43 @@ class ArrayParams:
         point, which is what the GEMM engine feeds.
     mac : str
         How products map onto the FPGA: ``"infer"``, ``"lut"`` or ``"ecp5_dsp"``
-        (see :mod:`chipknit.rtl.npu.mac`).
+        (see :mod:`chipknit.rtl.npu.mac`), or ``"ecp5_mixed"``: the first ``dsp_cells``
+        cells (row-major) are ``ecp5_dsp``, the rest ``lut`` padded to the same latency.
+    dsp_cells : int
+        ``ecp5_mixed`` only: how many cells get a MULT18X18D (the part's DSP budget; 156
+        on an LFE5U-85F).
     """
     rows: int = 4
     cols: int = 4
     operand_width: int = 9
     mac: str = "infer"
+    dsp_cells: int = 0
 
     def __post_init__(self):
         _positive("Rows", self.rows)
         _positive("Columns", self.cols)
         _positive("Operand width", self.operand_width)
-        if self.mac not in MAC_KINDS:
-            raise ValueError(f"MAC kind must be one of {', '.join(MAC_KINDS)}, "
+        if self.mac not in MAC_KINDS + ("ecp5_mixed",):
+            raise ValueError(f"MAC kind must be one of {', '.join(MAC_KINDS)}, ecp5_mixed, "
                              f"not {self.mac!r}")
+        if not isinstance(self.dsp_cells, int) or isinstance(self.dsp_cells, bool) \
+                or not 0 <= self.dsp_cells <= self.rows * self.cols:
+            raise ValueError(f"DSP cells must be an integer in [0, {self.rows * self.cols}], "
+                             f"not {self.dsp_cells!r}")
+        if self.dsp_cells and self.mac != "ecp5_mixed":
+            raise ValueError(f"DSP cells only apply to the ecp5_mixed mapping, not "
+                             f"{self.mac!r}")
+
+    @property
+    def mac_latency(self) -> int:
+        """Cycles of every cell's multiplier."""
+        return MAC_LATENCY["ecp5_dsp" if self.mac == "ecp5_mixed" else self.mac]
+
+    def cell_mac(self, row: int, col: int) -> str:
+        """The mapping of cell (row, col)'s multiplier."""
+        if self.mac != "ecp5_mixed":
+            return self.mac
+        return "ecp5_dsp" if row * self.cols + col < self.dsp_cells else "lut"
 
     @property
     def psum_width(self) -> int:
@@ -61,7 +84,7 @@ class ArrayParams:
     @property
     def latency(self) -> int:
         """Cycles from an activation row at ``a`` to its result row at ``o``."""
-        return self.rows + self.cols + MAC_LATENCY[self.mac]
+        return self.rows + self.cols + self.mac_latency
 
     @property
     def swap_hold(self) -> int:
@@ -73,8 +96,9 @@ class ArrayParams:
 class _Cell(wiring.Component):
     """One multiply-accumulate cell (internal to :class:`SystolicArray`)."""
 
-    def __init__(self, params: ArrayParams):
+    def __init__(self, params: ArrayParams, mac: str):
         self._params = params
+        self._mac = mac
         op = signed(params.operand_width)
         super().__init__({
             "a_in": In(op), "swap_in": In(1), "psum_in": In(signed(params.psum_width)),
@@ -93,7 +117,7 @@ class _Cell(wiring.Component):
             m.d.sync += self.w_out.eq(self.w_in)       # the shadow weight
         with m.If(self.swap_in):
             m.d.sync += weight.eq(self.w_out)          # becomes active with the new tile
-        m.submodules.mul = mul = Multiplier(p.operand_width, p.mac)
+        m.submodules.mul = mul = Multiplier(p.operand_width, self._mac, p.mac_latency)
         m.d.comb += [mul.a.eq(self.a_out), mul.b.eq(weight)]
         m.d.sync += self.psum_out.eq(self.psum_in + mul.p)
         return m
@@ -153,7 +177,7 @@ class SystolicArray(wiring.Component):
                 value = reg
             return value
 
-        cells = [[_Cell(p) for _ in range(cols)] for _ in range(rows)]
+        cells = [[_Cell(p, p.cell_mac(r, c)) for c in range(cols)] for r in range(rows)]
         for r in range(rows):
             for c in range(cols):
                 cell = cells[r][c]

@@ -11,8 +11,11 @@ LOAD and STORE go to the :class:`~chipknit.rtl.npu.dma.Dma`, which moves scratch
 results over the network's initiator port ``bus``; they complete when their last response
 has arrived, with DMA_ERROR if the network answered any of it with an error.
 FENCE holds every later command until all earlier commands have completed and their status
-records have left. See ``docs/npu.md`` (*Command queue*); ``tb/models/npu_isa.py`` encodes
-the same bits.
+records have left; a *partial* FENCE (flag bit 0) only until at most ``computes`` earlier
+COMPUTEs and at most ``transfers`` earlier LOAD/STOREs are still running and every earlier
+REQUANTISE has completed, which lets a program wait for exactly the commands it depends on
+(COMPUTEs complete in order, and so do LOAD/STOREs). See ``docs/npu.md`` (*Command
+queue*); ``tb/models/npu_isa.py`` encodes the same bits.
 """
 
 from dataclasses import dataclass, field
@@ -22,11 +25,11 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..noc.transaction import TransactionParams
-from .dma import Dma, DmaParams
+from .dma import UNEXPECTED_BITS, Dma, DmaParams
 from .engine import EngineParams, GemmEngine
 
-__all__ = ["Opcode", "StatusCode", "command_layout", "status_layout", "QueueParams",
-           "CommandQueue"]
+__all__ = ["Opcode", "StatusCode", "command_layout", "status_layout", "fence_layout",
+           "QueueParams", "CommandQueue"]
 
 
 class Opcode(enum.Enum, shape=4):
@@ -60,15 +63,19 @@ load_layout = data.StructLayout({"spad_base": FIELD, "rows": FIELD, "remote": un
 store_layout = data.StructLayout({"m": FIELD, "acc_base": FIELD, "qp_base": FIELD,
                                   "remote": unsigned(20)})
 stride_layout = data.StructLayout({"line_rows": FIELD, "stride": unsigned(32)})
+#: A partial FENCE's limits: COMPUTEs and LOAD/STOREs that may still run past it.
+fence_layout = data.StructLayout({"computes": unsigned(8), "transfers": unsigned(8)})
 
 #: One command: opcode, flags (bit 0: accumulate for COMPUTE, bypass for REQUANTISE and
-#: STORE; bits 1:0 the scratchpad of a LOAD) and the arguments of its opcode.
+#: STORE, partial for FENCE; bits 1:0 the scratchpad of a LOAD) and the arguments of its
+#: opcode.
 command_layout = data.StructLayout({
     "opcode": unsigned(4),      # not the enum: any value can arrive, and is checked
     "flags": unsigned(4),
     "args": data.UnionLayout({"configure": configure_layout, "compute": compute_layout,
                               "requantise": requantise_layout, "load": load_layout,
                               "store": store_layout, "stride": stride_layout,
+                              "fence": fence_layout,
                               "raw": unsigned(56)}),
 })
 
@@ -145,6 +152,8 @@ class CommandQueue(wiring.Component):
         The DMA's port to the network.
     busy : Out(1)
         A command is queued, being dispatched, or has not had its status taken.
+    dma_unexpected : Out(UNEXPECTED_BITS)
+        The DMA's count of unexpected response beats (dropped), saturating.
     """
 
     def __init__(self, params: QueueParams = QueueParams()):
@@ -161,6 +170,7 @@ class CommandQueue(wiring.Component):
             "status": Out(stream.Signature(status_layout)),
             **members,
             "busy": Out(1),
+            "dma_unexpected": Out(UNEXPECTED_BITS),
         })
 
     def elaborate(self, platform):
@@ -170,6 +180,7 @@ class CommandQueue(wiring.Component):
         m.submodules.engine = engine = self.engine
         m.submodules.dma = dma = self.dma
         wiring.connect(m, dma.bus, wiring.flipped(self.bus))
+        m.d.comb += self.dma_unexpected.eq(dma.unexpected)
         for port in ("a_wr", "w_wr", "qp_wr"):
             ours, theirs, dmas = getattr(self, port), getattr(engine, port), getattr(dma, port)
             with m.If(dmas.en):
@@ -270,6 +281,11 @@ class CommandQueue(wiring.Component):
         config = Signal(configure_layout, init={"act_min": -128, "act_max": 127})
         shape_2d = Signal(stride_layout)
         beats_issued = Signal(beat_count)
+        beats_out = Signal(beat_count)
+        # Dispatched and not yet completed, for partial FENCEs (the engine's COMPUTEs and
+        # the DMA's commands each complete in order).
+        computes_running = Signal(range(p.in_flight + 2))
+        transfers_running = Signal(range(p.in_flight + 2))
         requant_beats = Signal(beat_count)
         m.d.comb += requant_beats.eq(cur.args.requantise.m * groups)
 
@@ -293,8 +309,15 @@ class CommandQueue(wiring.Component):
                     m.d.comb += [engine.rq_cmd.valid.eq(1), dma.cmd.valid.eq(1),
                                  retire.eq(1)]
             with m.Else():
-                # FENCE: everything earlier has completed and its status has left.
-                m.d.comb += retire.eq(~is_fence | ~done_fifo.r_rdy)
+                # FENCE: everything earlier has completed and its status has left; a
+                # partial FENCE: few enough COMPUTEs and LOAD/STOREs still run, no
+                # REQUANTISE beats are still due.
+                fence = cur.args.fence
+                partial_done = ((computes_running <= fence.computes)
+                                & (transfers_running <= fence.transfers)
+                                & (beats_issued == beats_out))
+                m.d.comb += retire.eq(~is_fence | Mux(cur.flags[0], partial_done,
+                                                      ~done_fifo.r_rdy))
                 with m.If((cur.opcode == Opcode.CONFIGURE) & (cur_code == StatusCode.OK)):
                     m.d.sync += config.eq(cur.args.configure)
                 with m.If(retire & (cur.opcode == Opcode.STRIDE)):
@@ -335,7 +358,6 @@ class CommandQueue(wiring.Component):
         m.submodules.dma_results = dma_results = fifo.SyncFIFO(width=1, depth=p.in_flight)
         m.d.comb += [dma_results.w_en.eq(dma.done), dma_results.w_data.eq(dma.error)]
         dones = Signal(range(p.in_flight + 2))     # engine ``done``s not yet retired
-        beats_out = Signal(beat_count)
         complete = Signal()
         behind = Signal(beat_count)
         m.d.comb += behind.eq(beats_out - oldest.target)
@@ -362,7 +384,16 @@ class CommandQueue(wiring.Component):
                      dma_results.r_en.eq(done_fifo.r_en & (oldest.kind == _Kind.DMA))]
         m.d.sync += [dones.eq(dones + engine.done - retire_compute),
                      beats_out.eq(beats_out + (self.o.valid & self.o.ready))]
-        m.d.comb += self.busy.eq(queue.r_rdy | cur_valid | done_fifo.r_rdy)
+        compute_dispatched = Signal()
+        transfer_dispatched = Signal()
+        m.d.comb += [compute_dispatched.eq(retire & (cur_kind == _Kind.COMPUTE)),
+                     transfer_dispatched.eq(retire & (cur_kind == _Kind.DMA))]
+        m.d.sync += [
+            computes_running.eq(computes_running + compute_dispatched - engine.done),
+            transfers_running.eq(transfers_running + transfer_dispatched - dma.done),
+        ]
+        # (The FIFO's level, not just r_rdy: a command written is not readable at once.)
+        m.d.comb += self.busy.eq((queue.level != 0) | cur_valid | done_fifo.r_rdy)
         return m
 
     def _remote_out_of_range(self, remote):

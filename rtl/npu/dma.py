@@ -18,12 +18,17 @@ Protocol:
   requantiser beats on ``rq`` (C int8 per row, or C int32 with ``bypass``).
 - Responses come back in request order (the network's contract). ``response.ready`` is
   always high: a read beat is written to the scratchpad the cycle it arrives (on the last
-  beat of each row). A response with no request outstanding is dropped.
+  beat of each row). A response beat with no request outstanding, or whose tag or
+  ``write`` differs from the oldest outstanding request's, is *unexpected*: it is dropped
+  and counted in ``unexpected`` (saturating).
 - ``done`` pulses once per command, in command order, when its last response has arrived;
   ``error`` is high with it if any response of the command had a status other than OKAY.
   Rows of a read request that failed are not written (they keep their contents).
 - A reset abandons the command and forgets the requests in flight: the network interface,
-  which shares the tile's reset, must drop their responses.
+  which shares the tile's reset, must drop their responses. Tags are not reset (they go on
+  counting), so a late response that gets through anyway differs in tag from the requests
+  after the reset (while at most half the tags are in flight across the reset) and is
+  counted in ``unexpected`` instead of being taken for new data.
 """
 
 from dataclasses import dataclass, field
@@ -36,7 +41,10 @@ from ..noc.transaction import InitiatorSignature, Status, TransactionParams
 from .engine import EngineParams, _addr
 from .requant import channel_layout
 
-__all__ = ["DmaParams", "Dma", "dma_command_layout", "QP_CHANNEL_BITS"]
+__all__ = ["DmaParams", "Dma", "dma_command_layout", "QP_CHANNEL_BITS", "UNEXPECTED_BITS"]
+
+#: Width of the saturating count of unexpected response beats.
+UNEXPECTED_BITS = 16
 
 #: Bits of one channel's parameters in remote memory: int32 bias, multiplier, shift.
 QP_CHANNEL_BITS = 96
@@ -111,6 +119,8 @@ class Dma(wiring.Component):
         A command is issuing or a request is unanswered.
     storing : Out(1)
         A STORE is taking requantiser beats (from acceptance to its last data beat).
+    unexpected : Out(UNEXPECTED_BITS)
+        Response beats dropped as unexpected (see above), saturating; cleared by reset.
     """
 
     def __init__(self, params: DmaParams = DmaParams()):
@@ -134,6 +144,7 @@ class Dma(wiring.Component):
             "bus": Out(InitiatorSignature(params.transaction)),
             "busy": Out(1),
             "storing": Out(1),
+            "unexpected": Out(UNEXPECTED_BITS),
         })
 
     def elaborate(self, platform):
@@ -151,7 +162,8 @@ class Dma(wiring.Component):
         addr = Signal(32)
         wphase = Signal()        # a STORE's data beats are due
         wleft = Signal(range(t.max_beats + 1))
-        tag = Signal(t.tag_bits)
+        # Not reset: requests after a reset get tags the lost ones did not have.
+        tag = Signal(t.tag_bits, reset_less=True)
 
         def select(values):
             """Mux of per-kind constants by the command: LOAD target, or STORE (bypass)."""
@@ -182,13 +194,14 @@ class Dma(wiring.Component):
 
         # Records of the requests in flight, oldest first.
         record_layout = data.StructLayout({
-            "store": 1, "target": 2, "spad_addr": 12, "rows": 13, "last": 1})
+            "store": 1, "target": 2, "spad_addr": 12, "rows": 13, "last": 1,
+            "tag": t.tag_bits})
         m.submodules.records = records = fifo.SyncFIFO(width=record_layout.size,
                                                        depth=p.outstanding)
         record = Signal(record_layout)
         m.d.comb += [record.store.eq(cmd.store), record.target.eq(cmd.target),
                      record.spad_addr.eq(cmd.spad_base + row), record.rows.eq(count),
-                     record.last.eq(count == left),
+                     record.last.eq(count == left), record.tag.eq(tag),
                      records.w_data.eq(record)]
 
         m.d.comb += self.cmd.ready.eq(~active)
@@ -271,8 +284,13 @@ class Dma(wiring.Component):
         m.d.comb += response.ready.eq(1)
         beat = Signal()
         failed = Signal()
-        m.d.comb += [beat.eq(response.valid & records.r_rdy),
+        matches = Signal()
+        m.d.comb += [matches.eq(records.r_rdy & (response.payload.tag == rec.tag)
+                                & (response.payload.write == rec.store)),
+                     beat.eq(response.valid & matches),
                      failed.eq(response.payload.status != Status.OKAY)]
+        with m.If(response.valid & ~matches & (self.unexpected != (1 << UNEXPECTED_BITS) - 1)):
+            m.d.sync += self.unexpected.eq(self.unexpected + 1)
         load_beats = max(rb[TARGET_A], rb[TARGET_W], rb[TARGET_QP])
         slots = [Signal(width, name=f"slot{index}") for index in range(load_beats - 1)]
         r_beat = Signal(range(load_beats))

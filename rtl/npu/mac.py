@@ -9,6 +9,10 @@
   registers enabled (latency 3); Yosys never packs fabric registers into the DSP itself,
   and without them an 8×8 array ran at 73 MHz instead of 161 MHz (design.md §5).
   ECP5 only: it neither simulates nor lints without the vendor cell library.
+
+``latency`` may ask for more cycles than the mapping needs: extra registers go on the
+product, so cells of different mappings line up in one array (``ecp5_mixed`` arrays pad
+their ``lut`` cells to the DSP cells' 3 cycles).
 """
 
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
@@ -32,28 +36,39 @@ class Multiplier(wiring.Component):
     p : Out(signed(2 * width))
     """
 
-    def __init__(self, width: int, kind: str = "infer"):
+    def __init__(self, width: int, kind: str = "infer", latency: int | None = None):
         if kind not in MAC_LATENCY:
             raise ValueError(f"MAC kind must be one of {', '.join(MAC_KINDS)}, not {kind!r}")
         if kind == "ecp5_dsp" and width > _DSP_WIDTH:
             raise ValueError(f"MULT18X18D takes at most {_DSP_WIDTH}-bit operands, not {width}")
+        if latency is None:
+            latency = MAC_LATENCY[kind]
+        if not isinstance(latency, int) or latency < MAC_LATENCY[kind]:
+            raise ValueError(f"Latency of a {kind!r} multiplier must be an integer >= "
+                             f"{MAC_LATENCY[kind]}, not {latency!r}")
         self.width = width
         self.kind = kind
-        self.latency = MAC_LATENCY[kind]
+        self.latency = latency
         super().__init__({"a": In(signed(width)), "b": In(signed(width)),
                           "p": Out(signed(2 * width))})
 
     def elaborate(self, platform):
         m = Module()
+        product = Signal(signed(2 * self.width))
         if self.kind == "infer":
-            m.d.sync += self.p.eq(self.a * self.b)
+            m.d.sync += product.eq(self.a * self.b)
         elif self.kind == "lut":
-            self._shift_add(m)
+            self._shift_add(m, product)
         else:
-            self._ecp5_dsp(m)
+            self._ecp5_dsp(m, product)
+        for index in range(self.latency - MAC_LATENCY[self.kind]):
+            padded = Signal(signed(2 * self.width), name=f"pad{index}")
+            m.d.sync += padded.eq(product)
+            product = padded
+        m.d.comb += self.p.eq(product)
         return m
 
-    def _shift_add(self, m):
+    def _shift_add(self, m, product):
         # b = -b[w-1]*2**(w-1) + sum b[i]*2**i: one partial product per bit of b, summed
         # in pairs into a register, then the pairs summed into p.
         width = self.width
@@ -69,13 +84,13 @@ class Multiplier(wiring.Component):
             pair = Signal(signed(2 * width), name=f"pair{index // 2}")
             m.d.sync += pair.eq(sum(terms[index:index + 2]))
             pairs.append(pair)
-        m.d.sync += self.p.eq(sum(pairs))
+        m.d.sync += product.eq(sum(pairs))
 
-    def _ecp5_dsp(self, m):
+    def _ecp5_dsp(self, m, product):
         a = Signal(signed(_DSP_WIDTH))
         b = Signal(signed(_DSP_WIDTH))
         p = Signal(signed(2 * _DSP_WIDTH))
-        m.d.comb += [a.eq(self.a), b.eq(self.b), self.p.eq(p)]
+        m.d.comb += [a.eq(self.a), b.eq(self.b), product.eq(p)]
         ports = {f"i_A{bit}": a[bit] for bit in range(_DSP_WIDTH)}
         ports |= {f"i_B{bit}": b[bit] for bit in range(_DSP_WIDTH)}
         ports |= {f"i_C{bit}": Const(0) for bit in range(_DSP_WIDTH)}

@@ -60,6 +60,45 @@ def _fpga(board, name, component, progress):
             "note": "isolated: luts include the wrapper's XOR tree (~1 LUT4 per 4 output bits)"}
 
 
+#: MULT18X18D on the LFE5U-85F: an ``ecp5_mixed`` array gives this many cells a DSP.
+ECP5_85F_DSPS = 156
+
+
+def array_figure(board, rows, cols, mac, *, dsp_cells=None, progress=print) -> dict:
+    """Size and Fmax of one isolated :class:`SystolicArray`, with GOPS at Fmax. An
+    ``ecp5_mixed`` array gets ``dsp_cells`` DSP cells (default all the 85F has)."""
+    if mac == "ecp5_mixed" and dsp_cells is None:
+        dsp_cells = min(ECP5_85F_DSPS, rows * cols)
+    params = ArrayParams(rows=rows, cols=cols, mac=mac, dsp_cells=dsp_cells or 0)
+    name = f"array{rows}x{cols}-{mac}" + (f"{dsp_cells}" if mac == "ecp5_mixed" else "")
+    entry = _fpga(board, name, SystolicArray(params), progress)
+    entry["gops_at_fmax"] = round(2 * rows * cols * entry["fmax_mhz"] / 1000, 2)
+    return entry
+
+
+def dma_figures(*, progress=print) -> list[dict]:
+    """Size and Fmax of the DMA alone and of the command queue with its DMA (small tile:
+    2×2 array, 64-row scratchpads, one requantiser lane, 32-bit beats, bursts of up to 16
+    beats, 4 requests in flight), isolated: the DMA on the iCE40 UP5K and the ECP5-85F, the
+    queue on the ECP5-85F."""
+    from chipknit.rtl.noc.flit import FlitFormat
+    from chipknit.rtl.noc.transaction import TransactionParams
+    from chipknit.rtl.npu.commands import CommandQueue, QueueParams
+    from chipknit.rtl.npu.dma import Dma
+    from chipknit.rtl.npu.engine import EngineParams
+    engine = EngineParams(array=ArrayParams(rows=2, cols=2), a_depth=64, w_depth=64,
+                          acc_depth=64, qp_depth=64, requant_lanes=1)
+    transaction = TransactionParams(flit=FlitFormat(data_width=32), length_bits=4)
+    params = QueueParams(engine, depth=4, in_flight=8, transaction=transaction,
+                         outstanding=4)
+    # The whole queue (engine, requantiser) does not fit the UP5K: 5541 of 5280 LCs and
+    # more than its 8 SB_MAC16 (measured); on iCE40 only the DMA is placed.
+    figures = [_fpga("icebreaker", "dma-small", Dma(params.dma), progress)]
+    figures.append(_fpga("ulx3s", "dma-small", Dma(params.dma), progress))
+    figures.append(_fpga("ulx3s", "queue-with-dma-small", CommandQueue(params), progress))
+    return figures
+
+
 def utilisation_over_fabric(*, size=64, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), latency=20,
                             seed=1, progress=print) -> dict:
     """MAC utilisation of an S×S×S GEMM fed through the DMA, against its roofline."""
@@ -127,16 +166,13 @@ def run(*, quick=False, full=False, plot=None, progress=print, seed=1) -> dict:
     }
     ecp5 = [(4, 4, "ecp5_dsp")] if quick else [(8, 8, "ecp5_dsp"), (8, 8, "lut")]
     if full:
-        ecp5.append((16, 16, "ecp5_dsp"))
+        ecp5.append((16, 16, "ecp5_mixed"))
     # The UP5K has 8 SB_MAC16: a 2x4 array fills them (synth_ice40 -dsp maps `a*b`).
     ice40 = [(2, 2, "infer")] if quick else [(2, 4, "infer")]
     figures["fpga"] = []
     for board, configs in (("ulx3s", ecp5), ("icebreaker", ice40)):
         for r, c, mac in configs:
-            params = ArrayParams(rows=r, cols=c, mac=mac)
-            entry = _fpga(board, f"array{r}x{c}-{mac}", SystolicArray(params), progress)
-            entry["gops_at_fmax"] = round(2 * r * c * entry["fmax_mhz"] / 1000, 2)
-            figures["fpga"].append(entry)
+            figures["fpga"].append(array_figure(board, r, c, mac, progress=progress))
     if not quick:
         figures["fpga"].append(_fpga("ulx3s", "requantiser-1lane",
                                      Requantiser(RequantParams(lanes=1)), progress))

@@ -261,6 +261,90 @@ def _plan(m, kb, nb, lim) -> _Plan:
     return min(plans, key=cost)
 
 
+@dataclass
+class _Op:
+    """One command of a DMA program, with the scratchpad rows it reads and writes
+    (``(space, first, stop)``; spaces ``a``, ``w``, ``qp``, ``acc``)."""
+    kind: str                       # "compute", "load" or "store"
+    word: int
+    reads: tuple = ()
+    writes: tuple = ()
+    shape: tuple | None = None      # the STRIDE a LOAD/STORE needs
+    emitted: bool = False
+    index: int = -1                 # among COMPUTEs, or among LOAD/STOREs, once emitted
+
+
+def _overlap(x, y) -> bool:
+    return x[0] == y[0] and x[1] < y[2] and y[1] < x[2]
+
+
+def _conflict(first: _Op, second: _Op) -> bool:
+    """The two touch the same rows and one of them writes them."""
+    return any(_overlap(x, y) for x in first.writes for y in second.reads + second.writes) \
+        or any(_overlap(x, y) for x in first.reads for y in second.writes)
+
+
+def _must_wait(earlier: _Op, later: _Op) -> bool:
+    """``later`` may not start until ``earlier`` has completed. COMPUTEs run in order in the
+    engine (an accumulating COMPUTE reads rows the one before wrote, safely); LOAD/STOREs
+    run in order in the DMA, and a LOAD is accepted only after the STORE before it has sent
+    its data, so only a STORE reading rows a LOAD writes has to wait for it."""
+    if earlier.kind == "compute" and later.kind == "compute":
+        return False
+    if earlier.kind != "compute" and later.kind != "compute":
+        return earlier.kind == "load" and later.kind == "store" and _conflict(earlier, later)
+    return _conflict(earlier, later)
+
+
+class _Emitter:
+    """Emits ops in the order asked and puts before each the partial FENCE (if any) that
+    makes it wait for exactly the earlier ops it depends on (see :func:`_must_wait`)."""
+
+    def __init__(self, words):
+        self.words = words
+        self.computes = self.transfers = 0        # issued
+        self.done_computes = self.done_transfers = 0   # known complete (a prefix of each)
+        self.running: list[_Op] = []              # emitted, not known complete
+        self.shape = None        # unknown: an earlier program may have left any STRIDE
+
+    def needs(self, op: _Op) -> tuple[int, int]:
+        """How many COMPUTEs and LOAD/STOREs (prefixes) must have completed first."""
+        computes = transfers = 0
+        for earlier in self.running:
+            if _must_wait(earlier, op):
+                if earlier.kind == "compute":
+                    computes = max(computes, earlier.index + 1)
+                else:
+                    transfers = max(transfers, earlier.index + 1)
+        return computes, transfers
+
+    def emit(self, op: _Op) -> None:
+        computes, transfers = self.needs(op)
+        wait_c, wait_t = computes > self.done_computes, transfers > self.done_transfers
+        if wait_c or wait_t:
+            self.words.append(isa.fence(
+                computes=self.computes - computes if wait_c else None,
+                transfers=self.transfers - transfers if wait_t else None))
+            self.done_computes = max(self.done_computes, computes)
+            self.done_transfers = max(self.done_transfers, transfers)
+            self.running = [e for e in self.running if e.index >= (
+                self.done_computes if e.kind == "compute" else self.done_transfers)]
+        if op.shape is not None and op.shape != self.shape:
+            self.shape = op.shape
+            self.words.append(isa.stride(line_rows=op.shape[0], stride=op.shape[1]))
+        self.words.append(op.word)
+        if op.kind == "compute":
+            op.index, self.computes = self.computes, self.computes + 1
+        else:
+            op.index, self.transfers = self.transfers, self.transfers + 1
+        op.emitted = True
+        self.running.append(op)
+
+
+#: How many COMPUTEs ahead the compiler issues LOADs (as far as the scratchpads allow).
+LOOKAHEAD = 8
+
+
 def _compile_dma(a, w, quant, lim, bypass, base) -> Program:
     m, n = a.shape[0], w.shape[1]
     a_pad, w_pad, qp, kb, nb = _padded(a, w, quant, lim)
@@ -284,89 +368,182 @@ def _compile_dma(a, w, quant, lim, bypass, base) -> Program:
     memory = {q_base: isa.pack_rows(lim, Target.QP, qp),
               a_base: isa.pack_rows(lim, Target.A, a_rows),
               w_base: isa.pack_rows(lim, Target.W, w_rows)}
+    ops = _schedule(lim, plan, m, kb, nb, bypass,
+                    {"out": out_base, "out_pitch": out_pitch, "qp": q_base, "a": a_base,
+                     "w": w_base, "ra": ra, "rw": rw, "rq": rq, "ro": ro})
+    words = [quant.configure]
+    emitter = _Emitter(words)
+    _emit(emitter, ops)
+    words.append(isa.fence())
+    return Program(limits=lim, commands=words, shape=(m, n), n=n, m=m, bypass=bypass,
+                   memory=memory, output="memory", out_base=out_base, out_pitch=out_pitch)
 
-    a_half, w_half, q_half, acc_half = (lim.a_depth // 2, lim.w_depth // 2,
-                                        lim.qp_depth // 2, lim.acc_depth // 2)
-    # Steps: one COMPUTE each; what it needs loaded first.
+
+def _steps(plan: _Plan, m, kb, nb, lim, acc_slots):
+    """COMPUTE steps in order: ``(m0, mt, col, k0, kc, first, last)``.
+
+    With A resident, the first ``group`` column blocks of an M tile are interleaved over K
+    (one short K chunk of all of them, then the next), so the first COMPUTE waits only for
+    one chunk of A, and computing those columns hides loading the rest of A. The group is
+    as wide as the accumulators allow while one more column block can compute."""
     steps = []
     for m0 in range(0, m, plan.mt):
         mt = min(plan.mt, m - m0)
-        for col in range(nb):
-            for chunk in range(plan.chunks):
-                k0 = chunk * plan.kc
-                steps.append({"m0": m0, "mt": mt, "col": col, "k0": k0,
-                              "kc": min(plan.kc, kb - k0), "first": chunk == 0,
-                              "last": chunk == plan.chunks - 1})
-    slots = {"a": -1, "w": -1, "qp": -1, "acc": -1}
-    loaded = {"a": None, "w": None, "qp": None}
-    shape = [0, 0]            # the current STRIDE
+        group = min(nb, acc_slots - 1) if plan.a_resident else 1
+        if group > 1 or (plan.a_resident and kb > 1):
+            chunk = min(plan.kc, max(1, -(-128 // mt)))
+            for k0 in range(0, kb, chunk):
+                for col in range(group):
+                    steps.append((m0, mt, col, k0, min(chunk, kb - k0), k0 == 0,
+                                  k0 + chunk >= kb))
+        else:
+            group = 0
+        for col in range(group, nb):
+            for k0 in range(0, kb, plan.kc):
+                steps.append((m0, mt, col, k0, min(plan.kc, kb - k0), k0 == 0,
+                              k0 + plan.kc >= kb))
+    return steps
 
-    def stride(line_rows, pitch):
-        if [line_rows, pitch] != shape:
-            shape[:] = [line_rows, pitch]
-            return [isa.stride(line_rows=line_rows, stride=pitch)]
-        return []
 
-    def loads(step):
-        words = []
-        a_key = (step["m0"], None if plan.a_resident else step["k0"])
-        if loaded["a"] != a_key:
-            loaded["a"] = a_key
-            slots["a"] += 1
-            k0, count = (0, kb) if plan.a_resident else (step["k0"], step["kc"])
-            line = 0 if step["mt"] == m or count == 1 else step["mt"]
-            words += stride(line, m * ra)
-            words.append(isa.load(Target.A, spad_base=(slots["a"] % 2) * a_half,
-                                  rows=count * step["mt"],
-                                  remote=a_base + (k0 * m + step["m0"]) * ra))
-        w_key = (step["col"], step["k0"])
-        if loaded["w"] != w_key:
-            loaded["w"] = w_key
-            slots["w"] += 1
-            words += stride(0, 0)
-            words.append(isa.load(Target.W, spad_base=(slots["w"] % 2) * w_half,
-                                  rows=step["kc"] * lim.rows,
-                                  remote=w_base + (step["col"] * kb + step["k0"])
-                                  * lim.rows * rw))
-        if step["first"] and loaded["qp"] != step["col"]:
-            loaded["qp"] = step["col"]
-            slots["qp"] += 1
-            words += stride(0, 0)
-            words.append(isa.load(Target.QP, spad_base=(slots["qp"] % 2) * q_half,
-                                  rows=lim.groups, remote=q_base + step["col"] * lim.groups * rq))
-        step.update(a_slot=slots["a"] % 2, w_slot=slots["w"] % 2, qp_slot=slots["qp"] % 2)
-        return words
+def _schedule(lim, plan, m, kb, nb, bypass, remote) -> list[_Op]:
+    """The ops in dependency order: each step's LOADs, its COMPUTE, then the STOREs of the
+    column blocks the step before completed. Scratchpads are rings: A in two halves (one
+    per M tile, or per K chunk when A is not resident), W and QP allocated round robin,
+    the accumulators in slots of one M tile."""
+    a_half = lim.a_depth // 2
+    mt_max = plan.mt
+    acc_slots = lim.acc_depth // mt_max
+    q_slots = lim.qp_depth // lim.groups
+    ops: list[_Op] = []
+    w_next = 0
+    a_tiles: dict[int, tuple[int, set]] = {}      # resident: M tile → (base, K blocks in)
+    a_count = 0
+    columns = {}                  # (m0, col) → accumulator slot
+    column_count = 0
+    pending_stores: list[dict] = []       # finished columns, oldest first
+    q_count = [0]
+    budget = 0                            # COMPUTE cycles not yet used to hide a STORE
 
-    def store(block):
+    def stores(column, *, with_qp):
+        """[LOAD QP, STORE] of a finished column (the QP slot is taken when with_qp), or
+        [STORE] with the slot taken before."""
+        if with_qp:
+            column["q_at"] = (q_count[0] % q_slots) * lim.groups
+            q_count[0] += 1
+        q_at, acc_at, mt = column["q_at"], column["slot"] * mt_max, column["mt"]
         line = 0 if nb == 1 else 1
-        return stride(line, out_pitch) + [isa.store(
-            m=block["mt"], acc_base=block["acc_slot"] * acc_half,
-            qp_base=block["qp_slot"] * q_half, bypass=bypass,
-            remote=out_base + block["m0"] * out_pitch + block["col"] * ro)]
+        store = _Op("store", isa.store(
+            m=mt, acc_base=acc_at, qp_base=q_at, bypass=bypass,
+            remote=remote["out"] + column["m0"] * remote["out_pitch"]
+            + column["col"] * remote["ro"]),
+            reads=(("acc", acc_at, acc_at + mt), ("qp", q_at, q_at + lim.groups)),
+            shape=(line, remote["out_pitch"] if line else 0))
+        if not with_qp:
+            return [store]
+        load = _Op("load", isa.load(
+            Target.QP, spad_base=q_at, rows=lim.groups,
+            remote=remote["qp"] + column["col"] * lim.groups * remote["rq"]),
+            writes=(("qp", q_at, q_at + lim.groups),), shape=(0, 0))
+        return [load, store]
+    steps = _steps(plan, m, kb, nb, lim, acc_slots)
+    for m0, mt, col, k0, kc, first, last in steps:
+        loads = []
+        # A: for the whole M tile (resident, loaded K chunk by K chunk as first needed) or
+        # for this K chunk (two halves, alternating).
+        if plan.a_resident:
+            if m0 not in a_tiles:
+                a_tiles[m0] = ((len(a_tiles) % 2) * a_half, set())
+            region, present = a_tiles[m0]
+            a_at = region + k0 * mt
+            missing = [b for b in range(k0, k0 + kc) if b not in present]
+            present.update(missing)
+            load_from, count = (missing[0], k0 + kc - missing[0]) if missing else (k0, 0)
+        else:
+            a_at = (a_count % 2) * a_half
+            a_count += 1
+            load_from, count = k0, kc
+        if count:
+            spad = a_at + (load_from - k0) * mt
+            line = 0 if mt == m or count == 1 else mt
+            loads.append(_Op("load", isa.load(
+                Target.A, spad_base=spad, rows=count * mt,
+                remote=remote["a"] + (load_from * m + m0) * remote["ra"]),
+                writes=(("a", spad, spad + count * mt),),
+                shape=(line, m * remote["ra"] if line else 0)))
+        # W: kc·R rows, round robin.
+        rows = kc * lim.rows
+        if w_next + rows > lim.w_depth:
+            w_next = 0
+        w_at, w_next = w_next, w_next + rows
+        loads.append(_Op("load", isa.load(
+            Target.W, spad_base=w_at, rows=rows,
+            remote=remote["w"] + (col * kb + k0) * lim.rows * remote["rw"]),
+            writes=(("w", w_at, w_at + rows),), shape=(0, 0)))
+        if first:
+            slot = column_count % acc_slots
+            column_count += 1
+            columns[(m0, col)] = slot
+            # The slot's last STORE must come before this column overwrites it.
+            while slot in [pending["slot"] for pending in pending_stores]:
+                ops += stores(pending_stores.pop(0), with_qp=True)
+        slot = columns[(m0, col)]
+        acc_at = slot * mt_max
+        # The oldest finished column's STORE follows this COMPUTE once the COMPUTEs since
+        # the last STORE take as long as the requantiser needs for it (mt·C/lanes cycles;
+        # a STORE holds the queue until the one before has left), so the STOREs of a
+        # group spread over the next steps. Its QP loads with this step.
+        budget = budget + mt * kc if pending_stores else 0
+        popped = None
+        if pending_stores and budget >= pending_stores[0]["mt"] * lim.groups:
+            popped = pending_stores.pop(0)
+            budget -= popped["mt"] * lim.groups
+        ops += loads + (stores(popped, with_qp=True)[:1] if popped else [])
+        ops.append(_Op("compute", isa.compute(
+            m=mt, k_blocks=kc, a_base=a_at, w_base=w_at, acc_base=acc_at,
+            accumulate=not first),
+            reads=(("a", a_at, a_at + kc * mt), ("w", w_at, w_at + rows),
+                   ("acc", acc_at, acc_at + mt)),
+            writes=(("acc", acc_at, acc_at + mt),)))
+        if popped:
+            ops += stores(popped, with_qp=False)
+        if last:
+            pending_stores.append({"m0": m0, "mt": mt, "col": col, "slot": slot})
+    while pending_stores:
+        ops += stores(pending_stores.pop(0), with_qp=True)
+    return ops
 
-    words = [quant.configure] + loads(steps[0]) + [isa.fence()]
-    pending = None
-    for index, step in enumerate(steps):
-        if step["first"]:
-            slots["acc"] += 1
-        step["acc_slot"] = slots["acc"] % 2
-        k_in_a = step["k0"] if plan.a_resident else 0
-        words.append(isa.compute(m=step["mt"], k_blocks=step["kc"],
-                                 a_base=step["a_slot"] * a_half + k_in_a * step["mt"],
-                                 w_base=step["w_slot"] * w_half,
-                                 acc_base=step["acc_slot"] * acc_half,
-                                 accumulate=not step["first"]))
-        if pending is not None:
-            words += store(pending)
-            pending = None
-        if index + 1 < len(steps):
-            words += loads(steps[index + 1])
-        if step["last"]:
-            pending = step
-        words.append(isa.fence())
-    words += store(pending) + [isa.fence()]
-    return Program(limits=lim, commands=words, shape=(m, n), n=n, m=m, bypass=bypass,
-                   memory=memory, output="memory", out_base=out_base, out_pitch=out_pitch)
+
+def _emit(emitter: _Emitter, ops: list[_Op]) -> None:
+    """Emit ``ops`` in order, except that LOADs move up to :data:`LOOKAHEAD` COMPUTEs
+    earlier, as long as no op they would pass touches their rows and they make the engine
+    wait for no COMPUTE still needed: right before a COMPUTE (ahead of the FENCE it may
+    need), those that wait for no COMPUTE not yet known complete; right after it, those that
+    wait for no COMPUTE but earlier ones (it streams on behind the one they wait for)."""
+    def hoist(position, strict):
+        # Before the COMPUTE at ``position`` (strict), the LOADs pass it too.
+        passed, computes = [ops[position]] if strict else [], 0
+        for later in ops[position + 1:]:
+            if later.emitted:
+                continue
+            if later.kind == "compute":
+                computes += 1
+                if computes > LOOKAHEAD:
+                    return
+            elif later.kind == "load" and not any(_conflict(x, later) for x in passed):
+                needed_c, _ = emitter.needs(later)
+                if needed_c <= (emitter.done_computes if strict else emitter.computes - 1):
+                    emitter.emit(later)
+                    continue
+            passed.append(later)
+
+    for position, op in enumerate(ops):
+        if op.emitted:
+            continue
+        if op.kind == "compute":
+            hoist(position, strict=True)
+        emitter.emit(op)
+        if op.kind == "compute":
+            hoist(position, strict=False)
 
 
 def im2col(x, kernel: tuple[int, int], *, stride: int = 1, padding: int = 0,

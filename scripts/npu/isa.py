@@ -9,7 +9,9 @@ A command is one 64-bit word::
     [3:0]   opcode     CONFIGURE 1, COMPUTE 2, REQUANTISE 3, FENCE 4, LOAD 5, STORE 6,
                        STRIDE 7; anything else is illegal
     [7:4]   flags      COMPUTE: bit 4 accumulate; REQUANTISE, STORE: bit 4 bypass;
-                       LOAD: bits 5:4 the scratchpad (A 0, W 1, QP 2)
+                       LOAD: bits 5:4 the scratchpad (A 0, W 1, QP 2); FENCE: bit 4
+                       partial (wait only until at most ``computes`` COMPUTEs and
+                       ``transfers`` LOAD/STOREs issued before it still run)
     [63:8]  arguments  per opcode, lowest field first (ARGUMENTS)
 
 A status is one 16-bit word, one per command in command order::
@@ -37,7 +39,7 @@ from enum import IntEnum
 
 __all__ = ["Opcode", "Status", "Target", "ARGUMENTS", "COMMAND_BITS", "STATUS_BITS",
            "QP_CHANNEL_BYTES", "Limits", "encode", "configure", "compute", "requantise",
-           "fence", "load", "store", "stride", "raw", "decode_status", "fields",
+           "fence", "FENCE_ANY", "load", "store", "stride", "raw", "decode_status", "fields",
            "expected_status", "row_bytes", "pack_rows", "unpack_rows", "qp_entry_bits",
            "qp_entry_bytes"]
 
@@ -80,14 +82,14 @@ ARGUMENTS = {
     Opcode.COMPUTE: (("m", 12, False), ("k_blocks", 8, False), ("a_base", 12, False),
                      ("w_base", 12, False), ("acc_base", 12, False)),
     Opcode.REQUANTISE: (("m", 12, False), ("acc_base", 12, False), ("qp_base", 12, False)),
-    Opcode.FENCE: (),
+    Opcode.FENCE: (("computes", 8, False), ("transfers", 8, False)),
     Opcode.LOAD: (("spad_base", 12, False), ("rows", 12, False), ("remote", 32, False)),
     Opcode.STORE: (("m", 12, False), ("acc_base", 12, False), ("qp_base", 12, False),
                    ("remote", 20, False)),
     Opcode.STRIDE: (("line_rows", 12, False), ("stride", 32, False)),
 }
 FLAG_NAMES = {Opcode.COMPUTE: "accumulate", Opcode.REQUANTISE: "bypass",
-              Opcode.STORE: "bypass", Opcode.LOAD: "target"}
+              Opcode.STORE: "bypass", Opcode.LOAD: "target", Opcode.FENCE: "partial"}
 DEFAULTS = {"act_min": -128, "act_max": 127}
 
 
@@ -128,8 +130,22 @@ def requantise(*, m, acc_base=0, qp_base=0, bypass=False) -> int:
                   qp_base=qp_base)
 
 
-def fence() -> int:
-    return encode(Opcode.FENCE)
+#: A partial FENCE's largest limit (its fields are 8 bits): "do not wait for these".
+FENCE_ANY = 255
+
+
+def fence(*, computes: int | None = None, transfers: int | None = None) -> int:
+    """A FENCE. With no arguments it waits for every earlier command to complete and its
+    status to leave. With ``computes`` and/or ``transfers`` it is *partial*: it waits only
+    until at most ``computes`` earlier COMPUTEs and at most ``transfers`` earlier
+    LOAD/STOREs still run (each kind completes in order, so that means all but the last
+    ones issued) and every earlier REQUANTISE has completed; a limit not given is not
+    waited for."""
+    if computes is None and transfers is None:
+        return encode(Opcode.FENCE)
+    return encode(Opcode.FENCE, 1,
+                  computes=FENCE_ANY if computes is None else computes,
+                  transfers=FENCE_ANY if transfers is None else transfers)
 
 
 def load(target: Target, *, spad_base, rows, remote) -> int:

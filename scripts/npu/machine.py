@@ -16,7 +16,7 @@ from . import isa
 from .isa import Limits, Opcode, Status, Target
 from .model import gemm_int32, requantize, wrap_int32
 
-__all__ = ["RemoteMemory", "TileModel", "transfer_chunks"]
+__all__ = ["RemoteMemory", "TileModel", "transfer_chunks", "hazards"]
 
 
 @dataclass
@@ -185,3 +185,74 @@ def _decode_row(lim: Limits, target: Target, blob: bytes):
         return channels
     width = lim.rows if target == Target.A else lim.cols
     return np.frombuffer(blob[:width], dtype=np.int8).astype(np.int64)
+
+
+def _accesses(word: int, limits: Limits):
+    """``(kind, reads, writes)`` of a command that runs (OK and not a no-op), else None;
+    reads and writes are sets of ``(scratchpad, row)``."""
+    lim = limits
+    if isa.expected_status(word, lim) != Status.OK:
+        return None
+    opcode, flags, v = isa.fields(word)
+
+    def rows(space, base, count, depth):
+        return {(space, (base + i) % depth) for i in range(count)}
+    if opcode == Opcode.COMPUTE and v["m"] and v["k_blocks"]:
+        acc = rows("acc", v["acc_base"], v["m"], lim.acc_depth)
+        reads = rows("a", v["a_base"], v["k_blocks"] * v["m"], lim.a_depth) | \
+            rows("w", v["w_base"], v["k_blocks"] * lim.rows, lim.w_depth)
+        return "compute", reads | (acc if flags & 1 else set()), acc
+    if opcode in (Opcode.REQUANTISE, Opcode.STORE) and v["m"]:
+        reads = rows("acc", v["acc_base"], v["m"], lim.acc_depth) | \
+            rows("qp", v["qp_base"], lim.groups, lim.qp_depth)
+        return ("requantise" if opcode == Opcode.REQUANTISE else "store"), reads, set()
+    if opcode == Opcode.LOAD and v["rows"]:
+        target = Target(flags & 3)
+        name = {Target.A: "a", Target.W: "w", Target.QP: "qp"}[target]
+        return "load", set(), rows(name, v["spad_base"], v["rows"], lim.depth(target))
+    return None
+
+
+def hazards(words, limits: Limits) -> list[tuple[int, int, str]]:
+    """Pairs of commands of a program that may run at the same time on the tile and touch
+    the same scratchpad rows, one of them writing: ``(earlier, later, what)``.
+
+    This is the command queue's concurrency as ``docs/npu.md`` specifies it: commands are
+    dispatched in order and run concurrently unless a FENCE between them holds the later
+    one (a full FENCE until everything earlier completed; a partial one until at most its
+    ``computes`` COMPUTEs and ``transfers`` LOAD/STOREs issued before it still run, and no
+    REQUANTISE). Pairs the hardware orders by itself are not hazards: two COMPUTEs (the
+    engine runs them in order, accumulating safely), and two LOAD/STOREs (the DMA runs them
+    in order and takes a LOAD only after the STORE before it has sent its data), except a
+    LOAD whose rows a later STORE reads (the STORE's requantiser may read them before the
+    LOAD's responses arrive)."""
+    running = []        # (index, kind, reads, writes) not known complete
+    found = []
+    for index, word in enumerate(words):
+        opcode, flags, v = isa.fields(word)
+        if opcode == Opcode.FENCE:
+            if not flags & 1:
+                running = []
+                continue
+            computes = [r for r in running if r[1] == "compute"]
+            transfers = [r for r in running if r[1] in ("load", "store")]
+            keep = computes[len(computes) - v["computes"]:] if v["computes"] else []
+            keep += transfers[len(transfers) - v["transfers"]:] if v["transfers"] else []
+            running = [r for r in running if r in keep]
+            continue
+        access = _accesses(word, limits)
+        if access is None:
+            continue
+        kind, reads, writes = access
+        dma = ("load", "store")
+        for earlier, e_kind, e_reads, e_writes in running:
+            if e_kind == kind == "compute" or (e_kind in dma and kind in dma
+                                                and not (e_kind == "load" and kind == "store")):
+                continue
+            clash = (e_writes & (reads | writes)) | (e_reads & writes)
+            if clash:
+                space, row = min(clash)
+                found.append((earlier, index, f"{e_kind} {earlier} and {kind} {index} both "
+                                              f"touch {space} row {row}"))
+        running.append((index, kind, reads, writes))
+    return found
