@@ -4,7 +4,12 @@ The simulation and benchmark top for the link protocol: ends ``a`` and ``b``, ea
 flit streams outside, their beats crossing a channel of ``latency`` register stages each way.
 Each direction flips one bit of a beat where a seeded 32-bit LFSR falls below
 ``error_threshold`` (so a beat is hit with probability ``threshold / 2**32`` and the bit error
-rate is that divided by the beat width); the bit position comes from the same LFSR.
+rate is that divided by the beat width); a second LFSR picks the bit. Both LFSRs advance 32
+steps per cycle, so every beat is compared with a fresh 32-bit word: hits are independent
+from beat to beat. (Stepping once per cycle, as an earlier version did, makes a small value
+follow a small value, since a Galois step mostly halves the state: hits came in bursts,
+several per frame, and the link's goodput under errors looked better than the go-back-N
+bound allows.)
 """
 
 from amaranth.hdl import Cat, Module, Signal
@@ -25,6 +30,28 @@ def _lfsr32_next(state):
     feedback = state[0]
     shifted = Cat(state[1:], 0)
     return shifted ^ (feedback.replicate(32) & 0x80200003)
+
+
+def _lfsr32_word(state):
+    """The state 32 steps on: a fresh word every cycle.
+
+    Each step is linear over GF(2), so the 32 steps are worked out here, in Python, as one
+    XOR of state bits per output bit (unrolling the steps as expressions would repeat the
+    earlier steps inside every later one).
+    """
+    bits = [1 << i for i in range(32)]      # bit i of the state, as a mask of input bits
+    for _ in range(32):
+        feedback = bits[0]
+        bits = bits[1:] + [0]
+        bits = [b ^ feedback if 0x80200003 >> i & 1 else b for i, b in enumerate(bits)]
+    terms = []
+    for mask in bits:
+        term = 0
+        for i in range(32):
+            if mask >> i & 1:
+                term = term ^ state[i]
+        terms.append(term)
+    return Cat(*terms)
 
 
 class LinkPair(wiring.Component):
@@ -86,10 +113,11 @@ class LinkPair(wiring.Component):
                                                  ("ba", b, a, self.seeds[1], self.a_errors)):
             m.d.comb += src.tx.ready.eq(self.tx_ready)
             lfsr = Signal(32, init=seed, name=f"lfsr_{name}")
-            m.d.sync += lfsr.eq(_lfsr32_next(lfsr))
+            where = Signal(32, init=seed ^ 0x5DEECE66, name=f"lfsr_{name}_position")
+            m.d.sync += [lfsr.eq(_lfsr32_word(lfsr)), where.eq(_lfsr32_word(where))]
             hit = Signal(name=f"hit_{name}")
             m.d.comb += hit.eq(src.tx.valid & src.tx.ready & (lfsr < self.error_threshold))
-            position = lfsr[-8:] % p.beat_width
+            position = where[:16] % p.beat_width
             flip = Signal(p.beat_width, name=f"flip_{name}")
             m.d.comb += flip.eq(hit << position)
             counter = SaturatingCounter(32)
