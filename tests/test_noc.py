@@ -317,8 +317,9 @@ def test_bench_quick(tmp_path):
     out, plot = tmp_path / "noc.json", tmp_path / "noc.png"
     assert main(["bench", "noc", "--quick", "--json", str(out), "--plot", str(plot)]) == 0
     figures = json.loads(out.read_text())
-    # Two cycles per router plus one to take the flit: 3 + 2 * hops at zero load.
-    assert figures["latency_by_hops"] == {"0": 3.0, "1": 5.0, "2": 7.0}
+    # Two cycles per router, one for injection (the route is registered) and one to take
+    # the flit: 4 + 2 * hops at zero load.
+    assert figures["latency_by_hops"] == {"0": 4.0, "1": 6.0, "2": 8.0}
     assert figures["cycles_per_hop"] == 2.0
     assert plot.stat().st_size > 0
 

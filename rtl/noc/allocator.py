@@ -10,7 +10,7 @@ asking is served within ``count`` uses (tests/test_noc.py checks this bound exha
 small arbiters).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -116,19 +116,25 @@ class SeparableAllocator(wiring.Component):
         return m
 
 
-def _output_stage(m, wants, select, inputs, outputs):
-    """Per output, a round-robin among the inputs that want it; drives ``select`` and
-    returns, per input, whether it won an output this cycle."""
+def _output_stage(m, wants, select, inputs, outputs, connections=None):
+    """Per output, a round-robin among the inputs that want it (only those of
+    ``connections[o]``, all by default); drives ``select`` and returns, per input, whether
+    it won an output this cycle."""
     won = [0] * inputs
     for o in range(outputs):
-        arbiter = m.submodules[f"output{o}"] = RoundRobin(inputs)
+        sources = connections[o] if connections is not None else range(inputs)
+        if not sources:
+            m.d.comb += select[o].eq(0)
+            continue
+        arbiter = m.submodules[f"output{o}"] = RoundRobin(len(sources))
         m.d.comb += [
-            arbiter.requests.eq(Cat(wants[i][o] for i in range(inputs))),
+            arbiter.requests.eq(Cat(wants[i][o] for i in sources)),
             arbiter.advance.eq(1),
-            select[o].eq(arbiter.grant),
+            select[o].eq(Cat(arbiter.grant[sources.index(i)] if i in sources else Const(0)
+                             for i in range(inputs))),
         ]
-        for i in range(inputs):
-            won[i] = won[i] | arbiter.grant[i]
+        for k, i in enumerate(sources):
+            won[i] = won[i] | arbiter.grant[k]
     return won
 
 
@@ -164,17 +170,32 @@ class PreselectAllocator(wiring.Component):
         One-hot over outputs (or zero): the output VC ``v`` of input ``i`` asks for,
         gated by everything that makes it eligible.
     present : In(vcs).array(inputs)
-        Bit ``v``: VC ``v`` of input ``i`` has a flit this cycle, eligible or not.
+        Bit ``v``: VC ``v`` of input ``i`` has a flit this cycle, eligible or not. Any bit of
+        ``requests[i][v]`` implies it.
     chosen : Out(vcs).array(inputs)
         One-hot (or zero): the VC input ``i`` offers this cycle.
     grant : Out(vcs).array(inputs)
         One-hot (or zero): the VC of input ``i`` that won (always its ``chosen`` one).
     select : Out(inputs).array(outputs)
         One-hot (or zero): the input that won output ``o``.
+
+    Parameters
+    ----------
+    connections : sequence of sequences of int, optional
+        Per output, the inputs that may ask for it (all by default). A router whose routing
+        forbids some turns passes the allowed ones, which leaves smaller output arbiters;
+        a request from another input is ignored (never granted).
     """
 
-    def __init__(self, inputs: int, vcs: int, outputs: int):
+    def __init__(self, inputs: int, vcs: int, outputs: int, connections=None):
         self.inputs, self.vcs, self.outputs = inputs, vcs, outputs
+        if connections is not None:
+            connections = tuple(tuple(sorted(set(c))) for c in connections)
+            if len(connections) != outputs or any(
+                    not 0 <= i < inputs for c in connections for i in c):
+                raise ValueError(f"Connections must list, for each of the {outputs} "
+                                 f"outputs, inputs in 0..{inputs - 1}, not {connections!r}")
+        self.connections = connections
         super().__init__({
             "requests": In(outputs).array(inputs, vcs),
             "present": In(vcs).array(inputs),
@@ -190,21 +211,25 @@ class PreselectAllocator(wiring.Component):
         for i in range(inputs):
             pre = Signal(vcs, init=1, name=f"pre{i}")
             present = self.present[i]
-            first = Cat(present[v] & ~present[:v].any() if v else present[0]
-                        for v in range(vcs))
+            # The VC offered: the pre-selected one if it has a flit, else the first that has
+            # one. ``offered`` is that rule without the flit itself; a request implies a
+            # flit, so ``want`` gates the requests with it alone (fewer inputs than chosen).
+            none_before = Cat(~present[:v].any() if v else Const(1) for v in range(vcs))
+            offered = Signal(vcs, name=f"offered{i}")
+            m.d.comb += offered.eq(Mux((pre & present).any(), pre, none_before))
             chosen = self.chosen[i]
-            m.d.comb += chosen.eq(Mux((pre & present).any(), pre, first))
+            m.d.comb += chosen.eq(present & offered)
             want = Signal(outputs, name=f"want{i}")
             acc = 0
             for v in range(vcs):
-                acc = acc | (self.requests[i][v] & chosen[v].replicate(outputs))
+                acc = acc | (self.requests[i][v] & offered[v].replicate(outputs))
             m.d.comb += want.eq(acc)
             wants.append(want)
             if vcs > 1:
                 eligible = Cat(self.requests[i][v].any() for v in range(vcs))
                 with m.If(eligible.any()):
                     m.d.sync += pre.eq(_first_after(eligible, chosen, vcs))
-        won = _output_stage(m, wants, self.select, inputs, outputs)
+        won = _output_stage(m, wants, self.select, inputs, outputs, self.connections)
         for i in range(inputs):
             m.d.comb += self.grant[i].eq(self.chosen[i] & Cat(won[i]).replicate(vcs))
         return m

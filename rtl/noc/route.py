@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from .flit import Direction, FlitFormat
 
-__all__ = ["Gateway", "MeshGeometry", "RouteComputer"]
+__all__ = ["Gateway", "MeshGeometry", "RouteComputer", "xy_target"]
 
 
 def _check_positive(name, value):
@@ -180,6 +180,29 @@ class MeshGeometry:
                                  f"{field}={getattr(fmt, field)}")
 
 
+def xy_target(m, fmt: FlitFormat, geometry: MeshGeometry, dest):
+    """The router a destination is routed to inside this die and the port it leaves by.
+
+    ``(target_x, target_y, final)``: the destination's router and ``4 + dest.port`` for a
+    destination on this die, or the gateway router toward the destination's die and the
+    gateway's edge port. Adds the selection logic (only with gateways) to module ``m``.
+    """
+    if not geometry.gateways:
+        return dest.x, dest.y, len(Direction) + dest.port
+    target_x = Signal(fmt.x_bits)
+    target_y = Signal(fmt.y_bits)
+    final = Signal(range(geometry.ports))
+    with m.Switch(dest.die):
+        for gateway in geometry.gateways:
+            with m.Case(gateway.die):
+                m.d.comb += [target_x.eq(gateway.x), target_y.eq(gateway.y),
+                             final.eq(gateway.direction)]
+        with m.Default():
+            m.d.comb += [target_x.eq(dest.x), target_y.eq(dest.y),
+                         final.eq(len(Direction) + dest.port)]
+    return target_x, target_y, final
+
+
 class RouteComputer(wiring.Component):
     """XY route of a destination, seen from the router at ``(x, y)`` (combinational).
 
@@ -229,22 +252,7 @@ class RouteComputer(wiring.Component):
                                                gateway.local_ports)
         m.d.comb += self.routable.eq(routable)
 
-        # The router to reach and the port to leave it by: the destination itself, or the
-        # gateway toward the destination's die.
-        if geometry.gateways:
-            target_x = Signal(fmt.x_bits)
-            target_y = Signal(fmt.y_bits)
-            final = Signal(range(geometry.ports))
-            with m.Switch(dest.die):
-                for gateway in geometry.gateways:
-                    with m.Case(gateway.die):
-                        m.d.comb += [target_x.eq(gateway.x), target_y.eq(gateway.y),
-                                     final.eq(gateway.direction)]
-                with m.Default():
-                    m.d.comb += [target_x.eq(dest.x), target_y.eq(dest.y),
-                                 final.eq(len(Direction) + dest.port)]
-        else:
-            target_x, target_y, final = dest.x, dest.y, len(Direction) + dest.port
+        target_x, target_y, final = xy_target(m, fmt, geometry, dest)
 
         x_max, y_max = (1 << fmt.x_bits) - 1, (1 << fmt.y_bits) - 1
         # Dimension order: x first, then y, then the final port. Directions that cannot

@@ -12,7 +12,8 @@ Pipeline (one hop = two clock edges, the link included)::
 
 A flit that finds its VC's buffer non-empty waits there and asks again each cycle; the
 allocator always works on the oldest flit of a VC that it has not granted yet, so a VC can
-send one flit every cycle.
+send one flit every cycle. Only the turns XY routing can take are built (:meth:`Router.reach`):
+the crossbar and the output arbiters connect an output to the inputs that can use it.
 
 Virtual channels are message classes: a packet keeps its VC from source to destination
 (VC 0 requests, VC 1 responses, …). VC allocation is therefore the ownership of an output
@@ -26,7 +27,10 @@ Credits: one counter per output VC, ``depth`` at reset, spent at the grant and r
 cycle after the receiving router reads the flit out of its buffer.
 
 Local (tile) ports are streams, one per local port and VC, so a tile can always take a
-response while its requests wait. Injection computes the route itself. A packet whose
+response while its requests wait. Injection computes the route (and the lookahead route)
+itself, when it writes the flit into the tile input's buffer; the flit requests from there
+in the next cycle, so a packet takes one cycle more at injection (not per hop) and no route
+computation is in the allocation cycle. A packet whose
 destination is unroutable (another die, outside the mesh, a missing local port) is taken
 from the stream, dropped whole and counted in ``unroutable``: the injecting tile never
 stalls on it and nothing enters the network. Framing errors at injection are counted in
@@ -41,14 +45,14 @@ and the tiles' packet framing), as for a credit channel.
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .allocator import PreselectAllocator
-from .flit import DIRECTIONS, FlitFormat, LinkSignature
-from .route import MeshGeometry, RouteComputer
+from .flit import DIRECTIONS, Direction, FlitFormat, LinkSignature
+from .route import MeshGeometry, RouteComputer, xy_target
 
 __all__ = ["RouterParams", "Router"]
 
@@ -163,35 +167,72 @@ class Router(wiring.Component):
             "malformed": Out(params.counter_width),
         })
 
+    def reach(self, port: int) -> tuple:
+        """The output ports a flit entering by ``port`` can take (XY routing forbids the
+        rest): not back where it came from, and not from a y link of this die onto an x
+        link of this die (a Y->X turn). A tile input, and a link that leaves the die (a
+        gateway edge port), may go anywhere. An output that leads nowhere (no neighbour, no
+        gateway edge port) is never taken. The allocator's arbiters and the crossbar only
+        connect these pairs."""
+        p = self.params
+        geometry, n_dir = p.geometry, len(DIRECTIONS)
+        inner = {d for d in DIRECTIONS if geometry.contains(p.x + d.delta[0], p.y + d.delta[1])}
+        edges = {direction for x, y, direction in geometry.edge_ports if (x, y) == (p.x, p.y)}
+        outputs = [o for o in range(p.ports) if o >= n_dir or o in inner or o in edges]
+        if port >= n_dir or port not in inner:
+            return tuple(outputs)
+        incoming = Direction(port)
+        forbidden = {incoming}
+        if incoming in (Direction.NORTH, Direction.SOUTH):
+            forbidden |= {Direction.EAST, Direction.WEST} & inner
+        return tuple(o for o in outputs if o not in forbidden)
+
     def elaborate(self, platform):
         m = Module()
         p = self.params
         fmt, geometry, depth = p.flit, p.geometry, p.depth
         ports, vcs, n_dir = p.ports, fmt.vcs, len(DIRECTIONS)
         entry_layout = data.StructLayout({"flit": fmt.layout, "next": range(ports)})
+        reach = [self.reach(i) for i in range(ports)]
+        connections = [tuple(i for i in range(ports) if o in reach[i]) for o in range(ports)]
+        x_max, y_max = (1 << fmt.x_bits) - 1, (1 << fmt.y_bits) - 1
 
-        def neighbour_routers(name):
-            """Route computers at each neighbour, for the lookahead route."""
-            computers = {}
+        def lookahead(dest, port):
+            """The output port at the neighbour behind ``port`` (this router's route for
+            ``dest``): 0 (don't care) for a local port and for a port that leaves the die,
+            whose receiving side recomputes the route. Since ``port`` is this router's XY
+            route, the neighbour's route needs only the comparisons of the target with this
+            router's column and row and the ones next to them."""
+            target_x, target_y, final = xy_target(m, fmt, geometry, dest)
+            same_row = final  # the route of a router in this row whose column matches
+            if p.y > 0:
+                same_row = Mux(target_y < p.y, Direction.SOUTH, same_row)
+            if p.y < y_max:
+                same_row = Mux(target_y > p.y, Direction.NORTH, same_row)
+            routes = {}
             for direction in DIRECTIONS:
                 dx, dy = direction.delta
-                if geometry.contains(p.x + dx, p.y + dy):
-                    computers[direction] = m.submodules[f"{name}_{direction.name.lower()}"] = \
-                        RouteComputer(fmt, geometry, p.x + dx, p.y + dy)
-            return computers
-
-        def lookahead(name, dest, port):
-            """The output port at the neighbour behind ``port``: 0 (don't care) for a local
-            port and for a port that leaves the die (a gateway's edge port), whose receiving
-            side recomputes the route."""
-            nxt = Signal(range(ports), name=f"{name}_next")
-            computers = neighbour_routers(name)
-            for computer in computers.values():
-                m.d.comb += computer.dest.eq(dest)
+                nx, ny = p.x + dx, p.y + dy
+                if not geometry.contains(nx, ny):
+                    continue
+                if direction == Direction.EAST:    # target_x > x
+                    route = same_row if nx == x_max else \
+                        Mux(target_x > nx, Direction.EAST, same_row)
+                elif direction == Direction.WEST:  # target_x < x
+                    route = same_row if nx == 0 else \
+                        Mux(target_x < nx, Direction.WEST, same_row)
+                elif direction == Direction.NORTH:  # target_x == x, target_y > y
+                    route = final if ny == y_max else \
+                        Mux(target_y > ny, Direction.NORTH, final)
+                else:                                # target_x == x, target_y < y
+                    route = final if ny == 0 else \
+                        Mux(target_y < ny, Direction.SOUTH, final)
+                routes[direction] = route
+            nxt = Signal(range(ports))
             with m.Switch(port):
-                for direction, computer in computers.items():
+                for direction, route in routes.items():
                     with m.Case(direction):
-                        m.d.comb += nxt.eq(computer.port)
+                        m.d.comb += nxt.eq(route)
                 with m.Default():  # a local port or the die's edge: no next router here
                     m.d.comb += nxt.eq(0)
             return nxt
@@ -203,17 +244,25 @@ class Router(wiring.Component):
                     for v in range(vcs)] for o in range(ports)]
         free = [[Signal(init=1, name=f"free_o{o}_v{v}") for v in range(vcs)]
                 for o in range(ports)]
-        credit_ok = [[(credits[o][v] != 0) | credit_in[o][v] for v in range(vcs)]
+        # credits != 0, kept in a register of its own so that a request reads one bit
+        credit_nz = [[Signal(init=1, name=f"credit_nz_o{o}_v{v}") for v in range(vcs)]
+                     for o in range(ports)]
+        credit_ok = [[credit_nz[o][v] | credit_in[o][v] for v in range(vcs)]
                      for o in range(ports)]
         for d in range(n_dir):
             for v in range(vcs):
                 m.d.comb += credit_in[d][v].eq(self.link_out[d].credit[v])
 
-        m.submodules.allocator = allocator = PreselectAllocator(ports, vcs, ports)
+        m.submodules.allocator = allocator = PreselectAllocator(ports, vcs, ports, connections)
+
+        def one_hot(port, outputs):
+            """``port`` as one bit per output of ``outputs`` (zero if it is none of them)."""
+            return Cat(port == o for o in outputs)
 
         # ---- Input units -------------------------------------------------------------------
         # Per input port i and VC v: the arriving flit (push, its entry and meta), the
-        # buffer (data memory and meta registers), pointers and counts.
+        # buffer (data memory and meta registers), pointers and counts. Output ports are
+        # kept one-hot over the input's reach (``reach[i]``), so a request is one bit.
         st_entry = []       # per input: the entry read for switch traversal this cycle
         st_vc = []          # per input: registered one-hot VC granted last cycle
         pops = []           # per input, per VC: registered grant = read and free this cycle
@@ -221,19 +270,22 @@ class Router(wiring.Component):
         unroutable_events, malformed_events = [], []
         for i in range(ports):
             is_local = i >= n_dir
+            outputs = reach[i]
+            width = len(outputs)
             name = f"in{i}"
-            pushes, entries, arrive_ports = [], [], []
+            pushes, entries = [], []
             if not is_local:
                 wire = self.link_in[i].payload
                 arrive_head = wire.flit.head
                 dest = fmt.head_layout(wire.flit.data).dest
-                nxt = lookahead(name, dest, wire.route)
+                nxt = lookahead(dest, wire.route)
+                route_hot = Signal(width, name=f"{name}_route")
+                m.d.comb += route_hot.eq(one_hot(wire.route, outputs))
                 for v in range(vcs):
                     pushes.append(self.link_in[i].valid & (wire.flit.vc == v))
                     entry = Signal(entry_layout, name=f"{name}_v{v}_arrive")
                     m.d.comb += [entry.flit.eq(wire.flit), entry.next.eq(nxt)]
                     entries.append(entry)
-                    arrive_ports.append(wire.route)
             counts = [Signal(range(depth + 1), name=f"{name}_v{v}_count") for v in range(vcs)]
             pop_regs = [Signal(name=f"{name}_v{v}_pop") for v in range(vcs)]
             vc_reg = Signal(vcs, name=f"{name}_st_vc")
@@ -241,23 +293,26 @@ class Router(wiring.Component):
             heads, tails = [], []
             for v in range(vcs):
                 vname = f"{name}_v{v}"
-                cur_port = Signal(range(ports), name=f"{vname}_cur_port")
+                # The output of the open packet, for its body flits.
+                cur_port = Signal(width, name=f"{vname}_cur_port")
+                arrive_port = Signal(width, name=f"{vname}_arrive_port")
                 if is_local:
-                    # Injection: route here, framing checks, unroutable packets dropped.
+                    # Injection: route here, framing checks, unroutable packets dropped. The
+                    # flit only requests from the buffer, a cycle after it was taken, so the
+                    # route computation is not in the allocation cycle.
                     stream_in = self.inject[i - n_dir][v]
                     flit = stream_in.payload
                     dest = fmt.head_layout(flit.data).dest
                     here = m.submodules[f"{vname}_route"] = RouteComputer(
                         fmt, geometry, p.x, p.y)
                     m.d.comb += here.dest.eq(dest)
-                    nxt = lookahead(vname, dest, here.port)
+                    nxt = lookahead(dest, here.port)
                     state = Signal(range(3), name=f"{vname}_state")  # 0 idle, 1 fwd, 2 drop
                     take = Signal(name=f"{vname}_take")
                     push = Signal(name=f"{vname}_push")
                     bad_dest = Signal(name=f"{vname}_unroutable")
                     bad_frame = Signal(name=f"{vname}_malformed")
                     entry = Signal(entry_layout, name=f"{vname}_arrive")
-                    arrive_port = Signal(range(ports), name=f"{vname}_arrive_port")
                     m.d.comb += [
                         stream_in.ready.eq(counts[v] != depth),
                         take.eq(stream_in.valid & stream_in.ready),
@@ -267,27 +322,27 @@ class Router(wiring.Component):
                         entry.next.eq(nxt),
                     ]
                     idle, forward = state == 0, state == 1  # 2: dropping
+                    here_hot = one_hot(here.port, outputs)
                     m.d.comb += [
                         push.eq(take & ((idle & flit.head & here.routable) | forward)),
                         bad_dest.eq(take & idle & flit.head & ~here.routable),
                         bad_frame.eq(take & Mux(idle, ~flit.head, flit.head)),
                         entry.flit.head.eq(idle),
-                        arrive_port.eq(Mux(idle, here.port, cur_port)),
+                        arrive_port.eq(Mux(idle, here_hot, cur_port)),
                     ]
                     with m.If(take & idle & flit.head & ~flit.tail):
                         m.d.sync += state.eq(Mux(here.routable, 1, 2))
                     with m.If(take & ~idle & flit.tail):
                         m.d.sync += state.eq(0)
                     with m.If(push & idle):
-                        m.d.sync += cur_port.eq(here.port)
+                        m.d.sync += cur_port.eq(here_hot)
                     unroutable_events.append(bad_dest)
                     malformed_events.append(bad_frame)
                 else:
                     push, entry = pushes[v], entries[v]
-                    arrive_port = Signal(range(ports), name=f"{vname}_arrive_port")
-                    m.d.comb += arrive_port.eq(Mux(arrive_head, arrive_ports[v], cur_port))
+                    m.d.comb += arrive_port.eq(Mux(arrive_head, route_hot, cur_port))
                     with m.If(push & arrive_head):
-                        m.d.sync += cur_port.eq(arrive_ports[v])
+                        m.d.sync += cur_port.eq(route_hot)
 
                 # Buffer: data in a memory (distributed RAM), allocation meta in registers.
                 # A link input gets at most one flit a cycle and reads one VC a cycle, so its
@@ -298,10 +353,13 @@ class Router(wiring.Component):
                 rd_ptrs.append(rd_ptr)
                 al_ptr = Signal(range(depth), name=f"{vname}_al_ptr")
                 pending = Signal(range(depth + 1), name=f"{vname}_pending")
-                meta_port = [Signal(range(ports), name=f"{vname}_port{k}")
-                             for k in range(depth)]
-                meta_head = [Signal(name=f"{vname}_head{k}") for k in range(depth)]
-                meta_tail = [Signal(name=f"{vname}_tail{k}") for k in range(depth)]
+                # Allocation meta (output port, head, tail) per entry, in a memory of its own:
+                # it is read at the entry after the oldest one not granted, not at rd_ptr.
+                meta = m.submodules[f"{vname}_meta"] = Memory(
+                    shape=data.StructLayout({"port": width, "head": 1, "tail": 1}),
+                    depth=depth, init=[])
+                meta_write = meta.write_port()
+                meta_read = meta.read_port(domain="comb")
                 if is_local:
                     memory = m.submodules[f"{vname}_buffer"] = Memory(
                         shape=entry_layout, depth=depth, init=[])
@@ -314,48 +372,57 @@ class Router(wiring.Component):
                     reads.append(read.data)
                 with m.If(push):
                     m.d.sync += wr_ptr.eq(_wrap_inc(wr_ptr, depth))
-                for k in range(depth):
-                    with m.If(push & (wr_ptr == k)):
-                        m.d.sync += [
-                            meta_port[k].eq(arrive_port),
-                            meta_head[k].eq(entry.flit.head),
-                            meta_tail[k].eq(entry.flit.tail),
-                        ]
+                m.d.comb += [
+                    meta_write.addr.eq(wr_ptr), meta_write.en.eq(push),
+                    meta_write.data.port.eq(arrive_port),
+                    meta_write.data.head.eq(entry.flit.head),
+                    meta_write.data.tail.eq(entry.flit.tail),
+                ]
                 pop = pop_regs[v]
                 with m.If(pop):
                     m.d.sync += rd_ptr.eq(_wrap_inc(rd_ptr, depth))
                 m.d.sync += counts[v].eq(counts[v] + push - pop)
 
-                # Request: the oldest flit not granted yet, from the buffer or the wire.
+                # Request: the oldest flit not granted yet. Its meta is kept in registers
+                # (hol_*), loaded when the flit before it is granted, so a request starts at
+                # flip-flops. A link input also lets a flit arriving on an idle VC request
+                # from the wire (2 cycles per hop); a tile input requests from hol_* only.
                 has_pending = Signal(name=f"{vname}_has_pending")  # pending != 0, registered
-                req_valid = has_pending | push
-                req_port = Signal(range(ports), name=f"{vname}_req_port")
-                req_head = Signal(name=f"{vname}_req_head")
-                req_tail = Signal(name=f"{vname}_req_tail")
-                # The oldest buffered flit's meta is kept in registers (hol_*), loaded when
-                # the flit before it is granted, so the request starts at flip-flops.
-                hol_port = Signal(range(ports), name=f"{vname}_hol_port")
+                hol_port = Signal(width, name=f"{vname}_hol_port")
                 hol_head = Signal(name=f"{vname}_hol_head")
                 hol_tail = Signal(name=f"{vname}_hol_tail")
-                m.d.comb += [
-                    req_port.eq(Mux(has_pending, hol_port, arrive_port)),
-                    req_head.eq(Mux(has_pending, hol_head, entry.flit.head)),
-                    req_tail.eq(Mux(has_pending, hol_tail, entry.flit.tail)),
-                ]
-                after = _wrap_inc(al_ptr, depth)
+                if is_local:
+                    req_valid, req_head, req_tail = has_pending, hol_head, hol_tail
+                    req_port = hol_port
+                else:
+                    req_valid = has_pending | push
+                    req_port = Signal(width, name=f"{vname}_req_port")
+                    req_head = Signal(name=f"{vname}_req_head")
+                    req_tail = Signal(name=f"{vname}_req_tail")
+                    m.d.comb += [
+                        req_port.eq(Mux(has_pending, hol_port,
+                                        arrive_port & push.replicate(width))),
+                        req_head.eq(Mux(has_pending, hol_head, entry.flit.head)),
+                        req_tail.eq(Mux(has_pending, hol_tail, entry.flit.tail)),
+                    ]
+                m.d.comb += meta_read.addr.eq(_wrap_inc(al_ptr, depth))
+                older = meta_read.data
                 from_buffer = has_pending & (pending > 1)
                 with m.If(~has_pending | allocator.grant[i][v]):
                     m.d.sync += [
-                        hol_port.eq(Mux(from_buffer, _read(meta_port, after), arrive_port)),
-                        hol_head.eq(Mux(from_buffer, _read(meta_head, after), entry.flit.head)),
-                        hol_tail.eq(Mux(from_buffer, _read(meta_tail, after), entry.flit.tail)),
+                        # zero unless a flit is there: a request implies a flit
+                        hol_port.eq(Mux(from_buffer, older.port,
+                                        arrive_port & push.replicate(width))),
+                        hol_head.eq(Mux(from_buffer, older.head, entry.flit.head)),
+                        hol_tail.eq(Mux(from_buffer, older.tail, entry.flit.tail)),
                     ]
                 heads.append(req_head)
                 tails.append(req_tail)
                 m.d.comb += allocator.present[i][v].eq(req_valid)
-                m.d.comb += allocator.requests[i][v].eq(Cat(
-                    req_valid & (req_port == o) & credit_ok[o][v] & (~req_head | free[o][v])
-                    for o in range(ports)))
+                request = [Const(0)] * ports
+                for k, o in enumerate(outputs):
+                    request[o] = req_port[k] & credit_ok[o][v] & (~req_head | free[o][v])
+                m.d.comb += allocator.requests[i][v].eq(Cat(request))
                 grant = allocator.grant[i][v]
                 with m.If(grant):
                     m.d.sync += al_ptr.eq(_wrap_inc(al_ptr, depth))
@@ -408,17 +475,23 @@ class Router(wiring.Component):
         for o in range(ports):
             for v in range(vcs):
                 # select[o][i] means input i won, with the VC it offered (chosen).
-                wins = [allocator.select[o][i] & allocator.chosen[i][v] for i in range(ports)]
+                wins = {i: allocator.select[o][i] & allocator.chosen[i][v]
+                        for i in connections[o]}
                 go = Signal(name=f"go_o{o}_v{v}")
                 take = Signal(name=f"take_o{o}_v{v}")
                 release = Signal(name=f"release_o{o}_v{v}")
                 m.d.comb += [
-                    go.eq(Cat(wins).any()),
+                    go.eq(Cat(*wins.values()).any()),
                     take.eq(Cat(w & req_head_all[i][v] & ~req_tail_all[i][v]
-                                for i, w in enumerate(wins)).any()),
-                    release.eq(Cat(w & req_tail_all[i][v] for i, w in enumerate(wins)).any()),
+                                for i, w in wins.items()).any()),
+                    release.eq(Cat(w & req_tail_all[i][v] for i, w in wins.items()).any()),
                 ]
-                m.d.sync += credits[o][v].eq(credits[o][v] - go + credit_in[o][v])
+                # Both outcomes beside the allocator; the grant (``go``) picks one.
+                returned = credits[o][v] + credit_in[o][v]
+                m.d.sync += [
+                    credits[o][v].eq(Mux(go, returned - 1, returned)),
+                    credit_nz[o][v].eq(Mux(go, returned > 1, returned != 0)),
+                ]
                 with m.If(take):
                     m.d.sync += free[o][v].eq(0)
                 with m.Elif(release):
@@ -430,7 +503,7 @@ class Router(wiring.Component):
             m.d.sync += select.eq(allocator.select[o])
             crossed = Signal(entry_layout, name=f"out{o}_entry")
             acc = 0
-            for i in range(ports):
+            for i in connections[o]:
                 acc = acc | (st_entry[i].as_value() & select[i].replicate(entry_layout.size))
             m.d.comb += crossed.eq(acc)
             valid = select.any()

@@ -144,8 +144,8 @@ async def cross_die_random(dut):
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
 async def zero_load_latency_across_dies(dut):
-    """A lone flit takes 2 cycles per router, plus the stand-in link's latency per die link
-    it crosses (routers and links from the model's route)."""
+    """A lone flit takes 2 cycles per router, 1 for injection, plus the stand-in link's
+    latency per die link it crosses (routers and links from the model's route)."""
     bench = PackageBench(dut, inject_pause=0, eject_pauses=None)
     await reset(dut)
     latency = bench.params["link_latency"]
@@ -157,7 +157,7 @@ async def zero_load_latency_across_dies(dut):
         x, y = bench.position(src[0], src[1])
         route = bench.model.route((src[0], x, y), dest)
         crossings = sum(a[0] != b[0] for a, b in zip(route, route[1:], strict=False))
-        want = 2 * len(route) + latency * crossings
+        want = 2 * len(route) + 1 + latency * crossings
         valid_in = dut._id(f"die{src[0]}_inject__{src[1]}__{src[2]}__{vc}__valid",
                            extended=False)
         valid_out = dut._id(f"die{dst[0]}_eject__{dst[1]}__{dst[2]}__{vc}__valid",
