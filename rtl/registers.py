@@ -184,7 +184,10 @@ class RegisterBank(wiring.Component):
             group = self.status if register.access is Access.READ else self.control
             return getattr(group, register.name)
 
-        read_values = Array(value(r) for r in registers)
+        # Padded to every value of ``index`` (a refused read answers 0 anyway), so the read
+        # multiplexer is a complete case statement (Verilator's CASEINCOMPLETE otherwise).
+        read_values = Array([*(value(r) for r in registers),
+                             *(Const(0) for _ in range((1 << index_width) - count))])
         writable = Const(sum(1 << i for i, r in enumerate(registers)
                              if r.access is Access.READ_WRITE), count)
 

@@ -16,6 +16,8 @@ from .tests.noc_common import mesh_top as noc_mesh_top
 from .tests.noc_common import router_top as noc_router_top
 from .tests.noc_interface import ni_system_top as noc_interface_top
 from .tests.noc_package import package_top as noc_package_top
+from .tests.package_common import E2E_PARAMS as PACKAGE_E2E_PARAMS
+from .tests.package_common import e2e_top as package_e2e_top
 
 __all__ = ["TESTBENCHES", "get_testbench"]
 
@@ -354,6 +356,14 @@ TESTBENCHES = {bench.name: bench for bench in [
                 "status_depth": 8},
         description="NPU tile through its register window and DMA: GEMMs, lost commands, "
                     "window errors",
+    ),
+    Testbench(
+        name="package_e2e",
+        top=package_e2e_top,
+        module="chipknit.tb.tests.package_e2e",
+        params=PACKAGE_E2E_PARAMS,
+        description="the whole package through the host bridge: memory, errors, GEMMs on "
+                    "die 1's NPUs over the die link, with and without bit errors",
     ),
 ]}
 

@@ -29,7 +29,7 @@ from . import deadlock, routing
 __all__ = ["NocConfig", "Die", "Tile", "Endpoint", "DieLink", "Package", "TILE_KINDS",
            "PHY_KINDS", "shipped", "dump_toml"]
 
-TILE_KINDS = ("host_bridge", "memory", "npu", "traffic")
+TILE_KINDS = ("host_bridge", "memory", "npu", "traffic", "counters")
 PHY_KINDS = ("interposer", "ddr")
 
 
@@ -115,11 +115,14 @@ class Tile:
     ----------
     name : str
     kind : str
-        One of :data:`TILE_KINDS`.
+        One of :data:`TILE_KINDS`. ``counters`` is the die's register bank of link and NoC
+        counters (``chipknit.rtl.package.top``).
     die, x, y, port : int
         Where it sits: die number, router position, local port of that router.
     params : dict
-        Kind-specific parameters (scalars or lists of scalars), passed to the tile.
+        Kind-specific parameters (scalars or lists of scalars), passed to the tile. An
+        ``npu`` tile takes two local ports, ``port`` for its register window (a target)
+        and ``params.dma_port`` (default ``port + 1``) for its DMA (an initiator).
     """
     name: str
     kind: str
@@ -139,6 +142,19 @@ class Tile:
         if not isinstance(self.params, dict):
             raise ValueError(f"Tile {self.name!r} params must be a table, not "
                              f"{self.params!r}")
+        if self.kind == "npu":
+            _integer(f"Tile {self.name!r} dma_port", self.ports[1], 0)
+            if self.ports[1] == self.port:
+                raise ValueError(f"Tile {self.name!r} has its DMA on its window's local port "
+                                 f"{self.port}; an NPU tile needs two local ports")
+
+    @property
+    def ports(self) -> tuple:
+        """The local ports of its router the tile takes: an NPU tile's window, then its
+        DMA (``params.dma_port``, default ``port + 1``); one port for any other kind."""
+        if self.kind == "npu":
+            return (self.port, self.params.get("dma_port", self.port + 1))
+        return (self.port,)
 
 
 @dataclass(frozen=True)
@@ -323,16 +339,17 @@ class Package:
             if not die.contains(tile.x, tile.y):
                 raise ValueError(f"Tile {tile.name!r} at ({tile.x}, {tile.y}) is outside die "
                                  f"{die.number}'s {die.columns}x{die.rows} mesh")
-            if tile.port >= die.local_ports:
-                raise ValueError(f"Tile {tile.name!r} is on local port {tile.port}, but die "
-                                 f"{die.number}'s routers have {die.local_ports} local "
-                                 f"port(s)")
-            where = (tile.die, tile.x, tile.y, tile.port)
-            if where in ports:
-                raise ValueError(f"Tiles {ports[where]!r} and {tile.name!r} are both on die "
-                                 f"{tile.die} router ({tile.x}, {tile.y}) local port "
-                                 f"{tile.port}")
-            ports[where] = tile.name
+            for port in tile.ports:
+                if port >= die.local_ports:
+                    raise ValueError(f"Tile {tile.name!r} is on local port {port}, but die "
+                                     f"{die.number}'s routers have {die.local_ports} local "
+                                     f"port(s)")
+                where = (tile.die, tile.x, tile.y, port)
+                if where in ports:
+                    raise ValueError(f"Tiles {ports[where]!r} and {tile.name!r} are both on "
+                                     f"die {tile.die} router ({tile.x}, {tile.y}) local port "
+                                     f"{port}")
+                ports[where] = tile.name
 
     def _validate_links(self):
         used, pairs = {}, {}

@@ -7,7 +7,7 @@ the test suite beyond a quick smoke run, because figures come from runs, not fro
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import credit, link, noc, npu
+from . import credit, link, noc, npu, package
 
 __all__ = ["Benchmark", "BENCHMARKS"]
 
@@ -26,4 +26,6 @@ BENCHMARKS = {b.name: b for b in [
     Benchmark("noc", "NoC latency against offered load; one router's size and speed", noc.run),
     Benchmark("npu", "NPU GEMM engine: MAC utilisation, bit-exactness, array size and Fmax",
               npu.run),
+    Benchmark("package", "the default package end to end: GEMM cycles, link and NPU "
+                         "utilisation, replays at BER 0 and 1e-5", package.run),
 ]}

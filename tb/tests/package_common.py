@@ -1,0 +1,53 @@
+"""The package testbench top and what the tests need to know of it (no cocotb here).
+
+:func:`e2e_top` elaborates a shipped package as a :class:`~chipknit.rtl.package.top.
+PackageTop`, with the NPU tiles' parameters optionally shrunk (``npu``), so the default
+regression builds in a tolerable time; :func:`e2e_package` gives the same package to a test
+(the address map, the counter registers, the NPU limits), from the testbench parameters.
+"""
+
+import dataclasses
+
+from chipknit.npu import isa
+from chipknit.rtl.package.config import Package
+from chipknit.rtl.package.top import PackageTop, package_die_link
+
+__all__ = ["E2E_PARAMS", "e2e_package", "e2e_top", "npu_limits"]
+
+#: Default testbench parameters: the default package, 4x4 NPUs with small scratchpads.
+E2E_PARAMS = {
+    "package": "default",
+    "npu": {"rows": 4, "cols": 4, "a_depth": 64, "w_depth": 32, "acc_depth": 16,
+            "qp_depth": 8},
+    "host": {"frame_timeout": 2000, "bus_timeout": 100000, "buffer_beats": 64},
+    "link_latency": 2,
+    "timeout": 8192,
+}
+
+
+def e2e_package(package: str = "default", npu: dict | None = None,
+                host: dict | None = None, **_ignored) -> Package:
+    """Shipped package ``package`` with ``npu`` and ``host`` merged into those tiles'
+    params (validated again)."""
+    base = Package.named(package)
+    changes = {"npu": npu or {}, "host_bridge": host or {}}
+    tiles = [dataclasses.replace(t, params={**t.params, **changes.get(t.kind, {})})
+             for t in base.tiles]
+    return dataclasses.replace(base, tiles=tuple(tiles))
+
+
+def e2e_top(package: str = "default", npu: dict | None = None, host: dict | None = None,
+            link_latency: int = 2, timeout: int = 8192) -> PackageTop:
+    """The testbench top (parameters as :data:`E2E_PARAMS`)."""
+    return PackageTop(e2e_package(package, npu, host),
+                      die_link=package_die_link(latency=link_latency), timeout=timeout)
+
+
+def npu_limits(top: PackageTop, name: str) -> isa.Limits:
+    """The compiler's view of NPU tile ``name`` of ``top``."""
+    p = top.tile_params[name].queue
+    e, t = p.engine, p.transaction
+    return isa.Limits(rows=e.array.rows, cols=e.array.cols, lanes=e.requant_lanes,
+                      a_depth=e.a_depth, w_depth=e.w_depth, acc_depth=e.acc_depth,
+                      qp_depth=e.qp_depth, beat_bytes=t.beat_bytes, addr_width=t.addr_width,
+                      max_beats=t.max_beats)

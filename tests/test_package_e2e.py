@@ -1,0 +1,192 @@
+# amaranth: UnusedElaboratable=no
+"""The whole package end to end (cocotb, Verilator), its address map and counters, and the
+config extensions it needs (two-port NPU tiles, counters banks)."""
+
+import dataclasses
+
+import pytest
+
+from chipknit.rtl.package.config import Package
+from chipknit.rtl.package.top import (
+    COUNTERS_BASE,
+    NPU_BASE,
+    WINDOW_SIZE,
+    PackageDieLink,
+    PackageTop,
+    address_map,
+    die_link_params,
+)
+from chipknit.tb.benches import get_testbench
+from chipknit.tb.harness import run
+from chipknit.tb.tests.package_e2e import SOAK_ENV
+
+BENCH = get_testbench("package_e2e")
+DEFAULT_TESTS = "memory_and_errors|gemm_over_the_link|gemm_with_link_errors"
+
+
+# A cold Verilator build of the package is ~8.5 min here (docs/package.md, *Measured*).
+@pytest.mark.timeout(3600)
+def test_package_e2e(seed):
+    run(BENCH, simulator="verilator", seed=seed, testcase=DEFAULT_TESTS).check()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_package_e2e_soak(seed):
+    """Host traffic, link errors and NPU jobs at once, on the default package."""
+    run(BENCH, simulator="verilator", seed=seed, testcase="soak",
+        env={SOAK_ENV: "1"}).check()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_package_e2e_full_size_npus(seed):
+    """The default package exactly as shipped (8x8 NPUs, full scratchpads)."""
+    run(BENCH, simulator="verilator", seed=seed, params={"npu": {}},
+        testcase="gemm_over_the_link").check()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_package_e2e_four_die(seed):
+    """The four-die ring: memory and errors, then GEMMs on all three NPU dies (one of them
+    two die links away from the memory)."""
+    run(BENCH, simulator="verilator", seed=seed, params={"package": "four_die"},
+        testcase="memory_and_errors|gemm_over_the_link").check()
+
+
+# ---- the address map and the counters banks ------------------------------------------------
+
+def test_default_address_map():
+    entries = {e.name: e for e in address_map(Package.named("default"))}
+    assert (entries["memory"].base, entries["memory"].size) == (0, 4096 * 4)
+    assert entries["npu0"].base == NPU_BASE and entries["npu1"].base == NPU_BASE + WINDOW_SIZE
+    assert entries["counters0"].base == COUNTERS_BASE
+    assert entries["counters1"].base == COUNTERS_BASE + WINDOW_SIZE
+    assert (entries["npu1"].node.die, entries["npu1"].node.x, entries["npu1"].node.port) == \
+        (1, 1, 0)
+
+
+def test_memories_are_placed_at_a_power_of_two_stride():
+    base = Package.named("default")
+    extra = dataclasses.replace(base.tiles[1], name="memory2", x=0, y=0, params={"words": 100})
+    tiles = [t for t in base.tiles if t.name != "counters0"] + [extra]
+    entries = [e for e in address_map(dataclasses.replace(base, tiles=tuple(tiles)))
+               if e.kind == "memory"]
+    assert [(e.base, e.size) for e in entries] == [(0, 16384), (16384, 400)]
+
+
+def test_counter_registers_name_every_counter():
+    top = PackageTop(Package.named("default"))
+    die0 = [r.name for r in top.registers(0)]
+    die1 = [r.name for r in top.registers(1)]
+    assert die0[0] == die1[0] == "cycles"
+    for name in ("link0_rx_crc_errors", "link0_tx_replayed_frames", "link0_bit_errors",
+                 "router11_unroutable", "host_ni_timeouts", "memory_errors",
+                 "link0_vc1_truncated"):
+        assert name in die0, name
+    for name in ("npu0_window_errors", "npu1_ni_decode_errors", "npu1_ti_malformed",
+                 "link0_rx_crc_errors"):
+        assert name in die1, name
+    counter_map = top.counter_map()
+    assert counter_map["die1.cycles"] == COUNTERS_BASE + WINDOW_SIZE
+    assert counter_map["die0.link0_rx_crc_errors"] == COUNTERS_BASE + 4 * die0.index(
+        "link0_rx_crc_errors")
+
+
+def test_default_link_flit_is_two_beats():
+    link = PackageDieLink(Package.named("default"), 0)
+    p = link.link_params
+    assert p == die_link_params(Package.named("default"), 0)
+    assert (p.beat_width, p.flit_width, p.beats_per_flit) == (17, 34, 2)
+
+
+# ---- validation ---------------------------------------------------------------------------
+
+def _default(**tile_changes):
+    base = Package.named("default")
+    tiles = []
+    for tile in base.tiles:
+        change = tile_changes.get(tile.name)
+        tiles.append(dataclasses.replace(tile, **change) if change else tile)
+    return dataclasses.replace(base, tiles=tuple(tiles))
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"npu0": {"params": {"rows": 4, "dma_port": 2}}},
+     r"Tile 'npu0' is on local port 2, but die 1's routers have 2 local port\(s\)"),
+    ({"npu0": {"params": {"dma_port": 0}}},
+     "Tile 'npu0' has its DMA on its window's local port 0; an NPU tile needs two"),
+    ({"npu0": {"port": 1}},
+     r"Tile 'npu0' is on local port 2, but die 1's routers have 2 local port\(s\)"),
+    ({"npu0": {"params": {"dma_port": -1}}}, "Tile 'npu0' dma_port must be a non-negative"),
+    ({"counters1": {"x": 1, "y": 1}},
+     r"Tiles 'npu1' and 'counters1' are both on die 1 router \(1, 1\) local port 0"),
+])
+def test_config_validation_of_two_port_tiles(changes, message):
+    with pytest.raises(ValueError, match=message):
+        _default(**changes)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"memory": {"kind": "traffic"}},
+     "Tile 'memory' has kind 'traffic', which PackageTop does not build"),
+    ({"memory": {"params": {"words": 64, "colour": 1}}},
+     r"Tile 'memory' \(memory\) has unknown param\(s\) 'colour'; expected words"),
+    ({"counters0": {"kind": "host_bridge", "name": "host2"}},
+     r"has 2 host bridges \(host, host2\); PackageTop supports one"),
+])
+def test_top_validation(changes, message):
+    with pytest.raises(ValueError, match=message):
+        PackageTop(_default(**changes))
+
+
+def test_npu_needs_32_bit_data():
+    wide = dataclasses.replace(Package.named("default"), noc=dataclasses.replace(
+        Package.named("default").noc, data_width=64))
+    with pytest.raises(ValueError, match="the NPU register window needs 32-bit NoC data, "
+                                         "not 64"):
+        PackageTop(wide)
+
+
+def test_narrow_flits_are_refused_with_the_package_name():
+    with pytest.raises(ValueError, match="Package 'icebreaker': The request head needs 18 "
+                                         "payload bits"):
+        PackageTop(Package.named("icebreaker"))
+
+
+def test_shipped_packages_keep_their_round_trip():
+    for name in ("default", "four_die", "icebreaker"):
+        package = Package.named(name)
+        assert Package.loads(package.to_toml()) == package
+
+
+def test_register_bank_of_any_size_lints_clean():
+    """A bank whose register count is not a power of two (the counters banks have 40 and
+    49) used to leave an incomplete read case (Verilator CASEINCOMPLETE)."""
+    from chipknit.rtl.noc.transaction import TransactionParams
+    from chipknit.rtl.registers import Register, RegisterBank
+    from chipknit.tb.lint import lint
+    bank = RegisterBank(TransactionParams(), [Register(f"r{i}", 8 + i) for i in range(5)])
+    result = lint(bank, "register_bank_of_five")
+    assert result.clean, str(result)
+
+
+def test_stand_in_die_link_has_no_link_counters():
+    """A die link without link counters (the stand-in) still gives a working top: the
+    counters banks simply have no link registers."""
+    from chipknit.rtl.noc.package_network import stand_in_die_link
+    from chipknit.tb.hdl import to_rtlil
+    top = PackageTop(_small_default(), die_link=stand_in_die_link(2))
+    assert not any(r.name.startswith("link") for r in top.registers(0))
+    assert "router00_unroutable" in [r.name for r in top.registers(1)]
+    assert "module" in to_rtlil(top, "package_stand_in")
+
+
+def _small_default():
+    base = Package.named("default")
+    tiles = tuple(dataclasses.replace(t, params={**t.params, "rows": 2, "cols": 2,
+                                                  "a_depth": 16, "w_depth": 16,
+                                                  "acc_depth": 8, "qp_depth": 4})
+                  if t.kind == "npu" else t for t in base.tiles)
+    return dataclasses.replace(base, tiles=tiles)
