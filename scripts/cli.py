@@ -43,11 +43,13 @@ def _cmd_sim(args) -> int:
         width = max(map(len, TESTBENCHES))
         for name, bench in TESTBENCHES.items():
             defaults = " ".join(f"{k}={v}" for k, v in bench.params.items())
-            print(f"{name:<{width}}  {bench.description}\n{'':<{width}}  params: {defaults}")
+            print(f"{name:<{width}}  {bench.description}\n{'':<{width}}  params: {defaults}"
+                  f"\n{'':<{width}}  simulator: {bench.simulator}")
         return 0 if args.list else 2
     try:
         bench = get_testbench(args.test)
-        result = run(bench, simulator=args.simulator, seed=args.seed, waves=args.waves,
+        result = run(bench, simulator=args.simulator or bench.simulator, seed=args.seed,
+                     waves=args.waves,
                      params=dict(args.param), testcase=args.testcase, progress=print)
     except (KeyError, ValueError, RuntimeError) as error:
         print(f"chipknit sim: {error.args[0] if error.args else error}", file=sys.stderr)
@@ -138,8 +140,9 @@ def make_parser() -> argparse.ArgumentParser:
               gtkwave <the .gtkw file the summary names>"""))
     sim.add_argument("test", nargs="?", help="testbench name (see --list)")
     sim.add_argument("--list", action="store_true", help="list the testbenches and exit")
-    sim.add_argument("--simulator", choices=SIMULATORS, default="icarus",
-                     help="Icarus starts fast; Verilator runs long tests fast (default: icarus)")
+    sim.add_argument("--simulator", choices=SIMULATORS, default=None,
+                     help="Icarus starts fast; Verilator runs long tests fast (default: the "
+                          "testbench's, shown by --list)")
     sim.add_argument("--waves", action="store_true",
                      help="dump FST waves and write a GTKWave save file grouped by interface")
     sim.add_argument("--seed", type=int, default=None,

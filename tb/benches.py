@@ -1,5 +1,7 @@
 """Every testbench the project has, by name (what ``chipknit sim`` and the tests run)."""
 
+from dataclasses import replace
+
 from chipknit.rtl.credit import CreditParams
 from chipknit.rtl.credit_loopback import CreditLoopback
 from chipknit.rtl.link.interposer import Interposer, InterposerParams
@@ -366,6 +368,14 @@ TESTBENCHES = {bench.name: bench for bench in [
                     "die 1's NPUs over the die link, with and without bit errors",
     ),
 ]}
+
+
+#: Designs Icarus runs far too slowly (see docs/status.md): ``chipknit sim`` uses Verilator.
+_VERILATOR_FIRST = {"link_pair", "link_soak", "link_training", "link_end", "noc_mesh",
+                    "noc_package", "noc_cross_link", "noc_interface", "npu_commands", "npu_dma",
+                    "npu_fabric", "npu_tile", "package_e2e"}
+TESTBENCHES = {name: replace(bench, simulator="verilator") if name in _VERILATOR_FIRST
+               else bench for name, bench in TESTBENCHES.items()}
 
 
 def get_testbench(name: str) -> Testbench:

@@ -58,6 +58,9 @@ class Testbench:
         Default parameters for ``top``; JSON-serialisable, they are also handed to the test.
     description : str
         One line for ``chipknit sim --list``.
+    simulator : str
+        What ``chipknit sim`` runs it on unless told otherwise: Icarus starts fastest, but
+        designs it runs too slowly (a whole package, a mesh) say ``"verilator"``.
     """
     __test__ = False  # not a pytest test class, despite the name
 
@@ -66,6 +69,7 @@ class Testbench:
     module: str
     params: Mapping[str, object] = field(default_factory=dict)
     description: str = ""
+    simulator: str = "icarus"
 
 
 @dataclass
