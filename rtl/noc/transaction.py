@@ -245,7 +245,30 @@ def _check_params(params):
                         f"not {params!r}")
 
 
-class InitiatorSignature(wiring.Signature):
+class _TransactionSignature(wiring.Signature):
+    """The three transaction streams, seen from the side that issues requests."""
+
+    def __init__(self, params: TransactionParams):
+        _check_params(params)
+        self._params = params
+        super().__init__({
+            "request": Out(stream.Signature(params.request_layout)),
+            "wdata": Out(stream.Signature(params.wdata_layout)),
+            "response": In(stream.Signature(params.response_layout)),
+        })
+
+    @property
+    def params(self) -> TransactionParams:
+        return self._params
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.params == self.params
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.params!r})"
+
+
+class InitiatorSignature(_TransactionSignature):
     """An initiator's port, seen from the initiator (the tile).
 
     Members
@@ -255,31 +278,13 @@ class InitiatorSignature(wiring.Signature):
     response : In(stream.Signature(response_layout))
     """
 
-    def __init__(self, params: TransactionParams):
-        _check_params(params)
-        self._params = params
-        super().__init__({
-            "request": Out(stream.Signature(params.request_layout)),
-            "wdata": Out(stream.Signature(params.wdata_layout)),
-            "response": In(stream.Signature(params.response_layout)),
-        })
 
-    @property
-    def params(self) -> TransactionParams:
-        return self._params
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other.params == self.params
-
-    def __repr__(self):
-        return f"InitiatorSignature({self.params!r})"
-
-
-class TargetSignature(wiring.Signature):
+class TargetSignature(_TransactionSignature):
     """A target's port, seen from the network interface that drives it.
 
     The target itself takes ``In(TargetSignature(params))``, i.e. the flipped view: it
-    receives ``request`` and ``wdata`` and sends ``response``.
+    receives ``request`` and ``wdata`` and sends ``response``. (The same members as
+    :class:`InitiatorSignature`; the two types say which end of a port a component is.)
 
     Members
     -------
@@ -287,23 +292,3 @@ class TargetSignature(wiring.Signature):
     wdata : Out(stream.Signature(wdata_layout))
     response : In(stream.Signature(response_layout))
     """
-
-    def __init__(self, params: TransactionParams):
-        _check_params(params)
-        self._params = params
-        super().__init__({
-            "request": Out(stream.Signature(params.request_layout)),
-            "wdata": Out(stream.Signature(params.wdata_layout)),
-            "response": In(stream.Signature(params.response_layout)),
-        })
-
-    @property
-    def params(self) -> TransactionParams:
-        return self._params
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other.params == self.params
-
-    def __repr__(self):
-        return f"TargetSignature({self.params!r})"
-
