@@ -9,7 +9,8 @@ wider ones are refused at elaboration).
 Behaviour (the reference model is ``chipknit.tb.models.registers``):
 
 - a read of ``length + 1`` beats from register ``i`` returns registers ``i .. i + length``,
-  sampled one per cycle as the beats leave; if any of them does not exist, or the address
+  sampled one per cycle into the bank's one-beat response register (the cycle of each
+  register's ``reads`` strobe); if any of them does not exist, or the address
   is not beat aligned, every beat carries ``TARGET_ERROR`` and ``data`` 0;
 - a write of ``length + 1`` beats to register ``i`` writes the control registers among
   ``i .. i + length``, honouring the byte strobes, and answers ``OKAY``; a write that
@@ -18,7 +19,8 @@ Behaviour (the reference model is ``chipknit.tb.models.registers``):
 - ``errors`` counts refused requests (saturating).
 
 One request is served at a time: reads stream one beat per cycle, writes take one data
-beat per cycle, and the response of a write follows its last beat by one cycle.
+beat per cycle, and the response of a write follows its last beat by two cycles (responses
+leave from a register, so the read multiplexer ends inside the bank).
 """
 
 import enum as py_enum
@@ -113,10 +115,11 @@ class RegisterBank(wiring.Component):
     errors : Out(counter_width)
         Requests refused with ``TARGET_ERROR``.
     reads, writes : Out(StructLayout)
-        One bit per register: high for the cycle a beat of it is read (the response beat is
-        taken) or written (the data beat is taken; the register holds the new value from the
-        next cycle). Refused requests strobe nothing. A block uses them for side effects:
-        a read that pops a FIFO, a write that starts something.
+        One bit per register: high for the cycle a beat of it is read (its value is sampled
+        into the bank's response register, which the beat leaves from) or written (the data
+        beat is taken; the register holds the new value from the next cycle). Refused
+        requests strobe nothing. A block uses them for side effects: a read that pops a
+        FIFO, a write that starts something.
     """
 
     def __init__(self, params: TransactionParams, registers, *, counter_width: int = 16):
@@ -188,8 +191,6 @@ class RegisterBank(wiring.Component):
         # multiplexer is a complete case statement (Verilator's CASEINCOMPLETE otherwise).
         read_values = Array([*(value(r) for r in registers),
                              *(Const(0) for _ in range((1 << index_width) - count))])
-        writable = Const(sum(1 << i for i, r in enumerate(registers)
-                             if r.access is Access.READ_WRITE), count)
 
         state = Signal(_State)
         index = Signal(index_width)      # the register the next beat reads or writes
@@ -205,12 +206,32 @@ class RegisterBank(wiring.Component):
         last_word = word + request.length
         aligned = request.addr[:p.align_bits] == 0 if p.align_bits else Const(1)
         in_range = last_word < count
-        # Every register in [word, last_word] must be writable for a write.
-        span = Signal(count)
-        for i in range(count):
-            # (Comparisons that are constant for register 0 are left out: lint flags them.)
-            m.d.comb += span[i].eq((word <= i) & (last_word >= i) if i else word == 0)
-        all_writable = (span & ~writable) == 0
+        # Every register in [word, last_word] must be writable for a write: no read-only
+        # register in the span. Only matters in range, where both ends fit the index.
+        read_only = [i for i, r in enumerate(registers) if r.access is Access.READ]
+        if not read_only:
+            all_writable = Const(1)
+        elif len(read_only) == count:
+            all_writable = Const(0)
+        else:
+            first_index, last_index = word[:index_width], last_word[:index_width]
+            touched = Signal(len(read_only))
+            for k, i in enumerate(read_only):
+                # (Comparisons that are constant for register 0 are left out: lint flags
+                # them.)
+                m.d.comb += touched[k].eq((first_index <= i) & (last_index >= i) if i
+                                          else first_index == 0)
+            all_writable = ~touched.any()
+
+        # Responses leave from a register (one beat): the read multiplexer ends there, so no
+        # path from the bank's state through it leaves the bank. A beat is sampled, and its
+        # ``reads`` strobe raised, as it enters this register.
+        out_valid = Signal()
+        out = Signal(p.response_layout)
+        free = ~out_valid | bus.response.ready
+        m.d.comb += [bus.response.valid.eq(out_valid), bus.response.payload.eq(out)]
+        with m.If(bus.response.ready):
+            m.d.sync += out_valid.eq(0)
 
         # (An If chain, not m.Switch: Yosys writes incomplete case statements lint rejects.)
         with m.If(state == _State.IDLE):
@@ -225,16 +246,15 @@ class RegisterBank(wiring.Component):
                 m.d.comb += errors.inc.eq(~ok)
 
         with m.Elif(state == _State.READ):
-            response = bus.response.payload
-            m.d.comb += [
-                bus.response.valid.eq(1),
-                response.write.eq(0), response.tag.eq(tag),
-                response.status.eq(Mux(refused, Status.TARGET_ERROR, Status.OKAY)),
-                response.data.eq(Mux(refused, 0, read_values[index])),
-                response.last.eq(remaining == 0),
-            ]
-            with m.If(bus.response.ready):
-                m.d.sync += [index.eq(index + 1), remaining.eq(remaining - 1)]
+            with m.If(free):
+                m.d.sync += [
+                    out_valid.eq(1),
+                    out.write.eq(0), out.tag.eq(tag),
+                    out.status.eq(Mux(refused, Status.TARGET_ERROR, Status.OKAY)),
+                    out.data.eq(Mux(refused, 0, read_values[index])),
+                    out.last.eq(remaining == 0),
+                    index.eq(index + 1), remaining.eq(remaining - 1),
+                ]
                 for i, r in enumerate(registers):
                     m.d.comb += getattr(self.reads, r.name).eq(~refused & (index == i))
                 with m.If(remaining == 0):
@@ -262,13 +282,12 @@ class RegisterBank(wiring.Component):
                     m.d.sync += state.eq(_State.RESPOND)
 
         with m.Elif(state == _State.RESPOND):
-            response = bus.response.payload
-            m.d.comb += [
-                bus.response.valid.eq(1),
-                response.write.eq(1), response.tag.eq(tag),
-                response.status.eq(Mux(refused, Status.TARGET_ERROR, Status.OKAY)),
-                response.data.eq(0), response.last.eq(1),
-            ]
-            with m.If(bus.response.ready):
-                m.d.sync += state.eq(_State.IDLE)
+            with m.If(free):
+                m.d.sync += [
+                    out_valid.eq(1),
+                    out.write.eq(1), out.tag.eq(tag),
+                    out.status.eq(Mux(refused, Status.TARGET_ERROR, Status.OKAY)),
+                    out.data.eq(0), out.last.eq(1),
+                    state.eq(_State.IDLE),
+                ]
         return m

@@ -251,8 +251,34 @@ class HostBridge(wiring.Component):
         # Bytes in: every parse state takes a byte whenever one is offered.
         got = Signal()
         byte = self.rx.payload
-        m.d.comb += [rx_crc.data.eq(byte), tx_crc.data.eq(self.tx.payload)]
-        sent = self.tx.valid & self.tx.ready
+        m.d.comb += rx_crc.data.eq(byte)
+
+        # Bytes out leave from a register (one byte), with what the transmit CRC does with
+        # them (start, add, nothing); the CRC takes each byte as it leaves, so neither the
+        # byte's multiplexers nor the CRC are on one path. The checksum byte is loaded only
+        # once the register is empty, when the CRC has every byte before it.
+        out_valid = Signal()
+        out_byte = Signal(8)
+        out_crc_start = Signal()
+        out_crc_add = Signal()
+        out_ready = Signal()
+        tx_full = Signal()
+        tx_byte = Signal(8)
+        tx_crc_start = Signal()
+        tx_crc_add = Signal()
+        leaves = tx_full & self.tx.ready
+        m.d.comb += [
+            self.tx.valid.eq(tx_full), self.tx.payload.eq(tx_byte),
+            tx_crc.data.eq(tx_byte),
+            tx_crc.start.eq(leaves & tx_crc_start), tx_crc.valid.eq(leaves & tx_crc_add),
+            out_ready.eq(~tx_full | self.tx.ready),
+        ]
+        sent = out_valid & out_ready
+        with m.If(sent):
+            m.d.sync += [tx_full.eq(1), tx_byte.eq(out_byte), tx_crc_start.eq(out_crc_start),
+                         tx_crc_add.eq(out_crc_add)]
+        with m.Elif(leaves):
+            m.d.sync += tx_full.eq(0)
 
         def parse_state():
             """Common to the states inside a command frame: take bytes, feed the CRC, and
@@ -275,9 +301,9 @@ class HostBridge(wiring.Component):
                 m.d.comb += count["stale_responses"].eq(1)
 
         def send(value, next_state=None):
-            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(value)]
+            m.d.comb += [out_valid.eq(1), out_byte.eq(value)]
             if next_state is not None:
-                with m.If(self.tx.ready):
+                with m.If(out_ready):
                     m.d.sync += state.eq(next_state)
 
         response = self.bus.response
@@ -441,7 +467,7 @@ class HostBridge(wiring.Component):
             rlen = Mux(nak, 0, Mux(op == OP_COUNTERS, len(COUNTERS) - 1, length))
             send(Mux(field == 0, SYNC, Mux(field == 1, rop, Mux(field == 2, tag, rlen))))
             with m.If(sent):
-                m.d.comb += [tx_crc.start.eq(field == 0), tx_crc.valid.eq(field != 0)]
+                m.d.comb += [out_crc_start.eq(field == 0), out_crc_add.eq(field != 0)]
                 m.d.sync += field.eq(field + 1)
                 with m.If(field == 3):
                     m.d.sync += field.eq(0)
@@ -479,7 +505,7 @@ class HostBridge(wiring.Component):
         with m.Elif(state == _State.RBYTES):
             send(beat[:8])
             with m.If(sent):
-                m.d.comb += tx_crc.valid.eq(1)
+                m.d.comb += out_crc_add.eq(1)
                 m.d.sync += [beat.eq(beat >> 8), field.eq(field + 1)]
                 with m.If(field == beat_bytes - 1):
                     m.d.sync += [field.eq(0), beat_index.eq(beat_index + 1)]
@@ -498,7 +524,7 @@ class HostBridge(wiring.Component):
             value = Mux(field == 0, word, latched)
             send(value.word_select(field[:2], 8))
             with m.If(sent):
-                m.d.comb += tx_crc.valid.eq(1)
+                m.d.comb += out_crc_add.eq(1)
                 m.d.sync += field.eq(field + 1)
                 with m.If(field == 0):
                     m.d.sync += latched.eq(word)
@@ -511,11 +537,12 @@ class HostBridge(wiring.Component):
             drain_stale()
             send(status)
             with m.If(sent):
-                m.d.comb += tx_crc.valid.eq(1)
+                m.d.comb += out_crc_add.eq(1)
                 m.d.sync += state.eq(_State.CHECKSUM)
 
         with m.Elif(state == _State.CHECKSUM):
             drain_stale()
+            m.d.comb += out_ready.eq(~tx_full)   # after the CRC has taken the status byte
             send(tx_crc.crc, _State.HUNT)
             with m.If(sent & ~nak & (op != OP_COUNTERS)):
                 m.d.sync += bus_tag.eq(bus_tag + 1)

@@ -217,11 +217,18 @@ class TargetParams:
 
 
 def _count(m, target, events):
-    """Saturating ``target += sum(events)``."""
-    limit = (1 << len(target)) - 1
-    total = sum(events[1:], events[0])
-    nxt = target + total
-    m.d.sync += target.eq(Mux(nxt > limit, limit, nxt))
+    """Saturating ``target += sum(events)``. The events are registered first (a count
+    shows a cycle after its event), so no decision logic reaches the adder."""
+    width = len(target)
+    held = []
+    for k, event in enumerate(events):
+        flag = Signal(name=f"{target.name}_event{k}")
+        m.d.sync += flag.eq(event)
+        held.append(flag)
+    total = sum(held[1:], held[0])
+    nxt = Signal(width + 2, name=f"{target.name}_next")
+    m.d.comb += nxt.eq(target + total)
+    m.d.sync += target.eq(Mux(nxt[width:].any(), (1 << width) - 1, nxt[:width]))
 
 
 def _network_members(params: TransactionParams, counters):
@@ -303,47 +310,58 @@ class InitiatorInterface(wiring.Component):
         events = {name: [] for name in self.COUNTERS}
         events["malformed"].extend(other_heads)
 
-        # ---- Decode (registered into the command stage) -------------------------------
+        # ---- Decode, split over two cycles -------------------------------------------------
+        # At acceptance, the region compares and the burst's last word against every
+        # region's end (all in parallel, against constants) are registered into the command
+        # stage; the refusal, destination and offset are formed from those registers.
         req = bus.request.payload
         regions = p.address_map.regions
-        word_bits = t.addr_width - t.align_bits + 1
-        hit = Signal(max(1, len(regions)))
+        count = max(1, len(regions))
+        word_bits = t.addr_width - t.align_bits
+        req_word = req.addr[t.align_bits:]
+        req_last = Signal(word_bits + 1)
+        m.d.comb += req_last.eq(req_word + req.length)
+        hit = Signal(count)
+        over = Signal(count)
         for i, region in enumerate(regions):
             above = (req.addr >= region.base) if region.base else Const(1)
             below = (req.addr < region.end) if region.end < 1 << t.addr_width else Const(1)
-            m.d.comb += hit[i].eq(above & below)
-        base = Signal(t.addr_width)
-        size_words = Signal(word_bits)
-        dest = Signal(fmt.dest_layout)
-        for i, region in enumerate(regions):
-            with m.If(hit[i]):
-                m.d.comb += [base.eq(region.base),
-                             size_words.eq(region.size // t.beat_bytes),
-                             dest.eq(region.node.const(t))]
-        offset = Signal(t.addr_width)
-        m.d.comb += offset.eq(req.addr - base)
-        end_words = Signal(word_bits + 1)
-        m.d.comb += end_words.eq(offset[t.align_bits:] + req.length + 1)
+            m.d.comb += [hit[i].eq(above & below),
+                         over[i].eq(req_last >= region.end // t.beat_bytes)]
         unaligned = req.addr[:t.align_bits].any() if t.align_bits else Const(0)
-        refuse = ~hit.any() | unaligned | (end_words > size_words)
 
         cmd_valid = Signal()
         cmd_write = Signal()
         cmd_length = Signal(t.length_bits)
         cmd_tag = Signal(t.tag_bits)
-        cmd_refused = Signal()
-        cmd_offset = Signal(t.addr_width)
-        cmd_dest = Signal(fmt.dest_layout)
+        cmd_addr = Signal(t.addr_width)
+        cmd_hit = Signal(count)
+        cmd_over = Signal(count)
+        cmd_unaligned = Signal()
         cmd_take = Signal()
         m.d.comb += bus.request.ready.eq(~cmd_valid | cmd_take)
         with m.If(bus.request.valid & bus.request.ready):
             m.d.sync += [
                 cmd_valid.eq(1), cmd_write.eq(req.write), cmd_length.eq(req.length),
-                cmd_tag.eq(req.tag), cmd_refused.eq(refuse), cmd_offset.eq(offset),
-                cmd_dest.eq(dest),
+                cmd_tag.eq(req.tag), cmd_addr.eq(req.addr), cmd_hit.eq(hit),
+                cmd_over.eq(over), cmd_unaligned.eq(unaligned),
             ]
         with m.Elif(cmd_take):
             m.d.sync += cmd_valid.eq(0)
+        cmd_refused = Signal()
+        m.d.comb += cmd_refused.eq(~cmd_hit.any() | cmd_unaligned | (cmd_hit & cmd_over).any())
+        # The regions are disjoint, so at most one bit of cmd_hit is set: OR the constants.
+        cmd_dest = Signal(fmt.dest_layout)
+        base = Signal(t.addr_width)
+        dest_bits, base_bits = Const(0, len(cmd_dest.as_value())), Const(0, t.addr_width)
+        for i, region in enumerate(regions):
+            dest_bits = dest_bits | Mux(cmd_hit[i], region.node.const(t).as_value(), 0)
+            base_bits = base_bits | Mux(cmd_hit[i], region.base, 0)
+        m.d.comb += [cmd_dest.eq(dest_bits), base.eq(base_bits)]
+        # The offset is needed from the address flit on, at least a cycle after the command
+        # stage loads (the head goes first), so it is registered from the stage every cycle.
+        cmd_offset = Signal(t.addr_width)
+        m.d.sync += cmd_offset.eq(cmd_addr - base)
 
         # ---- Slots ------------------------------------------------------------------------
         slot_layout = data.StructLayout({"tag": t.tag_bits, "write": 1,
@@ -366,8 +384,13 @@ class InitiatorInterface(wiring.Component):
         for k in range(slots):
             m.d.comb += hit_time[k].eq(issued[k] == due)
 
-        m.d.comb += slot_rd.addr.eq(retire)
-        head_slot = slot_rd.data
+        # The oldest slot's entry, registered: loaded with the entry that will be the oldest
+        # next cycle (the one after it when a slot retires now; the one being written when
+        # that is it), so no slot-memory read is on the response path.
+        slot_after = slot_mem.read_port(domain="comb")
+        retire_after = Signal(t.tag_bits, init=1)
+        head_slot = Signal(slot_layout)
+        m.d.comb += [slot_rd.addr.eq(retire), slot_after.addr.eq(retire_after)]
         owed = used != 0
 
         do_alloc = Signal()
@@ -383,13 +406,28 @@ class InitiatorInterface(wiring.Component):
         with m.If(do_alloc):
             m.d.sync += alloc.eq(alloc + 1)
         with m.If(do_retire):
-            m.d.sync += retire.eq(retire + 1)
+            m.d.sync += [retire.eq(retire_after), retire_after.eq(retire_after + 1)]
+        written_now = Signal()
+        written_after = Signal()
+        m.d.comb += [written_now.eq(alloc == retire), written_after.eq(alloc == retire_after)]
+        with m.If(do_alloc & Mux(do_retire, written_after, written_now)):
+            m.d.sync += head_slot.eq(slot_wr.data)
+        with m.Elif(do_retire):
+            m.d.sync += head_slot.eq(slot_after.data)
+        with m.Else():
+            m.d.sync += head_slot.eq(slot_rd.data)
 
         # live/expired updates: expiry (from the response side: the oldest awaited slot
         # waited too long), quarantine end, allocation, response arrival.
         clear_live = Signal(slots)   # from the response side
         expire_now = Signal(slots)
-        quarantine_over = live & expired & hit_time
+        # The expiry time is written a cycle late (from registers, so the timeout decision
+        # does not fan out to every slot's timestamp); the slot just expired is not compared
+        # in that cycle.
+        expired_then = Signal(slots)
+        now_then = Signal(time_bits)
+        m.d.sync += [expired_then.eq(expire_now), now_then.eq(now)]
+        quarantine_over = live & expired & hit_time & ~expired_then
         set_live = Signal(slots)
         one_hot = (Const(1, slots) << alloc)[:slots]
         m.d.comb += set_live.eq(Mux(do_alloc & alloc_live, one_hot, 0))
@@ -399,8 +437,8 @@ class InitiatorInterface(wiring.Component):
             expired.eq((expired | expire_now) & ~set_fresh),
         ]
         for k in range(slots):
-            with m.If(expire_now[k]):
-                m.d.sync += issued[k].eq(now)
+            with m.If(expired_then[k]):
+                m.d.sync += issued[k].eq(now_then)
 
         # ---- Request side: head, address, strobe + data flits -----------------------------
         busy = (live & ~expired).any()
@@ -542,8 +580,9 @@ class InitiatorInterface(wiring.Component):
                     with m.If(drain_left == 1):
                         m.d.sync += send_state.eq(S_HEAD)
         with m.Elif(send_state == S_DISCARD):
-            # A refused write: its beats are taken and dropped, then it is done.
-            with m.If(fill_started & ((fill_left == 0) | ((fill_left == 1) & fill_go))):
+            # A refused write: its beats are taken and dropped, then it is done (the cycle
+            # after its last beat: the command stage reloads from registers only).
+            with m.If(fill_started & (fill_left == 0)):
                 m.d.comb += cmd_take.eq(1)
                 m.d.sync += send_state.eq(S_HEAD)
         return self._responses(m, p, eject, head_slot, owed, live, expired, retire,
@@ -567,7 +606,9 @@ class InitiatorInterface(wiring.Component):
         status = Signal(Status)
         then_skip = Signal()
         stall = Signal(range(p.timeout + 1))
-        last_beat = beat == head_slot.length
+        # Beats left after this one, and whether this is the last (kept in a register, so
+        # no compare is on the retire path).
+        last_beat = Signal()
         response = bus.response
         m.d.comb += [
             response.payload.write.eq(head_slot.write),
@@ -604,7 +645,9 @@ class InitiatorInterface(wiring.Component):
                 m.d.comb += eject.ready.eq(1)
                 with m.If(agrees):
                     m.d.comb += clear_live.eq(tag_hot)
-                    m.d.sync += [beat.eq(0), status.eq(rhead.status), stall.eq(0)]
+                    m.d.sync += [beat.eq(head_slot.length),
+                                 last_beat.eq(head_slot.length == 0),
+                                 status.eq(rhead.status), stall.eq(0)]
                     m.d.sync += then_skip.eq(0)
                     with m.If(ok_read):
                         m.d.sync += receive_state.eq(R_DATA)
@@ -621,7 +664,8 @@ class InitiatorInterface(wiring.Component):
             with m.Elif(owed & (expired.bit_select(retire, 1)
                                 | ~live.bit_select(retire, 1))):
                 # Answered here: a decode error, or a timeout.
-                m.d.sync += [beat.eq(0), then_skip.eq(0),
+                m.d.sync += [beat.eq(head_slot.length), last_beat.eq(head_slot.length == 0),
+                             then_skip.eq(0),
                              status.eq(Mux(expired.bit_select(retire, 1), Status.TIMEOUT,
                                            head_slot.status))]
                 m.d.sync += receive_state.eq(R_LOCAL)
@@ -634,7 +678,7 @@ class InitiatorInterface(wiring.Component):
                 response.payload.last.eq(last_beat | head_slot.write),
             ]
             with m.If(response.ready):
-                m.d.sync += beat.eq(beat + 1)
+                m.d.sync += [beat.eq(beat - 1), last_beat.eq(beat == 1)]
                 with m.If(last_beat | head_slot.write):
                     m.d.comb += do_retire.eq(1)
                     with m.If(then_skip):
@@ -661,7 +705,7 @@ class InitiatorInterface(wiring.Component):
                     m.d.sync += [status.eq(Status.TIMEOUT), then_skip.eq(1)]
                     m.d.sync += receive_state.eq(R_LOCAL)
             with m.If(response.valid & response.ready):
-                m.d.sync += beat.eq(beat + 1)
+                m.d.sync += [beat.eq(beat - 1), last_beat.eq(beat == 1)]
                 with m.If(last_beat):
                     m.d.comb += do_retire.eq(1)
                     with m.If(flit.tail):

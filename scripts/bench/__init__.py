@@ -7,7 +7,7 @@ the test suite beyond a quick smoke run, because figures come from runs, not fro
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import credit, link, noc, npu, package
+from . import credit, link, noc, npu, package, tiles
 
 __all__ = ["Benchmark", "BENCHMARKS"]
 
@@ -28,4 +28,6 @@ BENCHMARKS = {b.name: b for b in [
               npu.run),
     Benchmark("package", "the default package end to end: GEMM cycles, link and NPU "
                          "utilisation, replays at BER 0 and 1e-5", package.run),
+    Benchmark("tiles", "network interfaces, memory tile, counters bank and host bridge as in "
+                       "the default package: LUTs and Fmax on ECP5 at two seeds", tiles.run),
 ]}

@@ -4,7 +4,8 @@ Random reads and writes (in and out of range, unaligned, to read-only registers,
 lengths and strobes) with random backpressure on every stream, while the status inputs
 change every cycle; every response beat is checked against
 :class:`~chipknit.tb.models.registers.RegisterBankModel` reading the status values of the
-cycle the beat is taken. A reset in the middle of a read returns the bank to idle with its
+cycle its ``reads`` strobe was high (the bank samples a beat into its response register
+then). A reset in the middle of a read returns the bank to idle with its
 controls at their reset values.
 """
 
@@ -72,6 +73,7 @@ class RegisterBankBench:
         count = len(self.model.registers)
         self.strobed = {"reads": [0] * count, "writes": [0] * count}
         self.expected_strobes = {"reads": [0] * count, "writes": [0] * count}
+        self.sampled = [deque() for _ in range(count)]   # status values at each read strobe
         cocotb.start_soon(self._drive_status())
         cocotb.start_soon(self._check())
 
@@ -103,6 +105,9 @@ class RegisterBankBench:
                 bits = int(getattr(dut, kind).value)
                 for index in range(len(self.model.registers)):
                     self.strobed[kind][index] += bits >> index & 1
+                    if kind == "reads" and bits >> index & 1:
+                        # A read beat is sampled in the cycle of its strobe.
+                        self.sampled[index].append(dict(self.status_now))
             if not (ready and int(dut.bus__response__valid.value)) or not self.checking:
                 continue
             got = self.response.unpack(int(dut.bus__response__payload.value))
@@ -125,7 +130,10 @@ class RegisterBankBench:
                 read_ok = self.model.read_ok(addr, length)
             if read_ok:
                 index = addr // (DATA_WIDTH // 8) + beat_in_read
-                value = self.model.read_beat(index, self.status_now)
+                assert self.sampled[index], (
+                    f"read {addr:#x} beat {beat_in_read}: no read strobe for register "
+                    f"{self.model.registers[index].name} before its beat")
+                value = self.model.read_beat(index, self.sampled[index].popleft())
                 self.expected_strobes["reads"][index] += 1
                 assert got["status"] == OKAY and got["data"] == value, (
                     f"read {addr:#x} beat {beat_in_read} (register "
@@ -225,6 +233,8 @@ async def reset_mid_read(dut):
     bench.hold = False
     await reset(dut)
     bench.expected.clear()
+    for samples in bench.sampled:
+        samples.clear()
     bench.model.reset()
     await ClockCycles(dut.clk, 2)
     bench.check_controls()
