@@ -36,6 +36,9 @@ class RoundRobin(wiring.Component):
             raise ValueError(f"Count must be a positive integer, not {count!r}")
         self.count = count
         super().__init__({"requests": In(count), "grant": Out(count), "advance": In(1)})
+        #: One-hot: who was served last (the formal properties read it). Reset: the last
+        #: requester, so requester 0 goes first.
+        self.last = Signal(count, init=1 << (count - 1), name="last")
 
     def elaborate(self, platform):
         m = Module()
@@ -43,8 +46,7 @@ class RoundRobin(wiring.Component):
         if count == 1:
             m.d.comb += self.grant.eq(self.requests)
             return m
-        # One-hot: who was served last. Reset: the last requester, so requester 0 goes first.
-        last = Signal(count, init=1 << (count - 1))
+        last = self.last
         choices = []
         for p in range(count):
             order = [(p + 1 + k) % count for k in range(count)]
@@ -116,17 +118,18 @@ class SeparableAllocator(wiring.Component):
         return m
 
 
-def _output_stage(m, wants, select, inputs, outputs, connections=None):
+def _output_stage(m, wants, select, inputs, outputs, connections=None, arbiters=None):
     """Per output, a round-robin among the inputs that want it (only those of
-    ``connections[o]``, all by default); drives ``select`` and returns, per input, whether
-    it won an output this cycle."""
+    ``connections[o]``, all by default; ``arbiters[o]`` if given, else a new one); drives
+    ``select`` and returns, per input, whether it won an output this cycle."""
     won = [0] * inputs
     for o in range(outputs):
         sources = connections[o] if connections is not None else range(inputs)
         if not sources:
             m.d.comb += select[o].eq(0)
             continue
-        arbiter = m.submodules[f"output{o}"] = RoundRobin(len(sources))
+        arbiter = arbiters[o] if arbiters is not None else RoundRobin(len(sources))
+        m.submodules[f"output{o}"] = arbiter
         m.d.comb += [
             arbiter.requests.eq(Cat(wants[i][o] for i in sources)),
             arbiter.advance.eq(1),
@@ -159,10 +162,14 @@ class PreselectAllocator(wiring.Component):
     (a register) if it has a flit, else its first VC that has one (``present``, which
     needs no eligibility check, so a flit arriving on an idle input is offered at once).
     Each output then picks one of the inputs whose offered VC asks for it (round-robin).
-    The pre-selection for the next cycle is the first VC with an eligible request after
-    the one offered now (the offered one last), so VCs with eligible requests take turns
-    and a blocked VC cannot hold its input. The critical cycle holds only the output
-    arbiters and what follows their grants; the input choice runs beside them.
+    The pre-selection for the next cycle is the VC offered now if it lost and is still
+    eligible, else the first VC with an eligible request after it (the offered one last):
+    VCs with eligible requests take turns, a blocked VC cannot hold its input, and a VC
+    that lost keeps asking, so its output's round-robin serves it. A VC that keeps asking
+    for one output is granted within ``vcs`` x (inputs of that output) cycles
+    (tests/test_formal_noc.py proves it; moving on from a VC that lost lets one that is
+    offered every other cycle starve). The critical cycle holds only the output arbiters
+    and what follows their grants; the input choice runs beside them.
 
     Members
     -------
@@ -203,13 +210,18 @@ class PreselectAllocator(wiring.Component):
             "grant": Out(vcs).array(inputs),
             "select": Out(inputs).array(outputs),
         })
+        # State, made here so that the formal properties can name it: per input, the
+        # pre-selected VC (one-hot); per output, its arbiter (None: no input reaches it).
+        self.pre = [Signal(vcs, init=1, name=f"pre{i}") for i in range(inputs)]
+        self.arbiters = [RoundRobin(len(c)) if c else None
+                         for c in (connections or [range(inputs)] * outputs)]
 
     def elaborate(self, platform):
         m = Module()
         inputs, vcs, outputs = self.inputs, self.vcs, self.outputs
-        wants = []
+        wants, eligibles = [], []
         for i in range(inputs):
-            pre = Signal(vcs, init=1, name=f"pre{i}")
+            pre = self.pre[i]
             present = self.present[i]
             # The VC offered: the pre-selected one if it has a flit, else the first that has
             # one. ``offered`` is that rule without the flit itself; a request implies a
@@ -225,11 +237,21 @@ class PreselectAllocator(wiring.Component):
                 acc = acc | (self.requests[i][v] & offered[v].replicate(outputs))
             m.d.comb += want.eq(acc)
             wants.append(want)
-            if vcs > 1:
-                eligible = Cat(self.requests[i][v].any() for v in range(vcs))
-                with m.If(eligible.any()):
-                    m.d.sync += pre.eq(_first_after(eligible, chosen, vcs))
-        won = _output_stage(m, wants, self.select, inputs, outputs, self.connections)
+            eligibles.append(Cat(self.requests[i][v].any() for v in range(vcs)))
+        won = _output_stage(m, wants, self.select, inputs, outputs, self.connections,
+                            self.arbiters)
         for i in range(inputs):
+            if vcs > 1:
+                # An offered VC that lost but is still eligible is offered again (so its
+                # request stays up and its output's round-robin serves it); otherwise the
+                # next eligible VC after it. Both candidates are computed beside the output
+                # arbiters; ``won`` only picks one.
+                eligible, chosen = eligibles[i], self.chosen[i]
+                keep = Signal(name=f"keep{i}")
+                rotate = Signal(vcs, name=f"rotate{i}")
+                m.d.comb += [keep.eq((chosen & eligible).any()),
+                             rotate.eq(_first_after(eligible, chosen, vcs))]
+                with m.If(eligible.any()):
+                    m.d.sync += self.pre[i].eq(Mux(keep & ~won[i], chosen, rotate))
             m.d.comb += self.grant[i].eq(self.chosen[i] & Cat(won[i]).replicate(vcs))
         return m

@@ -192,7 +192,10 @@ class Router(wiring.Component):
         p = self.params
         fmt, geometry, depth = p.flit, p.geometry, p.depth
         ports, vcs, n_dir = p.ports, fmt.vcs, len(DIRECTIONS)
-        entry_layout = data.StructLayout({"flit": fmt.layout, "next": range(ports)})
+        # A buffer entry: the flit's data and its lookahead route. Its head and tail bits are
+        # in the allocation meta (and registered at the grant for switch traversal), its VC
+        # is the buffer's: none of them is stored twice or crosses the switch.
+        entry_layout = data.StructLayout({"data": fmt.data_width, "next": range(ports)})
         reach = [self.reach(i) for i in range(ports)]
         connections = [tuple(i for i in range(ports) if o in reach[i]) for o in range(ports)]
         x_max, y_max = (1 << fmt.x_bits) - 1, (1 << fmt.y_bits) - 1
@@ -265,9 +268,11 @@ class Router(wiring.Component):
         # kept one-hot over the input's reach (``reach[i]``), so a request is one bit.
         st_entry = []       # per input: the entry read for switch traversal this cycle
         st_vc = []          # per input: registered one-hot VC granted last cycle
+        st_flags = []       # per input: registered {head, tail} of that flit
         pops = []           # per input, per VC: registered grant = read and free this cycle
         req_head_all, req_tail_all = [], []
         unroutable_events, malformed_events = [], []
+        counts_all, go_all, eject_queues = [], [], {}
         for i in range(ports):
             is_local = i >= n_dir
             outputs = reach[i]
@@ -277,6 +282,7 @@ class Router(wiring.Component):
             if not is_local:
                 wire = self.link_in[i].payload
                 arrive_head = wire.flit.head
+                arrive_tail = wire.flit.tail
                 dest = fmt.head_layout(wire.flit.data).dest
                 nxt = lookahead(dest, wire.route)
                 route_hot = Signal(width, name=f"{name}_route")
@@ -284,7 +290,7 @@ class Router(wiring.Component):
                 for v in range(vcs):
                     pushes.append(self.link_in[i].valid & (wire.flit.vc == v))
                     entry = Signal(entry_layout, name=f"{name}_v{v}_arrive")
-                    m.d.comb += [entry.flit.eq(wire.flit), entry.next.eq(nxt)]
+                    m.d.comb += [entry.data.eq(wire.flit.data), entry.next.eq(nxt)]
                     entries.append(entry)
             counts = [Signal(range(depth + 1), name=f"{name}_v{v}_count") for v in range(vcs)]
             pop_regs = [Signal(name=f"{name}_v{v}_pop") for v in range(vcs)]
@@ -313,12 +319,13 @@ class Router(wiring.Component):
                     bad_dest = Signal(name=f"{vname}_unroutable")
                     bad_frame = Signal(name=f"{vname}_malformed")
                     entry = Signal(entry_layout, name=f"{vname}_arrive")
+                    in_head = Signal(name=f"{vname}_arrive_head")
+                    in_tail = Signal(name=f"{vname}_arrive_tail")
                     m.d.comb += [
                         stream_in.ready.eq(counts[v] != depth),
                         take.eq(stream_in.valid & stream_in.ready),
-                        entry.flit.tail.eq(flit.tail),
-                        entry.flit.vc.eq(v),
-                        entry.flit.data.eq(flit.data),
+                        in_tail.eq(flit.tail),
+                        entry.data.eq(flit.data),
                         entry.next.eq(nxt),
                     ]
                     idle, forward = state == 0, state == 1  # 2: dropping
@@ -327,7 +334,7 @@ class Router(wiring.Component):
                         push.eq(take & ((idle & flit.head & here.routable) | forward)),
                         bad_dest.eq(take & idle & flit.head & ~here.routable),
                         bad_frame.eq(take & Mux(idle, ~flit.head, flit.head)),
-                        entry.flit.head.eq(idle),
+                        in_head.eq(idle),
                         arrive_port.eq(Mux(idle, here_hot, cur_port)),
                     ]
                     with m.If(take & idle & flit.head & ~flit.tail):
@@ -340,6 +347,7 @@ class Router(wiring.Component):
                     malformed_events.append(bad_frame)
                 else:
                     push, entry = pushes[v], entries[v]
+                    in_head, in_tail = arrive_head, arrive_tail
                     m.d.comb += arrive_port.eq(Mux(arrive_head, route_hot, cur_port))
                     with m.If(push & arrive_head):
                         m.d.sync += cur_port.eq(route_hot)
@@ -375,8 +383,8 @@ class Router(wiring.Component):
                 m.d.comb += [
                     meta_write.addr.eq(wr_ptr), meta_write.en.eq(push),
                     meta_write.data.port.eq(arrive_port),
-                    meta_write.data.head.eq(entry.flit.head),
-                    meta_write.data.tail.eq(entry.flit.tail),
+                    meta_write.data.head.eq(in_head),
+                    meta_write.data.tail.eq(in_tail),
                 ]
                 pop = pop_regs[v]
                 with m.If(pop):
@@ -402,8 +410,8 @@ class Router(wiring.Component):
                     m.d.comb += [
                         req_port.eq(Mux(has_pending, hol_port,
                                         arrive_port & push.replicate(width))),
-                        req_head.eq(Mux(has_pending, hol_head, entry.flit.head)),
-                        req_tail.eq(Mux(has_pending, hol_tail, entry.flit.tail)),
+                        req_head.eq(Mux(has_pending, hol_head, in_head)),
+                        req_tail.eq(Mux(has_pending, hol_tail, in_tail)),
                     ]
                 m.d.comb += meta_read.addr.eq(_wrap_inc(al_ptr, depth))
                 older = meta_read.data
@@ -413,8 +421,8 @@ class Router(wiring.Component):
                         # zero unless a flit is there: a request implies a flit
                         hol_port.eq(Mux(from_buffer, older.port,
                                         arrive_port & push.replicate(width))),
-                        hol_head.eq(Mux(from_buffer, older.head, entry.flit.head)),
-                        hol_tail.eq(Mux(from_buffer, older.tail, entry.flit.tail)),
+                        hol_head.eq(Mux(from_buffer, older.head, in_head)),
+                        hol_tail.eq(Mux(from_buffer, older.tail, in_tail)),
                     ]
                 heads.append(req_head)
                 tails.append(req_tail)
@@ -435,6 +443,15 @@ class Router(wiring.Component):
                     pop.eq(grant),
                 ]
             m.d.sync += vc_reg.eq(allocator.grant[i])
+            # Head and tail of the flit read for switch traversal: those of the VC offered
+            # now (the granted one, if any), registered beside the grant.
+            st_head = Signal(name=f"{name}_st_head")
+            st_tail = Signal(name=f"{name}_st_tail")
+            m.d.sync += [
+                st_head.eq(Cat(allocator.chosen[i][v] & heads[v] for v in range(vcs)).any()),
+                st_tail.eq(Cat(allocator.chosen[i][v] & tails[v] for v in range(vcs)).any()),
+            ]
+            st_flags.append(Cat(st_head, st_tail))
             if not is_local:
                 m.d.comb += self.link_in[i].credit.eq(Cat(pop_regs))
             selected = Signal(entry_layout, name=f"{name}_st_entry")
@@ -466,6 +483,7 @@ class Router(wiring.Component):
                     selected.eq(read.data),
                 ]
             st_entry.append(selected)
+            counts_all.append(counts)
             st_vc.append(vc_reg)
             pops.append(pop_regs)
             req_head_all.append(heads)
@@ -473,11 +491,13 @@ class Router(wiring.Component):
 
         # ---- Output side: credits and ownership follow the grants ---------------------------
         for o in range(ports):
+            go_all.append([])
             for v in range(vcs):
                 # select[o][i] means input i won, with the VC it offered (chosen).
                 wins = {i: allocator.select[o][i] & allocator.chosen[i][v]
                         for i in connections[o]}
                 go = Signal(name=f"go_o{o}_v{v}")
+                go_all[o].append(go)
                 take = Signal(name=f"take_o{o}_v{v}")
                 release = Signal(name=f"release_o{o}_v{v}")
                 m.d.comb += [
@@ -501,24 +521,36 @@ class Router(wiring.Component):
         for o in range(ports):
             select = Signal(ports, name=f"out{o}_select")
             m.d.sync += select.eq(allocator.select[o])
+            # The VC granted: the output VC whose credit the grant spent.
+            out_vc = Signal(fmt.vc_bits, name=f"out{o}_vc")
+            vc_acc = 0
+            for v in range(1, vcs):
+                vc_acc = vc_acc | (go_all[o][v].replicate(fmt.vc_bits) & v)
+            m.d.sync += out_vc.eq(vc_acc)
             crossed = Signal(entry_layout, name=f"out{o}_entry")
-            acc = 0
+            flags = Signal(2, name=f"out{o}_flags")
+            acc, flag_acc = 0, 0
             for i in connections[o]:
                 acc = acc | (st_entry[i].as_value() & select[i].replicate(entry_layout.size))
-            m.d.comb += crossed.eq(acc)
+                flag_acc = flag_acc | (st_flags[i] & select[i].replicate(2))
+            m.d.comb += [crossed.eq(acc), flags.eq(flag_acc)]
+            flit_out = Signal(fmt.layout, name=f"out{o}_flit")
+            m.d.comb += [flit_out.head.eq(flags[0]), flit_out.tail.eq(flags[1]),
+                         flit_out.vc.eq(out_vc), flit_out.data.eq(crossed.data)]
             valid = select.any()
             if o < n_dir:
                 out = self.link_out[o]
-                m.d.sync += [out.valid.eq(valid), out.payload.flit.eq(crossed.flit),
+                m.d.sync += [out.valid.eq(valid), out.payload.flit.eq(flit_out),
                              out.payload.route.eq(crossed.next)]
             else:
                 for v in range(vcs):
                     queue = m.submodules[f"eject{o - n_dir}_v{v}"] = fifo.SyncFIFO(
                         width=fmt.width, depth=depth)
                     stream_out = self.eject[o - n_dir][v]
+                    eject_queues[o, v] = queue
                     m.d.comb += [
-                        queue.w_data.eq(crossed.flit),
-                        queue.w_en.eq(valid & (crossed.flit.vc == v)),
+                        queue.w_data.eq(flit_out),
+                        queue.w_en.eq(valid & (out_vc == v)),
                         stream_out.payload.eq(queue.r_data),
                         stream_out.valid.eq(queue.r_rdy),
                         queue.r_en.eq(stream_out.ready),
@@ -527,4 +559,7 @@ class Router(wiring.Component):
 
         _SaturatingSum(m, self.unroutable, unroutable_events)
         _SaturatingSum(m, self.malformed, malformed_events)
+        # Internal state the formal properties (tb/properties_noc.py) state invariants on.
+        self.probes = {"counts": counts_all, "credits": credits, "grants": go_all,
+                       "credit_in": credit_in, "eject": eject_queues, "allocator": allocator}
         return m
