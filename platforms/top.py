@@ -2,7 +2,8 @@
 
 A design plugs in through a *top factory*, a callable that takes the :class:`Board` and
 returns an Amaranth elaboratable. The design runs in the ``sync`` domain, which the platform
-drives from the board's default clock (no PLL), and follows the status-port convention of
+drives from the board's default clock unless the design makes its own (the package's PLL,
+:mod:`.clocks`), and follows the status-port convention of
 the self-test: any of the 1-bit outputs ``ok``, ``error`` and ``heartbeat`` it has go to the
 board's LEDs (see :data:`~chipknit.platforms.boards.BOARDS`); other ports stay inside the
 FPGA. A design must drive at least one LED, or synthesis would remove all of it.
@@ -18,14 +19,23 @@ from chipknit.rtl.selftest import CreditSelfTest, SelfTestParams
 
 from .boards import Board
 from .link_end import link_end_top
+from .package_board import package_top
 
-__all__ = ["BoardTop", "TopFactory", "default_top", "small_top", "make_design", "DESIGNS"]
+__all__ = ["BoardTop", "TopFactory", "default_top", "selftest_top", "small_top",
+           "package_default_top", "make_design", "DESIGNS", "DEFAULT_DESIGNS",
+           "PACKAGE_CLOCK_MHZ"]
 
 TopFactory = Callable[[Board], Elaboratable]
 
 
-def default_top(board: Board) -> Elaboratable:
-    """The current default bitstream: the credit-channel self-test with default parameters."""
+def package_default_top(board: Board) -> Elaboratable:
+    """The default package in one FPGA (:mod:`.package_board`) at the board's default core
+    clock (:data:`PACKAGE_CLOCK_MHZ`)."""
+    return package_top("default", clock_mhz=PACKAGE_CLOCK_MHZ.get(board.name))(board)
+
+
+def selftest_top(board: Board) -> Elaboratable:
+    """The credit-channel self-test with default parameters."""
     return CreditSelfTest()
 
 
@@ -36,11 +46,28 @@ def small_top(board: Board) -> Elaboratable:
 
 #: Designs ``chipknit build --design`` can build, by name.
 DESIGNS: dict[str, TopFactory] = {
-    "selftest": default_top,
+    # The default package (rtl/package/configs/default.toml) with its host bridge on the
+    # board's UART; ``chipknit build --package`` picks another config.
+    "package": package_default_top,
+    "selftest": selftest_top,
     "selftest-small": small_top,
     # One end of a board-to-board link on the header pins (ULX3S; see pinmaps.py).
     "link-end": link_end_top,
 }
+
+#: The design each board builds by default. The iCE40UP5K's 5280 LUTs hold no package: one
+#: link adapter alone takes ~3400 LUT4 (docs/build.md), so the iCEBreaker builds the
+#: self-test.
+DEFAULT_DESIGNS: dict[str, str] = {"ulx3s": "package", "icebreaker": "selftest"}
+
+#: Core clock of the default package per board, from a PLL (MHz); a board not listed runs
+#: the package at its oscillator. Chosen from measured builds (docs/build.md).
+PACKAGE_CLOCK_MHZ: dict[str, float] = {}
+
+
+def default_top(board: Board) -> Elaboratable:
+    """The board's default design (:data:`DEFAULT_DESIGNS`)."""
+    return DESIGNS[DEFAULT_DESIGNS.get(board.name, "selftest")](board)
 
 
 def make_design(top: Elaboratable | TopFactory | None, board: Board) -> Elaboratable:

@@ -25,10 +25,28 @@ def _param(text: str) -> tuple[str, object]:
 
 
 def _cmd_build(args) -> int:
+    from chipknit.platforms.boards import get_board
     from chipknit.platforms.build import BuildError, build
-    from chipknit.platforms.top import DESIGNS
+    from chipknit.platforms.package_board import package_top
+    from chipknit.platforms.top import DEFAULT_DESIGNS, DESIGNS, PACKAGE_CLOCK_MHZ
+    design = args.design or DEFAULT_DESIGNS.get(args.board, "selftest")
+    package_options = args.package is not None or args.clock_mhz is not None or args.ber
+    if design != "package" and package_options:
+        print(f"--package, --clock-mhz and --ber apply to the package design, not "
+              f"{design!r}", file=sys.stderr)
+        return 2
+    top = DESIGNS[design]
+    if design == "package":
+        clock_mhz = args.clock_mhz if args.clock_mhz is not None \
+            else PACKAGE_CLOCK_MHZ.get(args.board)
+        try:
+            top = package_top(args.package or "default", clock_mhz=clock_mhz,
+                              ber=args.ber)(get_board(args.board))
+        except (ValueError, TypeError, OSError) as error:
+            print(f"build: {error}", file=sys.stderr)
+            return 2
     try:
-        build(args.board, seed=args.seed, build_dir=args.build_dir, top=DESIGNS[args.design],
+        build(args.board, seed=args.seed, build_dir=args.build_dir, top=top,
               synth_opts=args.synth_opts)
     except BuildError as error:
         print(f"build failed: {error}", file=sys.stderr)
@@ -120,8 +138,19 @@ def make_parser() -> argparse.ArgumentParser:
                        help="nextpnr placement seed, recorded in the report (default: 1)")
     build.add_argument("--build-dir", default=None,
                        help="output folder (default: build/<board>)")
-    build.add_argument("--design", choices=list(DESIGNS), default="selftest",
-                       help="what to build (default: selftest, the credit-channel self-test)")
+    build.add_argument("--design", choices=list(DESIGNS), default=None,
+                       help="what to build (default: package on the ULX3S, the default "
+                            "package with its host bridge on the USB UART; selftest, the "
+                            "credit-channel self-test, on the iCEBreaker)")
+    build.add_argument("--package", default=None, metavar="NAME|FILE",
+                       help="package config for --design package: a shipped name "
+                            "(default, four_die, ...) or a TOML file (default: default)")
+    build.add_argument("--clock-mhz", type=float, default=None, metavar="MHZ",
+                       help="core clock of the package from the ECP5 PLL (default: the "
+                            "board's measured default, docs/build.md)")
+    build.add_argument("--ber", type=float, default=0.0,
+                       help="bit error rate the package's interposer models inject on "
+                            "every lane, to watch replays on the board (default: 0)")
     build.add_argument("--synth-opts", default=None, metavar="OPTS",
                        help="options for Yosys's synth_<family> (default: -nowidelut on ECP5)")
     build.set_defaults(func=_cmd_build)

@@ -14,8 +14,16 @@ from amaranth.hdl import Elaboratable, Fragment, Instance, Module, Signal
 
 from chipknit.platforms.boards import BOARDS, DEFAULT_BOARD, Board, get_board
 from chipknit.platforms.build import BuildError, build, format_summary, read_nextpnr_report
+from chipknit.platforms.package_board import PackageBoard
 from chipknit.platforms.toolchain import YOWASP_TOOLS, toolchain_env
-from chipknit.platforms.top import BoardTop, default_top, make_design, small_top
+from chipknit.platforms.top import (
+    DEFAULT_DESIGNS,
+    BoardTop,
+    default_top,
+    make_design,
+    selftest_top,
+    small_top,
+)
 from chipknit.rtl.selftest import CreditSelfTest
 
 
@@ -44,8 +52,9 @@ def test_toolchain_env_fills_only_missing():
 
 
 def test_make_design():
-    board = BOARDS["ulx3s"]
-    designs = [make_design(None, board), small_top(board), make_design(default_top, board)]
+    board = BOARDS["icebreaker"]   # whose default design is the self-test
+    designs = [make_design(None, board), small_top(board), make_design(default_top, board),
+               make_design(selftest_top, BOARDS["ulx3s"])]
     assert all(isinstance(design, CreditSelfTest) for design in designs)
     assert make_design(designs[1], board) is designs[1]
     assert designs[1].params.credit.payload_width == 8
@@ -184,9 +193,25 @@ def test_tool_failure_names_the_step(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("board_name", sorted(BOARDS))
 def test_default_board_build(board_name, tmp_path):
+    """The board's default design: the default package on the ULX3S (a PLL core clock,
+    met), the self-test on the iCEBreaker."""
     result = build(board_name, build_dir=tmp_path / board_name, progress=print)
-    report = _check_report(result, board_name, seed=1)
-    assert "payload_width=32" in report["design_params"]
+    if DEFAULT_DESIGNS[board_name] == "selftest":
+        report = _check_report(result, board_name, seed=1)
+        assert "payload_width=32" in report["design_params"]
+        return
+    report = result.report
+    assert report["design"] == f"{PackageBoard.__module__}.PackageBoard"
+    assert "'package': 'default'" in report["design_params"]
+    assert report["dsps"] > 0 and report["brams"] > 0   # the NPUs' MACs, the memories
+    assert report["fmax_mhz"]["sync"] >= report["clock_mhz"]   # timing met at the PLL clock
+    assert report["fmax_constraint_mhz"]["sync"] == pytest.approx(report["clock_mhz"],
+                                                                  rel=1e-3)
+
+
+def test_default_design_per_board():
+    assert DEFAULT_DESIGNS == {"ulx3s": "package", "icebreaker": "selftest"}
+    assert isinstance(make_design(None, BOARDS["ulx3s"]), PackageBoard)
 
 
 def test_board_dataclass_checks():

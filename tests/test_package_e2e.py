@@ -41,7 +41,7 @@ def test_package_e2e_soak(seed):
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_package_e2e_full_size_npus(seed):
-    """The default package exactly as shipped (8x8 NPUs, full scratchpads)."""
+    """The default package exactly as shipped (4x4 NPUs, full scratchpads)."""
     run(BENCH, simulator="verilator", seed=seed, params={"npu": {}},
         testcase="gemm_over_the_link").check()
 

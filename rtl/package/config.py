@@ -440,6 +440,16 @@ class Package:
             raise ValueError(f"No shipped package {name!r}; there are {', '.join(shipped())}")
         return cls.loads(path.read_text())
 
+    @classmethod
+    def load(cls, spec: "Package | str") -> "Package":
+        """``spec`` itself if it is a package, else the TOML file at that path (a name
+        ending in ``.toml`` or containing a ``/``), else the shipped config of that name."""
+        if isinstance(spec, Package):
+            return spec
+        if str(spec).endswith(".toml") or "/" in str(spec):
+            return cls.from_toml(spec)
+        return cls.named(spec)
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

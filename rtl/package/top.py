@@ -290,6 +290,10 @@ class PackageTop(wiring.Component):
         Bytes from the host into the host bridge (present when the package has one).
     host_tx : Out(stream.Signature(8))
         Bytes from the bridge to the host.
+    host_framing_errors, host_overruns : In(counter_width)
+        The byte transport's own receive error counters (a UART's), which the host bridge
+        reports as its transport counters (the host bridge's ``counter_width``); 0 when
+        undriven (a lossless transport).
     link_error_threshold : In(32).array(links)
         Each die link's ``error_threshold`` (0: no errors).
     """
@@ -317,6 +321,9 @@ class PackageTop(wiring.Component):
         if self.host is not None:
             members["host_rx"] = In(stream.Signature(8))
             members["host_tx"] = Out(stream.Signature(8))
+            width = self.tile_params[self.host.name].counter_width
+            members["host_framing_errors"] = In(width)
+            members["host_overruns"] = In(width)
         super().__init__(members)
 
     # ---- configuration ------------------------------------------------------------------
@@ -507,7 +514,8 @@ class PackageTop(wiring.Component):
                 wiring.connect(m, bridge.bus, ni.bus)
                 wiring.connect(m, wiring.flipped(self.host_rx), bridge.rx)
                 wiring.connect(m, bridge.tx, wiring.flipped(self.host_tx))
-                m.d.comb += [bridge.transport_errors.eq(0), bridge.transport_overruns.eq(0)]
+                m.d.comb += [bridge.transport_errors.eq(self.host_framing_errors),
+                             bridge.transport_overruns.eq(self.host_overruns)]
             elif tile.kind == "memory":
                 memory = m.submodules[tile.name] = MemoryTile(params)
                 wiring.connect(m, target(tile, tile.port).target, memory.bus)

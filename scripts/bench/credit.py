@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from chipknit.platforms.build import build
-from chipknit.platforms.top import default_top
+from chipknit.platforms.top import selftest_top
 from chipknit.tb.benches import get_testbench
 from chipknit.tb.harness import run as run_bench
 from chipknit.tb.models.credit import CreditChannelModel, full_rate_depth
@@ -58,7 +58,7 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
     figures["fpga"] = {}
     for board in ("ulx3s", "icebreaker"):
         progress(f"placing the credit self-test on {board}")
-        report = build(board, top=default_top, progress=None,
+        report = build(board, top=selftest_top, progress=None,
                        build_dir=Path("build", "bench", f"credit-{board}")).report
         figures["fpga"][board] = {
             "design": "credit self-test (channel + PRBS generator/checker + counters)",

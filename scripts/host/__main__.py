@@ -6,9 +6,11 @@ Examples::
     python -m chipknit.host --port /dev/ttyUSB1 write 0x10 0xdeadbeef 0x12345678
     python -m chipknit.host --port /dev/ttyUSB1 counters
     python -m chipknit.host --port /dev/ttyUSB1 memtest --base 0 --words 1024
+    python -m chipknit.host --port /dev/ttyUSB1 gemm --package default
 
-``memtest`` is :func:`chipknit.host.scripts.memory_test`, the script the cocotb test runs
-against the simulated bridge.
+``memtest`` is :func:`chipknit.host.scripts.memory_test` and ``gemm`` is
+:func:`chipknit.host.npu.gemm_demo`: the scripts the cocotb tests run against the simulated
+package (``tb/tests/host_uart_bridge.py``, ``tb/tests/package_e2e.py``).
 """
 
 import argparse
@@ -16,6 +18,7 @@ import json
 import sys
 
 from .host import Host, HostError, run
+from .npu import NpuError, gemm_demo
 from .scripts import memory_test
 from .transport import SerialTransport
 
@@ -49,6 +52,12 @@ def make_parser() -> argparse.ArgumentParser:
     memtest.add_argument("--base", type=_int, default=0)
     memtest.add_argument("--words", type=_int, default=256)
     memtest.add_argument("--seed", type=int, default=1)
+    gemm = commands.add_parser("gemm", help="run the end-to-end GEMM demo on every NPU of "
+                                            "the package the board was built with")
+    gemm.add_argument("--package", default="default",
+                      help="the package config of the bitstream: a shipped name or a TOML "
+                           "file (default: default)")
+    gemm.add_argument("--seed", type=int, default=1)
     return parser
 
 
@@ -63,6 +72,15 @@ def main(argv=None) -> int:
                              transport, **options)
                 print(json.dumps(result, indent=2))
                 return 1 if result["errors"] else 0
+            if args.command == "gemm":
+                from chipknit.rtl.package.config import Package
+                from chipknit.rtl.package.top import PackageTop
+                top = PackageTop(Package.load(args.package))
+                options["counter_map"] = top.counter_map()
+                result = run(lambda host: gemm_demo(host, top, seed=args.seed), transport,
+                             **options)
+                print(json.dumps(result, indent=2))
+                return 0 if result["exact"] else 1
             host = Host(transport, **options)
             if args.command == "read":
                 for i, word in enumerate(host.read(args.addr, args.n_words)):
@@ -72,7 +90,7 @@ def main(argv=None) -> int:
                 host.write(args.addr, args.words)
             else:
                 print(json.dumps(host.read_counters(), indent=2))
-        except HostError as error:
+        except (HostError, NpuError) as error:
             print(f"chipknit.host: {error}", file=sys.stderr)
             return 1
     return 0

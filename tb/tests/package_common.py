@@ -8,11 +8,10 @@ regression builds in a tolerable time; :func:`e2e_package` gives the same packag
 
 import dataclasses
 
-from chipknit.npu import isa
 from chipknit.rtl.package.config import Package
 from chipknit.rtl.package.top import PackageTop, package_die_link
 
-__all__ = ["E2E_PARAMS", "e2e_package", "e2e_top", "npu_limits"]
+__all__ = ["E2E_PARAMS", "e2e_package", "e2e_top"]
 
 #: Default testbench parameters: the default package, 4x4 NPUs with small scratchpads.
 E2E_PARAMS = {
@@ -41,13 +40,3 @@ def e2e_top(package: str = "default", npu: dict | None = None, host: dict | None
     """The testbench top (parameters as :data:`E2E_PARAMS`)."""
     return PackageTop(e2e_package(package, npu, host),
                       die_link=package_die_link(latency=link_latency), timeout=timeout)
-
-
-def npu_limits(top: PackageTop, name: str) -> isa.Limits:
-    """The compiler's view of NPU tile ``name`` of ``top``."""
-    p = top.tile_params[name].queue
-    e, t = p.engine, p.transaction
-    return isa.Limits(rows=e.array.rows, cols=e.array.cols, lanes=e.requant_lanes,
-                      a_depth=e.a_depth, w_depth=e.w_depth, acc_depth=e.acc_depth,
-                      qp_depth=e.qp_depth, beat_bytes=t.beat_bytes, addr_width=t.addr_width,
-                      max_beats=t.max_beats)

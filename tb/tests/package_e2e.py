@@ -26,25 +26,20 @@ import numpy as np
 from cocotb.triggers import ClockCycles
 
 from chipknit.host import AsyncHost, TransactionError
+from chipknit.host.npu import PROGRAM_BASE, WINDOW, NpuClient, gemm_demo, npu_limits
 from chipknit.host.scripts import memory_test
 from chipknit.host.sim import StreamTransport
-from chipknit.npu import isa
-from chipknit.npu.compiler import check_statuses, compile_gemm
-from chipknit.npu.machine import RemoteMemory
+from chipknit.npu.compiler import compile_gemm
 from chipknit.tb.dut import CLOCK_PERIOD_NS, design_params, reset, start_clock
 from chipknit.tb.stream import random_pauses
 from chipknit.tb.tests.npu_dma import compare, expected, random_quant
-from chipknit.tb.tests.package_common import e2e_top, npu_limits
+from chipknit.tb.tests.package_common import e2e_top
 
 TIMEOUT_US = 200_000
 #: Set to "1" in the environment to run ``soak`` (the ``slow`` tests do).
 SOAK_ENV = "CHIPKNIT_PACKAGE_SOAK"
 #: Bit error rate on the die link's lanes in the error tests.
 BER = 2e-4
-NPU_REG = {"command_lo": 0x00, "status": 0x08, "free": 0x0C, "pending": 0x10,
-           "issued": 0x14, "lost": 0x18, "busy": 0x1C}
-#: Where the NPU programs' operands start in the memory tile (beats); below: host traffic.
-PROGRAM_BASE = 1024
 
 
 class PackageBench:
@@ -78,71 +73,14 @@ class PackageBench:
         values = await self.host.read(base, len(registers))
         return {r.name: v for r, v in zip(registers, values, strict=True)}
 
-    # ---- the NPU, through its window --------------------------------------------------------
+    # ---- the NPU, through its window (the host-side client the boards use too) -------------
 
-    async def collect(self, window, statuses) -> None:
-        while True:
-            (value,) = await self.host.read(window.base + NPU_REG["status"], 1)
-            if not value >> 31:
-                return
-            statuses.append(isa.decode_status(value & 0xFFFF))
-
-    async def load(self, program):
-        """Write the program's operand images into the memory tile."""
-        for beat, blob in sorted(program.memory.items()):
-            words = [int.from_bytes(blob[i:i + 4], "little") for i in range(0, len(blob), 4)]
-            await self.host.write(self.memory.base + 4 * beat, words)
-
-    async def run_program(self, window, program, statuses=None, poll_cycles=200):
-        """Load the operands, issue the commands (``free`` first), wait for every status,
-        read the result back; statuses are checked against the program."""
-        await self.load(program)
-        await self.execute(window, program, statuses, poll_cycles)
-        return await self.read_result(program)
-
-    async def execute(self, window, program, statuses=None, poll_cycles=200):
-        """Issue the commands (``free`` first) and wait for every status; check them."""
-        statuses = [] if statuses is None else statuses
-        first = len(statuses)
-        await self.issue(window, program, statuses)
-        await self.finish(window, program, statuses, first, poll_cycles)
-
-    async def issue(self, window, program, statuses):
-        """Write every command; ``free`` is read when the commands it last allowed are
-        written (statuses that arrive meanwhile are collected into ``statuses``)."""
-        free = 0
-        for word in program.commands:
-            while not free:
-                (free,) = await self.host.read(window.base + NPU_REG["free"], 1)
-                if not free:
-                    await self.collect(window, statuses)
-            await self.host.write(window.base + NPU_REG["command_lo"],
-                                  [word & 0xFFFF_FFFF, word >> 32])
-            free -= 1
-
-    async def finish(self, window, program, statuses, first=0, poll_cycles=200):
-        """Collect statuses until the program's are all in; check them."""
-        for _ in range(10_000):
-            await self.collect(window, statuses)
-            if len(statuses) - first >= len(program.commands):
-                break
+    def client(self, window, poll_cycles=200) -> NpuClient:
+        """An :class:`NpuClient` for NPU ``window`` that waits ``poll_cycles`` between
+        status polls that found nothing."""
+        async def pause():
             await ClockCycles(self.dut.clk, poll_cycles)
-        mine = statuses[first:]
-        assert len(mine) == len(program.commands), (
-            f"{window.name}: {len(mine)} statuses for {len(program.commands)} commands")
-        base = mine[0][2]
-        check_statuses(program, [(c, o, (s - base) % 256) for c, o, s in mine])
-
-    async def read_result(self, program):
-        lim = program.limits
-        nb = -(-program.n // lim.cols)
-        row_beats = lim.row_beats(program.out_target)
-        remote = RemoteMemory(lim.beat_bytes)
-        for i in range(program.m):
-            beat = program.out_base + i * program.out_pitch
-            words = await self.host.read(self.memory.base + 4 * beat, nb * row_beats)
-            remote.write(beat, b"".join(w.to_bytes(4, "little") for w in words))
-        return program.result(memory=remote)
+        return NpuClient(self.host, window.name, window.base, self.memory.base, pause=pause)
 
 
 def _gemm(gen, limits, base, shape=None):
@@ -166,7 +104,7 @@ async def _gemms(bench, gen, shapes, base=PROGRAM_BASE):
         limits = npu_limits(bench.top, window.name)
         program, want, what, end = _gemm(gen, limits, base, shape)
         assert 4 * end <= bench.memory.size, f"{what} does not fit the memory tile"
-        got = await bench.run_program(window, program)
+        got = await bench.client(window).run(program)
         compare(got, want, f"{window.name} {what}")
         cocotb.log.info(f"{window.name}: {what} GEMM, {len(program.commands)} commands, exact")
         issued[window.name] = issued.get(window.name, 0) + len(program.commands)
@@ -230,11 +168,19 @@ async def gemm_over_the_link(dut):
     await reset(dut)
     gen = np.random.default_rng(random.getrandbits(32))
     limits = npu_limits(bench.top, bench.npus[0].name)
-    shapes = [(1, 1, 1), (5, 2 * limits.rows + 3, limits.cols + 2), None, None]
+    shapes = [(1, 1, 1), (5, 2 * limits.rows + 3, limits.cols + 2), None]
     issued = await _gemms(bench, gen, shapes)
+    # The board demo's own script (``python -m chipknit.host gemm``), over the same host.
+    async def pause():
+        await ClockCycles(dut.clk, 200)
+    demo = await gemm_demo(bench.host, bench.top, seed=int(gen.integers(1 << 31)),
+                           pause=pause, log=cocotb.log.info)
+    assert demo["exact"], demo
+    for entry in demo["gemms"]:
+        issued[entry["npu"]] = issued.get(entry["npu"], 0) + entry["commands"]
     for window in bench.npus:
-        (count,) = await bench.host.read(window.base + NPU_REG["issued"], 1)
-        (lost,) = await bench.host.read(window.base + NPU_REG["lost"], 1)
+        (count,) = await bench.host.read(window.base + WINDOW["issued"], 1)
+        (lost,) = await bench.host.read(window.base + WINDOW["lost"], 1)
         assert (count, lost) == (issued.get(window.name, 0), 0), (window.name, count, lost)
     for die in (d.number for d in bench.top.package.dies):
         _no_errors(await bench.counters(die), die)
@@ -287,18 +233,19 @@ async def soak(dut):
             limits = npu_limits(bench.top, window.name)
             program, want, what, base = _gemm(gen, limits, base)
             assert 4 * base <= bench.memory.size, f"{what} does not fit"
-            await bench.load(program)
+            client = bench.client(window)
+            await client.load(program)
             statuses = []
-            await bench.issue(window, program, statuses)
-            runs.append((window, program, want, what, statuses))
+            await client.issue(program, statuses)
+            runs.append((client, program, want, what, statuses))
         # Random host traffic below the programs while the NPUs work.
         result = await memory_test(bench.host, base=bench.memory.base, n_words=256,
                                    seed=int(gen.integers(1 << 31)))
         assert result["errors"] == 0, result
-        for window, program, want, what, statuses in runs:
-            await bench.finish(window, program, statuses)
-            compare(await bench.read_result(program), want,
-                    f"round {round_} {window.name} {what}")
+        for client, program, want, what, statuses in runs:
+            await client.finish(program, statuses)
+            compare(await client.read_result(program), want,
+                    f"round {round_} {client.name} {what}")
         cocotb.log.info(f"soak round {round_}: {len(runs)} GEMMs exact with host traffic")
     bench.set_ber(0)
     for die in range(len(bench.top.package.dies)):
@@ -332,12 +279,13 @@ async def measure(dut):
         a, w = gen.integers(-128, 128, (m, k)), gen.integers(-128, 128, (k, n))
         q = random_quant(gen, n)
         program = compile_gemm(a, w, q, limits, memory_base=PROGRAM_BASE)
+        client = bench.client(window, poll_cycles=20)
         t0 = await bench.counters(0)
-        await bench.load(program)
+        await client.load(program)
         before = [await bench.counters(0), await bench.counters(1)]
-        await bench.execute(window, program, poll_cycles=20)
+        await client.execute(program)
         after = [await bench.counters(0), await bench.counters(1)]
-        got = await bench.read_result(program)
+        got = await client.read_result(program)
         t1 = await bench.counters(0)
         compare(got, expected(a, w, q), f"bench {m}x{k}x{n} at BER {ber}")
 

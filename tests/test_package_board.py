@@ -1,0 +1,100 @@
+# amaranth: UnusedElaboratable=no
+"""The package on one board: the PLL's dividers, the board top's checks and its
+elaboration. The full ULX3S build is ``slow`` (``chipknit build``, see docs/build.md)."""
+
+import pytest
+from amaranth.hdl import Fragment, Signal
+
+from chipknit.platforms.boards import get_board
+from chipknit.platforms.clocks import Ecp5Pll, ecp5_pll_dividers
+from chipknit.platforms.package_board import PackageBoard, package_top
+from chipknit.platforms.top import BoardTop
+from chipknit.rtl.package.config import Package
+from chipknit.tb.tests.package_common import E2E_PARAMS, e2e_package
+
+
+@pytest.mark.parametrize("output_mhz", [12.5, 25, 40, 50, 62.5, 75, 100, 125, 150, 200])
+def test_pll_dividers_are_in_range_and_exact(output_mhz):
+    d = ecp5_pll_dividers(25, output_mhz)
+    assert abs(d.output_mhz - output_mhz) <= 0.01 * output_mhz
+    assert 3.125 <= 25 / d.clki_div <= 400
+    assert 400 <= d.vco_mhz <= 800
+    assert 1 <= d.clki_div <= 128 and 1 <= d.clkfb_div <= 80 and 1 <= d.clkop_div <= 128
+    assert 0 <= d.cphase < d.clkop_div
+
+
+def test_pll_dividers_for_100_mhz_are_ecppll_s():
+    d = ecp5_pll_dividers(25, 100)
+    assert (d.clki_div, d.clkfb_div, d.clkop_div) == (1, 4, 6)
+
+
+@pytest.mark.parametrize("output_mhz", [1, 401, 1000])
+def test_pll_refuses_out_of_range(output_mhz):
+    with pytest.raises(ValueError, match="ECP5 PLL"):
+        ecp5_pll_dividers(25, output_mhz)
+
+
+def test_pll_refuses_a_frequency_no_divider_reaches():
+    with pytest.raises(ValueError, match="within 1 %"):
+        ecp5_pll_dividers(25, 3.2)
+
+
+def test_load_package_by_name_path_and_object(tmp_path):
+    default = Package.named("default")
+    assert Package.load("default") == default
+    assert Package.load(default) is default
+    path = tmp_path / "mine.toml"
+    path.write_text(default.to_toml())
+    assert Package.load(str(path)) == default
+    with pytest.raises(ValueError, match="No shipped package"):
+        Package.load("nope")
+
+
+def test_package_board_checks():
+    ulx3s, icebreaker = get_board("ulx3s"), get_board("icebreaker")
+    with pytest.raises(ValueError, match="cannot hold a package"):
+        PackageBoard(icebreaker, Package.named("default"))
+    with pytest.raises(ValueError, match="Bit error rate"):
+        PackageBoard(ulx3s, Package.named("default"), ber=1.5)
+    table = Package.named("default").to_dict()
+    table["tiles"] = [t for t in table["tiles"] if t["kind"] != "host_bridge"]
+    with pytest.raises(ValueError, match="no host_bridge tile"):
+        PackageBoard(ulx3s, Package.from_dict(table))
+
+
+@pytest.mark.parametrize("clock_mhz, divisor", [(None, 217), (50, 434), (100, 868)])
+def test_uart_divisor_follows_the_core_clock(clock_mhz, divisor):
+    board = PackageBoard(get_board("ulx3s"), Package.named("default"), clock_mhz=clock_mhz)
+    assert board.uart.divisor == divisor
+    assert board.params["clock_mhz"] == (25.0 if clock_mhz is None else clock_mhz)
+
+
+@pytest.mark.parametrize("clock_mhz", [pytest.param(None, marks=pytest.mark.slow), 100])
+def test_package_board_elaborates_on_the_ulx3s(clock_mhz):
+    # The default package with the testbench's small NPUs (the full one is the slow test
+    # below and the build itself).
+    package = e2e_package("default", npu=E2E_PARAMS["npu"])
+    board = get_board("ulx3s")
+    design = package_top(package, clock_mhz=clock_mhz, ber=1e-5)(board)
+    Fragment.get(BoardTop(board, design), board.make_platform())
+
+
+@pytest.mark.slow
+def test_default_package_board_elaborates():
+    board = get_board("ulx3s")
+    Fragment.get(BoardTop(board, package_top("default", clock_mhz=100)(board)),
+                 board.make_platform())
+
+
+def test_pll_constrains_its_output_clock():
+    class Recorder:
+        def __init__(self):
+            self.constraints = []
+
+        def add_clock_constraint(self, clock, frequency):
+            self.constraints.append((clock, frequency))
+
+    platform = Recorder()
+    pll = Ecp5Pll(Signal(), 25, 100)
+    Fragment.get(pll, platform)
+    assert [freq for _, freq in platform.constraints] == [100e6]
