@@ -216,11 +216,15 @@ class RegisterBank(wiring.Component):
         else:
             first_index, last_index = word[:index_width], last_word[:index_width]
             touched = Signal(len(read_only))
+            top = (1 << index_width) - 1
             for k, i in enumerate(read_only):
-                # (Comparisons that are constant for register 0 are left out: lint flags
-                # them.)
-                m.d.comb += touched[k].eq((first_index <= i) & (last_index >= i) if i
-                                          else first_index == 0)
+                # first <= i <= last, written without the comparisons that are constant at
+                # either end of the index range (lint flags them).
+                low = first_index == 0 if i == 0 else Const(1) if i == top \
+                    else first_index <= i
+                high = last_index == top if i == top else Const(1) if i == 0 \
+                    else last_index >= i
+                m.d.comb += touched[k].eq(low & high)
             all_writable = ~touched.any()
 
         # Responses leave from a register (one beat): the read multiplexer ends there, so no

@@ -35,7 +35,7 @@ def test_npu_requant(simulator, params, seed):
 def test_npu_engine(simulator, params, seed):
     result = run(get_testbench("npu_engine"), simulator=simulator, params=params, seed=seed)
     result.check()
-    assert result.tests == 5
+    assert result.tests == 6
 
 
 @pytest.mark.slow
@@ -124,7 +124,7 @@ def test_params_are_validated(factory, message):
 def test_array_latency_and_widths():
     params = ArrayParams(rows=16, cols=16)
     assert params.psum_width == 18 + 4
-    assert params.latency == 16 + 16 + 1
+    assert params.latency == 16 + 16 + 3
     assert ArrayParams(rows=4, cols=4, mac="ecp5_dsp").latency == 11
     mixed = ArrayParams(rows=16, cols=16, mac="ecp5_mixed", dsp_cells=156)
     assert mixed.latency == 16 + 16 + 3

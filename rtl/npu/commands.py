@@ -201,9 +201,20 @@ class CommandQueue(wiring.Component):
             width=command_layout.size, depth=p.depth)
         m.d.comb += [queue.w_data.eq(self.cmd.payload), queue.w_en.eq(self.cmd.valid),
                      self.cmd.ready.eq(queue.w_rdy)]
-        head = data.View(command_layout, queue.r_data)
+        fifo_head = data.View(command_layout, queue.r_data)
 
-        # --- Decode and range checks, registered with the command. ------------------------
+        # --- Decode stage: the command and the product its COMPUTE range check needs,
+        # registered (a multiplier and the checks after it take more than a cycle). ---------
+        head = Signal(command_layout)
+        head_valid = Signal()
+        product = Signal(len(fifo_head.args.compute.k_blocks) + len(fifo_head.args.compute.m))
+        cur_take = Signal()
+        with m.If(~head_valid | cur_take):
+            m.d.comb += queue.r_en.eq(1)
+            m.d.sync += [head_valid.eq(queue.r_rdy), head.eq(fifo_head),
+                         product.eq(fifo_head.args.compute.k_blocks * fifo_head.args.compute.m)]
+
+        # --- Range checks, registered with the command. ----------------------------------
         code = Signal(StatusCode)
         noop = Signal()
         c, r, cf = head.args.compute, head.args.requantise, head.args.configure
@@ -214,7 +225,7 @@ class CommandQueue(wiring.Component):
         with m.Elif(head.opcode == Opcode.COMPUTE):
             m.d.comb += noop.eq((c.m == 0) | (c.k_blocks == 0))
             with m.If(~noop & ((c.acc_base + c.m > e.acc_depth)
-                               | (c.a_base + c.k_blocks * c.m > e.a_depth)
+                               | (c.a_base + product > e.a_depth)
                                | (c.w_base + c.k_blocks * rows > e.w_depth))):
                 m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
         with m.Elif(head.opcode == Opcode.REQUANTISE):
@@ -246,10 +257,10 @@ class CommandQueue(wiring.Component):
         cur_kind = Signal(_Kind)
         seq = Signal(8)
         retire = Signal()
-        with m.If(~cur_valid | retire):
-            m.d.comb += queue.r_en.eq(1)
-            m.d.sync += cur_valid.eq(queue.r_rdy)
-            with m.If(queue.r_rdy):
+        m.d.comb += cur_take.eq(~cur_valid | retire)
+        with m.If(cur_take):
+            m.d.sync += cur_valid.eq(head_valid)
+            with m.If(head_valid):
                 m.d.sync += [cur.eq(head), cur_code.eq(code), seq.eq(seq + 1),
                              cur_kind.eq(_Kind.NOW)]
                 with m.If((code == StatusCode.OK) & ~noop):
@@ -260,7 +271,7 @@ class CommandQueue(wiring.Component):
                     with m.If((head.opcode == Opcode.LOAD) | (head.opcode == Opcode.STORE)):
                         m.d.sync += cur_kind.eq(_Kind.DMA)
         cur_seq = Signal(8)
-        with m.If(queue.r_en & queue.r_rdy):
+        with m.If(cur_take & head_valid):
             m.d.sync += cur_seq.eq(seq)
 
         # --- Completion FIFO: what is dispatched, in order, until its status leaves. -------
@@ -393,7 +404,8 @@ class CommandQueue(wiring.Component):
             transfers_running.eq(transfers_running + transfer_dispatched - dma.done),
         ]
         # (The FIFO's level, not just r_rdy: a command written is not readable at once.)
-        m.d.comb += self.busy.eq((queue.level != 0) | cur_valid | done_fifo.r_rdy)
+        m.d.comb += self.busy.eq((queue.level != 0) | head_valid | cur_valid
+                                 | done_fifo.r_rdy)
         return m
 
     def _remote_out_of_range(self, remote):

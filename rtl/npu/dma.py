@@ -103,6 +103,16 @@ def dma_command_layout(params: DmaParams) -> data.StructLayout:
     })
 
 
+def _times(value, constant):
+    """``value * constant`` as shifts and adds (a product by a signal or a constant that
+    Yosys may map to a DSP)."""
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    total = terms[0] if terms else Const(0)
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
 class Dma(wiring.Component):
     """LOAD and STORE between the scratchpads and remote memory; see the module docs.
 
@@ -154,10 +164,20 @@ class Dma(wiring.Component):
         bus = self.bus
 
         # --- The command being issued. ----------------------------------------------------
+        # Requests are made in a pipeline of three registered stages, so that no path runs
+        # from the command through the size arithmetic into the address adders:
+        #   size:  rows of the next request, min(per-request limit, left in line, left);
+        #   beats: the request's beats (rows × row beats of the command's kind);
+        #   issue: the request on ``bus.request`` (address register, tag), then its record.
+        # Each stage takes a new request while the one after it is empty or moving on, so
+        # requests still leave back to back; a command's first one leaves 3 cycles after it.
         cmd = Signal(dma_command_layout(p))
         active = Signal()
-        row = Signal(13)         # rows whose request has left
-        in_line = Signal(13)
+        line = Signal(13)        # rows of a line
+        left = Signal(13)        # rows not yet sized
+        left_line = Signal(13)   # of those, rows left in the current line
+        limit = Signal(13)       # rows per request (the command's kind)
+        row = Signal(13)         # rows sized
         line_addr = Signal(32)
         addr = Signal(32)
         wphase = Signal()        # a STORE's data beats are due
@@ -165,67 +185,114 @@ class Dma(wiring.Component):
         # Not reset: requests after a reset get tags the lost ones did not have.
         tag = Signal(t.tag_bits, reset_less=True)
 
-        def select(values):
-            """Mux of per-kind constants by the command: LOAD target, or STORE (bypass)."""
-            return Mux(cmd.store, Mux(cmd.bypass, values["out32"], values["out"]),
-                       Mux(cmd.target == TARGET_A, values[TARGET_A],
-                           Mux(cmd.target == TARGET_W, values[TARGET_W], values[TARGET_QP])))
+        def select(kind, values):
+            """Mux of per-kind constants by a command: LOAD target, or STORE (bypass)."""
+            return Mux(kind.store, Mux(kind.bypass, values["out32"], values["out"]),
+                       Mux(kind.target == TARGET_A, values[TARGET_A],
+                           Mux(kind.target == TARGET_W, values[TARGET_W], values[TARGET_QP])))
 
         per_request = {key: max(t.max_beats // beats, 1) for key, beats in rb.items()}
-        line = Signal(13)
-        left_line = Signal(13)
-        left = Signal(13)
-        count = Signal(13)
-        beats = Signal(range(t.max_beats + 1))
-        limit = Signal(13)
-        smaller = Signal(13)
+        size_layout = data.StructLayout({
+            "valid": 1, "rows": 13, "last": 1, "line_end": 1, "spad_addr": 12})
+        sized = Signal(size_layout)              # stage 1 → 2
+        issue = Signal(data.StructLayout({       # stage 2 → 3
+            "valid": 1, "last": 1, "line_end": 1, "spad_addr": 12,
+            "beats": range(t.max_beats + 1), "final_row": 13}))
+        req = bus.request
+        fire = Signal()
+        issue_take = Signal()
+        size_take = Signal()
+        size_go = Signal()
         m.d.comb += [
-            line.eq(Mux(cmd.line_rows == 0, cmd.rows, cmd.line_rows)),
-            left_line.eq(line - in_line), left.eq(cmd.rows - row),
-            limit.eq(select(per_request)),
-            smaller.eq(Mux(left_line < left, left_line, left)),
-            count.eq(Mux(limit < smaller, limit, smaller)),
+            fire.eq(req.valid & req.ready),
+            issue_take.eq(~issue.valid | fire),
+            size_take.eq(sized.valid & issue_take),
+            size_go.eq(active & (left != 0) & (~sized.valid | size_take)),
         ]
-        m.d.comb += beats.eq(Mux(cmd.store,
-                                 Mux(cmd.bypass, count * rb["out32"], count * rb["out"]),
-                                 Mux(cmd.target == TARGET_A, count * rb[TARGET_A],
-                                     Mux(cmd.target == TARGET_W, count * rb[TARGET_W],
-                                         count * rb[TARGET_QP]))))
-
-        # Records of the requests in flight, oldest first.
-        record_layout = data.StructLayout({
-            "store": 1, "target": 2, "spad_addr": 12, "rows": 13, "last": 1,
-            "tag": t.tag_bits})
-        m.submodules.records = records = fifo.SyncFIFO(width=record_layout.size,
-                                                       depth=p.outstanding)
-        record = Signal(record_layout)
-        m.d.comb += [record.store.eq(cmd.store), record.target.eq(cmd.target),
-                     record.spad_addr.eq(cmd.spad_base + row), record.rows.eq(count),
-                     record.last.eq(count == left), record.tag.eq(tag),
-                     records.w_data.eq(record)]
 
         m.d.comb += self.cmd.ready.eq(~active)
         with m.If(self.cmd.valid & ~active):
-            m.d.sync += [cmd.eq(self.cmd.payload), active.eq(1), row.eq(0), in_line.eq(0),
-                         line_addr.eq(self.cmd.payload.remote),
-                         addr.eq(self.cmd.payload.remote)]
+            payload = self.cmd.payload
+            m.d.sync += [cmd.eq(payload), active.eq(1), row.eq(0), left.eq(payload.rows),
+                         line.eq(Mux(payload.line_rows == 0, payload.rows, payload.line_rows)),
+                         left_line.eq(Mux(payload.line_rows == 0, payload.rows,
+                                          payload.line_rows)),
+                         limit.eq(select(payload, per_request)),
+                         line_addr.eq(payload.remote), addr.eq(payload.remote)]
 
-        req = bus.request
+        # Stage 1: the size. Three comparisons side by side pick the smallest of three, and
+        # the counters' next values are computed for each choice beside them.
+        limit_first = Signal()
+        line_first = Signal()
+        count = Signal(13)
+        line_end = Signal()
+        m.d.comb += [
+            limit_first.eq((limit <= left_line) & (limit <= left)),
+            line_first.eq(left_line <= left),
+            count.eq(Mux(limit_first, limit, Mux(line_first, left_line, left))),
+            line_end.eq((left_line <= limit) & line_first),     # count == left_line
+        ]
+        with m.If(size_go):
+            m.d.sync += [sized.valid.eq(1), sized.rows.eq(count),
+                         sized.last.eq((left <= limit) & (left <= left_line)),
+                         sized.line_end.eq(line_end),
+                         sized.spad_addr.eq(cmd.spad_base + row)]
+            with m.If(limit_first):
+                m.d.sync += [left.eq(left - limit), row.eq(row + limit)]
+            with m.Elif(line_first):
+                m.d.sync += [left.eq(left - left_line), row.eq(row + left_line)]
+            with m.Else():
+                m.d.sync += [left.eq(0), row.eq(row + left)]
+            with m.If(line_end):
+                m.d.sync += left_line.eq(line)
+            with m.Elif(limit_first):
+                m.d.sync += left_line.eq(left_line - limit)
+            with m.Else():
+                m.d.sync += left_line.eq(left_line - left)
+        with m.Elif(size_take):
+            m.d.sync += sized.valid.eq(0)
+
+        # Stage 2: the beats (a multiple of the rows, by a constant per kind).
+        with m.If(size_take):
+            m.d.sync += [issue.valid.eq(1),
+                         issue.last.eq(sized.last), issue.line_end.eq(sized.line_end),
+                         issue.spad_addr.eq(sized.spad_addr),
+                         issue.final_row.eq(sized.rows - 1),
+                         issue.beats.eq(select(cmd, {key: _times(sized.rows, beats)
+                                                     for key, beats in rb.items()}))]
+        with m.Elif(fire):
+            m.d.sync += issue.valid.eq(0)
+
+        # Records of the requests in flight, oldest first.
+        record_layout = data.StructLayout({
+            "store": 1, "target": 2, "spad_addr": 12, "final_row": 13, "last": 1,
+            "tag": t.tag_bits})
+        # Buffered: the head record comes from a register (responses are registered too,
+        # so a response in the cycle after its request still finds its record).
+        m.submodules.records = records = fifo.SyncFIFOBuffered(width=record_layout.size,
+                                                               depth=p.outstanding)
+        record = Signal(record_layout)
+        m.d.comb += [record.store.eq(cmd.store), record.target.eq(cmd.target),
+                     record.spad_addr.eq(issue.spad_addr), record.final_row.eq(issue.final_row),
+                     record.last.eq(issue.last), record.tag.eq(tag),
+                     records.w_data.eq(record)]
+
+        # Stage 3: the request.
         byte_addr = Cat(Const(0, t.align_bits), addr)
-        m.d.comb += [req.valid.eq(active & ~wphase & (row != cmd.rows) & records.w_rdy),
+        m.d.comb += [req.valid.eq(issue.valid & ~wphase & records.w_rdy),
                      req.payload.write.eq(cmd.store), req.payload.addr.eq(byte_addr),
-                     req.payload.length.eq(beats - 1), req.payload.tag.eq(tag)]
-        with m.If(req.valid & req.ready):
+                     req.payload.length.eq(issue.beats - 1), req.payload.tag.eq(tag)]
+        with m.If(fire):
             m.d.comb += records.w_en.eq(1)
-            m.d.sync += [row.eq(row + count), tag.eq(tag + 1)]
-            with m.If(count == left_line):
-                m.d.sync += [in_line.eq(0), line_addr.eq(line_addr + cmd.stride),
+            m.d.sync += tag.eq(tag + 1)
+            with m.If(issue.line_end):
+                m.d.sync += [line_addr.eq(line_addr + cmd.stride),
                              addr.eq(line_addr + cmd.stride)]
             with m.Else():
-                m.d.sync += [in_line.eq(in_line + count), addr.eq(addr + beats)]
+                m.d.sync += addr.eq(addr + issue.beats)
             with m.If(cmd.store):
-                m.d.sync += [wphase.eq(1), wleft.eq(beats)]
-        with m.If(active & ~wphase & (row == cmd.rows)):
+                m.d.sync += [wphase.eq(1), wleft.eq(issue.beats)]
+        with m.If(active & ~wphase & (left == 0) & ~sized.valid & ~issue.valid):
             m.d.sync += active.eq(0)
         m.d.comb += [self.storing.eq(active & cmd.store),
                      self.busy.eq(active | records.r_rdy)]
@@ -258,11 +325,18 @@ class Dma(wiring.Component):
                 m.d.sync += [group.eq(0), full.eq(1)]
         packed8 = Cat(*(values[c][:8] for c in range(cols)))
         packed32 = values.as_value()
-        beat8 = Cat(packed8, Const(0, rb["out"] * width - len(packed8))).word_select(
-            out_beat, width) if rb["out"] > 1 else Cat(packed8, Const(0, width - len(packed8)))
-        beat32 = Cat(packed32, Const(0, rb["out32"] * width - len(packed32))).word_select(
-            out_beat, width) if rb["out32"] > 1 else \
-            Cat(packed32, Const(0, width - len(packed32)))
+
+        def beat_of(bits, count):
+            """Beat ``out_beat`` of ``count`` beats of ``bits`` (a mux chain: word_select
+            by a signal becomes a multiplier)."""
+            bits = Cat(bits, Const(0, count * width - len(bits)))
+            chosen = bits[:width]
+            for index in range(1, count):
+                chosen = Mux(out_beat == index, bits[index * width:(index + 1) * width],
+                             chosen)
+            return chosen
+
+        beat8, beat32 = beat_of(packed8, rb["out"]), beat_of(packed32, rb["out32"])
         wdata = self.bus.wdata
         m.d.comb += [wdata.valid.eq(wphase & full),
                      wdata.payload.data.eq(Mux(cmd.bypass, beat32, beat8)),
@@ -279,9 +353,13 @@ class Dma(wiring.Component):
     def _responses(self, m, records, record_layout):
         p, e, t = self.params, self.params.engine, self.params.transaction
         width, rb = t.data_width, p.row_beats
-        response = self.bus.response
+        # Every response beat is registered on arrival, and handled the cycle after.
+        m.d.comb += self.bus.response.ready.eq(1)
+        response = Signal(data.StructLayout({
+            "valid": 1, "payload": self.bus.response.payload.shape()}), name="response_r")
+        m.d.sync += [response.valid.eq(self.bus.response.valid),
+                     response.payload.eq(self.bus.response.payload)]
         rec = data.View(record_layout, records.r_data)
-        m.d.comb += response.ready.eq(1)
         beat = Signal()
         failed = Signal()
         matches = Signal()
@@ -307,7 +385,7 @@ class Dma(wiring.Component):
         with m.Elif(beat):
             with m.If(row_end):
                 m.d.sync += [r_beat.eq(0), row_failed.eq(0), r_row.eq(r_row + 1)]
-                with m.If(r_row == rec.rows - 1):
+                with m.If(r_row == rec.final_row):
                     m.d.comb += pop.eq(1)
                     m.d.sync += r_row.eq(0)
             with m.Else():

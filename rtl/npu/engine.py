@@ -8,7 +8,7 @@ the :class:`~chipknit.rtl.npu.requant.Requantiser`. See ``docs/npu.md``.
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -197,7 +197,7 @@ class GemmEngine(wiring.Component):
         a_rd = a_mem.read_port()
         w_rd = w_mem.read_port()
         acc_wr = acc_mem.write_port()
-        acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))
+        acc_rd = acc_mem.read_port()
         rq_acc_rd = acc_mem.read_port()
         qp_rd = qp_mem.read_port()
 
@@ -261,13 +261,17 @@ class GemmEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += state.eq(_Loader.WAIT)
 
-        # Weights reach the array one cycle after the read, zero point subtracted.
-        w_load = Signal()
+        # Weights reach the array two cycles after the read (the memory's output is
+        # registered first), zero point subtracted.
+        w_load = Signal(2)
         w_zero_point = Signal(signed(8))
-        m.d.sync += [w_load.eq(w_issue), w_zero_point.eq(cmd.w_zero_point)]
-        m.d.comb += array.w_load.eq(w_load)
+        w_zero_point2 = Signal(signed(8))
+        w_row = Signal(self.w_row)
+        m.d.sync += [w_load.eq(Cat(w_issue, w_load[0])), w_zero_point.eq(cmd.w_zero_point),
+                     w_zero_point2.eq(w_zero_point), w_row.eq(w_rd.data)]
+        m.d.comb += array.w_load.eq(w_load[1])
         for c in range(cols):
-            m.d.comb += array.w[c].eq(w_rd.data[c] - w_zero_point)
+            m.d.comb += array.w[c].eq(w_row[c] - w_zero_point2)
 
         # --- Feeder: streams the pending pass's activation rows into the array. ----------
         current = Signal(pass_layout)
@@ -297,27 +301,50 @@ class GemmEngine(wiring.Component):
                      issue.valid.eq(feeding), issue.first.eq(current.first),
                      issue.last.eq(last_row & current.last),
                      issue.acc_addr.eq(current.acc_base + i)]
-        swap = Signal()
-        a_valid = Signal()
+        # The row reaches the array two cycles after its read (the memory's output is
+        # registered first), with its flags.
+        swap = Signal(2)
+        a_valid = Signal(2)
         a_zero_point = Signal(signed(8))
-        m.d.sync += [a_valid.eq(feeding), swap.eq(feeding & (i == 0)),
-                     a_zero_point.eq(current.a_zero_point)]
-        m.d.comb += [array.a_valid.eq(a_valid), array.swap.eq(swap)]
+        a_zero_point2 = Signal(signed(8))
+        a_row = Signal(self.a_row)
+        m.d.sync += [a_valid.eq(Cat(feeding, a_valid[0])),
+                     swap.eq(Cat(feeding & (i == 0), swap[0])),
+                     a_zero_point.eq(current.a_zero_point), a_zero_point2.eq(a_zero_point),
+                     a_row.eq(a_rd.data)]
+        m.d.comb += [array.a_valid.eq(a_valid[1]), array.swap.eq(swap[1])]
         for r in range(rows):
-            m.d.comb += array.a[r].eq(a_rd.data[r] - a_zero_point)
+            m.d.comb += array.a[r].eq(a_row[r] - a_zero_point2)
 
         # --- Accumulate: the row's flags travel beside it through the array. -------------
         line = [issue]
-        for stage in range(arr.latency + 1):
+        for stage in range(arr.latency + 2):
             reg = Signal(issue_layout, name=f"line_{stage + 1}")
             m.d.sync += reg.eq(line[-1])
             line.append(reg)
-        read_at, write_at = line[arr.latency], line[arr.latency + 1]
+        # The accumulator row is read two cycles before it is written and registered
+        # (``held``), so no path runs from the memory through the adder into the memory. A
+        # row written while a later row with the same address is between its read and its
+        # write is forwarded to it: the write of this cycle, or of the cycle before (the
+        # read of that cycle saw neither).
+        read_at, data_at, write_at = line[arr.latency], line[arr.latency + 1], \
+            line[arr.latency + 2]
         m.d.comb += acc_rd.addr.eq(read_at.acc_addr)
         m.d.comb += [acc_wr.addr.eq(write_at.acc_addr), acc_wr.en.eq(write_at.valid),
                      self.done.eq(write_at.valid & write_at.last)]
+        held = Signal(self.acc_row)
+        last_write = Signal(data.StructLayout({"en": 1, "addr": len(acc_wr.addr),
+                                               "data": self.acc_row}))
+        m.d.sync += [last_write.en.eq(acc_wr.en), last_write.addr.eq(acc_wr.addr),
+                     last_write.data.eq(acc_wr.data)]
+        with m.If(acc_wr.en & (acc_wr.addr == data_at.acc_addr)):
+            m.d.sync += held.eq(acc_wr.data)
+        with m.Elif(last_write.en & (last_write.addr == data_at.acc_addr)):
+            m.d.sync += held.eq(last_write.data)
+        with m.Else():
+            m.d.sync += held.eq(acc_rd.data)
         for c in range(cols):
-            previous = Mux(write_at.first, 0, acc_rd.data[c])
+            previous = Mux(write_at.first, 0, held[c])
             m.d.comb += acc_wr.data[c].eq((previous + array.o[c])[:32])
         m.d.comb += self.busy.eq(loader_busy | shadow_full | feeding |
                                  _any(line[1:], "valid"))
@@ -335,8 +362,13 @@ class GemmEngine(wiring.Component):
         group = Signal(range(groups))
         valid1 = Signal()
         group1 = Signal(range(groups))
+        # Stage 2: the memories' outputs registered, then the lane group selected.
+        valid2 = Signal()
+        group2 = Signal(range(groups))
+        acc_row = Signal(self.acc_row)
+        qp_entry = Signal(self.qp_entry)
         advance = Signal()
-        m.d.comb += [advance.eq(~valid1 | rq.i.ready),
+        m.d.comb += [advance.eq(~valid2 | rq.i.ready),
                      self.rq_cmd.ready.eq(~active)]
         with m.If(self.rq_cmd.valid & ~active & (self.rq_cmd.payload.m != 0)):
             m.d.sync += [rq_cmd.eq(self.rq_cmd.payload), active.eq(1), row.eq(0),
@@ -346,8 +378,11 @@ class GemmEngine(wiring.Component):
         config = data.StructLayout({name: rq_cmd.shape()[name].shape for name in
                                     ("out_zero_point", "act_min", "act_max", "bypass")})
         config1 = Signal(config)   # travels with the beat: a new command may be taken
+        config2 = Signal(config)
         with m.If(advance):
-            m.d.sync += [valid1.eq(active), group1.eq(group)]
+            m.d.sync += [valid1.eq(active), group1.eq(group), valid2.eq(valid1),
+                         group2.eq(group1), config2.eq(config1), acc_row.eq(acc_rd.data),
+                         qp_entry.eq(qp_rd.data)]
             m.d.sync += [getattr(config1, name).eq(getattr(rq_cmd, name))
                          for name in config.members]
             with m.If(active):
@@ -356,19 +391,19 @@ class GemmEngine(wiring.Component):
                     m.d.sync += [group.eq(0), row.eq(row + 1)]
                     with m.If(row == rq_cmd.m - 1):
                         m.d.sync += active.eq(0)
-        acc_bits = acc_rd.data.as_value().word_select(group1, 32 * lanes)
+        acc_bits = acc_row.as_value().word_select(group2, 32 * lanes)
         payload = rq.i.payload
         for lane in range(lanes):
             m.d.comb += [payload.acc[lane].eq(acc_bits[32 * lane:32 * (lane + 1)]),
-                         payload.channel[lane].eq(qp_rd.data[lane])]
-        m.d.comb += [payload.out_zero_point.eq(config1.out_zero_point),
-                     payload.act_min.eq(config1.act_min), payload.act_max.eq(config1.act_max),
-                     payload.bypass.eq(config1.bypass), rq.i.valid.eq(valid1)]
+                         payload.channel[lane].eq(qp_entry[lane])]
+        m.d.comb += [payload.out_zero_point.eq(config2.out_zero_point),
+                     payload.act_min.eq(config2.act_min), payload.act_max.eq(config2.act_max),
+                     payload.bypass.eq(config2.bypass), rq.i.valid.eq(valid2)]
         wiring.connect(m, rq.o, wiring.flipped(self.o))
         # Beats inside the requantiser, to know when the command has fully left.
         inside = Signal(range(REQUANT_LATENCY + 2))
         m.d.sync += inside.eq(inside + (rq.i.valid & rq.i.ready) - (rq.o.valid & rq.o.ready))
-        m.d.comb += self.rq_busy.eq(active | valid1 | (inside != 0))
+        m.d.comb += self.rq_busy.eq(active | valid1 | valid2 | (inside != 0))
 
 
 def _any(signals, name):

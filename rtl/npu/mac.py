@@ -1,14 +1,19 @@
-"""The systolic array's multiplier, in three mappings chosen by parameter.
+"""The systolic array's multiplier, in three mappings chosen by parameter, and the
+pipelined DSP product the requantiser uses too.
 
-- ``"infer"``: ``a * b`` into a register (latency 1). Portable; Yosys maps each to a DSP
-  where it can (one MULT18X18D per product on ECP5, SB_MAC16 on iCE40), with no budget.
+- ``"infer"``: ``a * b`` with a register on the operands, one after the product and one
+  on the output (latency 3, :class:`DspProduct`). Portable: in simulation and on other
+  FPGAs it is plain registers around ``a * b`` (Yosys maps each product to a DSP where it
+  can: SB_MAC16 on iCE40, which absorbs the registers). On an ECP5 platform it is a
+  MULT18X18D with those three registers inside it, as ``"ecp5_dsp"``: Yosys never packs
+  fabric registers into the DSP itself, and without them an 8×8 array ran at 73 MHz
+  instead of 161 MHz (design.md §5).
 - ``"lut"``: a shift-add tree of the partial products of ``b``'s bits (latency 2, one
   register in the middle of the tree); never uses a DSP (~2-4x smaller than ``a * b``
   synthesised with ``-nodsp``).
 - ``"ecp5_dsp"``: an ``Instance("MULT18X18D")`` with its input, pipeline and output
-  registers enabled (latency 3); Yosys never packs fabric registers into the DSP itself,
-  and without them an 8×8 array ran at 73 MHz instead of 161 MHz (design.md §5).
-  ECP5 only: it neither simulates nor lints without the vendor cell library.
+  registers enabled (latency 3) on every platform. ECP5 only: it neither simulates nor
+  lints without the vendor cell library.
 
 ``latency`` may ask for more cycles than the mapping needs: extra registers go on the
 product, so cells of different mappings line up in one array (``ecp5_mixed`` arrays pad
@@ -19,9 +24,12 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MAC_KINDS", "MAC_LATENCY", "Multiplier"]
+__all__ = ["MAC_KINDS", "MAC_LATENCY", "Multiplier", "DspProduct", "DSP_LATENCY"]
 
-MAC_LATENCY = {"infer": 1, "lut": 2, "ecp5_dsp": 3}
+#: Cycles of a :class:`DspProduct` (operand, pipeline and output registers).
+DSP_LATENCY = 3
+
+MAC_LATENCY = {"infer": DSP_LATENCY, "lut": 2, "ecp5_dsp": DSP_LATENCY}
 MAC_KINDS = tuple(MAC_LATENCY)
 _DSP_WIDTH = 18
 
@@ -55,12 +63,13 @@ class Multiplier(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         product = Signal(signed(2 * self.width))
-        if self.kind == "infer":
-            m.d.sync += product.eq(self.a * self.b)
-        elif self.kind == "lut":
+        if self.kind == "lut":
             self._shift_add(m, product)
         else:
-            self._ecp5_dsp(m, product)
+            m.submodules.dsp = dsp = DspProduct(
+                self.width, self.width, vendor=True if self.kind == "ecp5_dsp" else None)
+            m.d.comb += [dsp.a.eq(self.a), dsp.b.eq(self.b), dsp.en.eq(1),
+                         product.eq(dsp.p)]
         for index in range(self.latency - MAC_LATENCY[self.kind]):
             padded = Signal(signed(2 * self.width), name=f"pad{index}")
             m.d.sync += padded.eq(product)
@@ -86,11 +95,57 @@ class Multiplier(wiring.Component):
             pairs.append(pair)
         m.d.sync += product.eq(sum(pairs))
 
-    def _ecp5_dsp(self, m, product):
+
+class DspProduct(wiring.Component):
+    """Signed ``a * b`` with a register on the operands, one after the product and one on
+    the output: ``p`` is the product of the operands :data:`DSP_LATENCY` cycles earlier,
+    counting only cycles with ``en`` (all three registers load together).
+
+    ``vendor``: None uses a MULT18X18D with those registers inside on an ECP5 platform
+    (``platform.family == "ecp5"``) when both operands fit its 18 bits, and plain registers
+    around ``a * b`` everywhere else (simulation included); True always instantiates the
+    MULT18X18D. The data registers have no reset (the DSP's are tied off).
+
+    Attributes
+    ----------
+    a : In(signed(a_width))
+    b : In(signed(b_width))
+    en : In(1)
+    p : Out(signed(a_width + b_width))
+    """
+
+    def __init__(self, a_width: int, b_width: int, *, vendor: bool | None = None):
+        for name, width in (("A", a_width), ("B", b_width)):
+            if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+                raise ValueError(f"{name} width must be a positive integer, not {width!r}")
+            if vendor and width > _DSP_WIDTH:
+                raise ValueError(f"MULT18X18D takes at most {_DSP_WIDTH}-bit operands, not "
+                                 f"{width}")
+        self.vendor = vendor
+        super().__init__({"a": In(signed(a_width)), "b": In(signed(b_width)), "en": In(1),
+                          "p": Out(signed(a_width + b_width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        fits = max(len(self.a), len(self.b)) <= _DSP_WIDTH
+        if self.vendor or (self.vendor is None and fits
+                           and getattr(platform, "family", None) == "ecp5"):
+            self._ecp5(m)
+            return m
+        a = Signal.like(self.a, name="a_r", reset_less=True)
+        b = Signal.like(self.b, name="b_r", reset_less=True)
+        product = Signal.like(self.p, name="product", reset_less=True)
+        out = Signal.like(self.p, name="out", reset_less=True)
+        with m.If(self.en):
+            m.d.sync += [a.eq(self.a), b.eq(self.b), product.eq(a * b), out.eq(product)]
+        m.d.comb += self.p.eq(out)
+        return m
+
+    def _ecp5(self, m):
         a = Signal(signed(_DSP_WIDTH))
         b = Signal(signed(_DSP_WIDTH))
         p = Signal(signed(2 * _DSP_WIDTH))
-        m.d.comb += [a.eq(self.a), b.eq(self.b), product.eq(p)]
+        m.d.comb += [a.eq(self.a), b.eq(self.b), self.p.eq(p)]
         ports = {f"i_A{bit}": a[bit] for bit in range(_DSP_WIDTH)}
         ports |= {f"i_B{bit}": b[bit] for bit in range(_DSP_WIDTH)}
         ports |= {f"i_C{bit}": Const(0) for bit in range(_DSP_WIDTH)}
@@ -108,7 +163,7 @@ class Multiplier(wiring.Component):
             p_CLK3_DIV="ENABLED", p_HIGHSPEED_CLK="NONE",
             i_SIGNEDA=Const(1), i_SIGNEDB=Const(1), i_SOURCEA=Const(0), i_SOURCEB=Const(0),
             i_CLK0=ClockSignal(), i_CLK1=Const(0), i_CLK2=Const(0), i_CLK3=Const(0),
-            i_CE0=Const(1), i_CE1=Const(0), i_CE2=Const(0), i_CE3=Const(0),
+            i_CE0=self.en, i_CE1=Const(0), i_CE2=Const(0), i_CE3=Const(0),
             i_RST0=Const(0), i_RST1=Const(0), i_RST2=Const(0), i_RST3=Const(0),
             **ports,
         )

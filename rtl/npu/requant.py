@@ -9,12 +9,14 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .mac import DspProduct
+
 __all__ = ["RequantParams", "Requantiser", "channel_layout", "requant_input_layout",
            "SHIFT_WIDTH", "LATENCY"]
 
 SHIFT_WIDTH = 6
 #: Pipeline stages from an accepted input to its result at the output.
-LATENCY = 8
+LATENCY = 12
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -113,50 +115,73 @@ class Requantiser(wiring.Component):
                 out.append(stage(out[-1], f"{name}_{index + 1}"))
             return out
 
-        p = self.i.payload
-        zero_point = carry(p.out_zero_point, 6, "out_zero_point")
-        act_min = carry(p.act_min, 7, "act_min")
-        act_max = carry(p.act_max, 7, "act_max")
-        bypass = carry(p.bypass, 7, "bypass")
+        # 1: the input beat, registered (it comes straight from the engine's memories).
+        p = data.View(self.i.payload.shape(), stage(self.i.payload.as_value(), "input1"))
+        zero_point = carry(p.out_zero_point, LATENCY - 3, "out_zero_point")
+        act_min = carry(p.act_min, LATENCY - 2, "act_min")
+        act_max = carry(p.act_max, LATENCY - 2, "act_max")
+        bypass = carry(p.bypass, LATENCY - 2, "bypass")
 
         for lane in range(lanes):
             acc = p.acc[lane]
             ch = p.channel[lane]
-            raw = carry(acc, 7, f"raw{lane}")
-            # 1: bias and shift split.
+            raw = carry(acc, LATENCY - 2, f"raw{lane}")
+            # 2: bias and shift split.
             x1 = stage((acc + ch.bias)[:32].as_signed(), f"x1_{lane}")
             left1 = stage(Mux(ch.shift > 0, ch.shift.as_unsigned()[:5], 0), f"left1_{lane}")
             right1 = stage(Mux(ch.shift < 0, (-ch.shift)[:6], 0), f"right1_{lane}")
             mul1 = stage(ch.multiplier, f"mul1_{lane}")
-            # 2: left shift (wraps to 32 bits).
+            # 3: left shift (wraps to 32 bits).
             x2 = stage((x1 << left1)[:32].as_signed(), f"x2_{lane}")
             mul2 = stage(mul1, f"mul2_{lane}")
             right2 = stage(right1, f"right2_{lane}")
-            # 3: two 32×16 partial products of x * multiplier.
-            low3 = stage(x2 * mul2[:16], f"low3_{lane}")
-            high3 = stage(x2 * mul2[16:].as_signed(), f"high3_{lane}")
-            overflow3 = stage((x2 == INT32_MIN) & (mul2 == INT32_MIN), f"overflow3_{lane}")
-            right3 = stage(right2, f"right3_{lane}")
-            # 4: the full product plus the rounding nudge 2**30; floor division by 2**31 of
+            # 4-6: four 16×16 partial products in registered DSPs (one MULT18X18D each on
+            # ECP5): x = xh·2**16 + xl, M = mh·2**16 + ml with xl, ml unsigned.
+            halves = {"xl": Cat(x2[:16], 0).as_signed(), "xh": x2[16:].as_signed(),
+                      "ml": Cat(mul2[:16], 0).as_signed(), "mh": mul2[16:].as_signed()}
+            products = {}
+            for name, (left, right) in {"ll": ("xl", "ml"), "lh": ("xl", "mh"),
+                                        "hl": ("xh", "ml"), "hh": ("xh", "mh")}.items():
+                dsp = DspProduct(17, 17)
+                m.submodules[f"{name}_{lane}"] = dsp
+                m.d.comb += [dsp.a.eq(halves[left]), dsp.b.eq(halves[right]),
+                             dsp.en.eq(advance)]
+                products[name] = dsp.p
+            overflow = carry((x2 == INT32_MIN) & (mul2 == INT32_MIN), 5, f"overflow{lane}")
+            right = carry(right2, 5, f"right{lane}")
+            # 7-9: (x·M + 2**30) >> 31, with the nudge 2**30; floor division by 2**31 of
             # ab + 2**30 is TFLite's nudge-and-truncate (ties toward +inf) for either sign.
-            total4 = stage((high3 << 16) + low3 + (1 << 30), f"total4_{lane}")
-            overflow4 = stage(overflow3, f"overflow4_{lane}")
-            right4 = stage(right3, f"right4_{lane}")
-            # 5: high word, saturated in the one overflow case.
-            high5 = stage(Mux(overflow4, INT32_MAX, (total4 >> 31)[:32].as_signed()),
-                          f"high5_{lane}")
-            right5 = stage(Mux(right4 > 31, 31, right4)[:5], f"right5_{lane}")
-            # 6: rounding divide by 2**right, ties away from zero: compare the remainder with
-            # the threshold (mask >> 1) + (x < 0).
-            mask = Signal(32, name=f"mask_{lane}")
-            m.d.comb += mask.eq((Const(1, 33) << right5) - 1)
-            quotient6 = stage((high5 >> right5)[:32].as_signed(), f"quotient6_{lane}")
-            round6 = stage((high5.as_unsigned() & mask) > ((mask >> 1) + high5[31]),
-                           f"round6_{lane}")
-            # 7: round, then add the output zero point (wraps).
-            z7 = stage((quotient6 + round6 + zero_point[6])[:32].as_signed(), f"z7_{lane}")
-            # 8: clamp, or the raw accumulator.
-            clamped = Mux(z7 < act_min[7], act_min[7], Mux(z7 > act_max[7], act_max[7], z7))
-            out8 = stage(Mux(bypass[7], raw[7], clamped), f"out8_{lane}")
-            m.d.comb += self.o.payload[lane].eq(out8)
+            # The low 16 bits of ll are below everything else, so (ab + 2**30) >> 16 is
+            # hh·2**16 + lh + hl + (ll >> 16) + 2**14 exactly.
+            mid6 = stage(products["lh"] + products["hl"], f"mid6_{lane}")
+            low6 = stage(products["ll"][16:32] + (1 << 14), f"low6_{lane}")
+            high6 = stage(products["hh"], f"hh6_{lane}")
+            sum7 = stage(mid6 + low6, f"sum7_{lane}")
+            high7 = stage(high6, f"hh7_{lane}")
+            total8 = (high7 << 16) + sum7
+            # 9: high word, saturated in the one overflow case.
+            high8 = stage(Mux(overflow[5], INT32_MAX, (total8 >> 15)[:32].as_signed()),
+                          f"high8_{lane}")
+            # The rounding divide's masks by 2**right (thermometer codes, no adder): ``tie``
+            # is bit right-1, ``below`` the bits under it.
+            right_c = Signal(5, name=f"right_c{lane}")
+            m.d.comb += right_c.eq(Mux(right[5] > 31, 31, right[5])[:5])
+            right8 = stage(right_c, f"right8_{lane}")
+            # (right is at most 31: tie bit 31 and below bits 30, 31 are constant zeros.)
+            tie8 = stage(Cat(*(right_c == bit + 1 for bit in range(31)), Const(0, 1)),
+                         f"tie8_{lane}")
+            below8 = stage(Cat(*(right_c > bit + 1 for bit in range(30)), Const(0, 2)),
+                           f"below8_{lane}")
+            # 10: rounding divide by 2**right, ties away from zero: the remainder exceeds
+            # (mask >> 1) + (x < 0), that is bit right-1 is set, and for x < 0 some bit below
+            # it too (an exact tie rounds away from zero, which for x < 0 is toward -inf).
+            quotient9 = stage((high8 >> right8)[:32].as_signed(), f"quotient9_{lane}")
+            round9 = stage((high8 & tie8).any()
+                           & ~(high8[31] & ~(high8 & below8).any()), f"round9_{lane}")
+            # 11: round, then add the output zero point (wraps).
+            z10 = stage((quotient9 + round9 + zero_point[-1])[:32].as_signed(), f"z10_{lane}")
+            # 12: clamp, or the raw accumulator.
+            clamped = Mux(z10 < act_min[-1], act_min[-1], Mux(z10 > act_max[-1], act_max[-1], z10))
+            out11 = stage(Mux(bypass[-1], raw[-1], clamped), f"out11_{lane}")
+            m.d.comb += self.o.payload[lane].eq(out11)
         return m

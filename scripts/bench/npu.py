@@ -14,8 +14,13 @@
   against the roofline ``min(R·C, B · MACs / bytes)`` MACs per cycle (bytes: A, W, the
   channel parameters and the int8 results, each moved once).
 
+- **The package's NPU tile** (:func:`tile_figures`): the default package's 8×8
+  :class:`~chipknit.rtl.tiles.npu.NpuTile`, its GEMM engine and its DMA, each isolated on
+  the ULX3S (LUT4, FFs, DSPs, BRAMs, Fmax).
+
 ``quick`` (the smoke test): one small GEMM, a 4×4 array on ECP5 and a 2×2 on iCE40.
-Default: S in 32, 64, 128; an 8×8 array with MULT18X18D cells on ECP5; 4×4 on iCE40.
+Default: S in 32, 64, 128; an 8×8 array with MULT18X18D cells on ECP5; 4×4 on iCE40; the
+package's tile, engine and DMA.
 ``full=True`` (``chipknit bench npu --full``) adds S = 256 and a 16×16
 ECP5 array, which takes 10–20 minutes or more to place and route (design.md §5).
 """
@@ -49,12 +54,13 @@ def _engine_params(size, rows, cols):
             "acc_depth": pow2(2 * size), "qp_depth": pow2(n_blocks * cols)}
 
 
-def _fpga(board, name, component, progress):
-    progress(f"placing {name} on {board}")
-    report = build(board, top=IsolatedComponent(component), progress=None,
-                   build_dir=Path("build", "bench", f"npu-{name}-{board}")).report
+def _fpga(board, name, component, progress, seed=1):
+    progress(f"placing {name} on {board} (seed {seed})")
+    suffix = "" if seed == 1 else f"-seed{seed}"
+    report = build(board, top=IsolatedComponent(component), progress=None, seed=seed,
+                   build_dir=Path("build", "bench", f"npu-{name}-{board}{suffix}")).report
     return {"design": name, "device": report["device"], "luts": report["luts"],
-            "ffs": report["ffs"], "dsps": report["dsps"],
+            "ffs": report["ffs"], "dsps": report["dsps"], "brams": report["brams"],
             "fmax_mhz": report["fmax_mhz"]["sync"], "seed": report["seed"],
             "pnr_s": report["time_s"]["pnr"],
             "note": "isolated: luts include the wrapper's XOR tree (~1 LUT4 per 4 output bits)"}
@@ -96,6 +102,41 @@ def dma_figures(*, progress=print) -> list[dict]:
     figures = [_fpga("icebreaker", "dma-small", Dma(params.dma), progress)]
     figures.append(_fpga("ulx3s", "dma-small", Dma(params.dma), progress))
     figures.append(_fpga("ulx3s", "queue-with-dma-small", CommandQueue(params), progress))
+    return figures
+
+
+def package_tile_params():
+    """The parameters of the default package's first NPU tile, exactly as
+    :class:`~chipknit.rtl.package.top.PackageTop` builds it."""
+    from chipknit.rtl.package.config import Package
+    from chipknit.rtl.package.top import PackageTop
+    package = Package.named("default")
+    top = PackageTop(package)
+    name = next(tile.name for tile in package.tiles if tile.kind == "npu")
+    return top.tile_params[name]
+
+
+def tile_figures(*, seeds=(1,), parts=("tile", "engine", "dma"), progress=print) -> list[dict]:
+    """Size and Fmax on the ULX3S (ECP5-85F) of the NPU tile as in the default package
+    (:func:`package_tile_params`: 8×8 array, its scratchpads, queue and DMA), isolated, and
+    of its GEMM engine (array, scratchpads, requantiser) and its DMA alone; one build per
+    part and nextpnr seed."""
+    from chipknit.rtl.npu.dma import Dma
+    from chipknit.rtl.npu.engine import GemmEngine
+    from chipknit.rtl.tiles.npu import NpuTile
+    params = package_tile_params()
+    rows, cols = params.queue.engine.array.rows, params.queue.engine.array.cols
+    factories = {"tile": lambda: NpuTile(params),
+                 "engine": lambda: GemmEngine(params.queue.engine),
+                 "dma": lambda: Dma(params.queue.dma)}
+    figures = []
+    for part in parts:
+        for seed in seeds:
+            entry = _fpga("ulx3s", f"{part}-{rows}x{cols}-package", factories[part](),
+                          progress, seed=seed)
+            progress(f"{entry['design']} seed {seed}: {entry['luts']} LUT4, {entry['ffs']} FF, "
+                     f"{entry['dsps']} DSP, {entry['brams']} BRAM, {entry['fmax_mhz']} MHz")
+            figures.append(entry)
     return figures
 
 
@@ -176,6 +217,7 @@ def run(*, quick=False, full=False, plot=None, progress=print, seed=1) -> dict:
     if not quick:
         figures["fpga"].append(_fpga("ulx3s", "requantiser-1lane",
                                      Requantiser(RequantParams(lanes=1)), progress))
+        figures["tile"] = tile_figures(progress=progress)
     figures["utilisation_over_fabric"] = fabric = utilisation_over_fabric(
         size=16 if quick else 64, bandwidths=(1.0,) if quick else (0.25, 0.5, 1.0, 2.0, 4.0),
         seed=seed, progress=progress)

@@ -17,7 +17,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from chipknit.tb.dut import design_params, reset, start_clock
 from chipknit.tb.models.npu import gemm_int32, qgemm, quantize_multiplier
 from chipknit.tb.stream import burst_pauses, random_pauses
-from chipknit.tb.tests.npu_driver import EngineDriver, engine_params, pack
+from chipknit.tb.tests.npu_driver import EngineDriver, cycle, engine_params, pack
 
 TIMEOUT_US = 5000
 
@@ -177,6 +177,67 @@ async def accumulate_across_commands(dut):
     await driver.wait_until(lambda: len(driver.beats) == m * p.groups)
     got = np.array([sum(driver.beats[i * p.groups:(i + 1) * p.groups], []) for i in range(m)])
     _compare(got, expected, "accumulated over commands")
+
+
+@cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
+async def overlapping_accumulators_back_to_back(dut):
+    """Back-to-back commands whose accumulator rows overlap the previous command's last
+    rows: the next command's first row follows one cycle (then two cycles) after the row it
+    adds to, inside the accumulator's read-to-write pipeline (the engine forwards it)."""
+    bench = EngineBench(dut)
+    await reset(dut)
+    gen = rng()
+    p = bench.params
+    rows, cols = p.array.rows, p.array.cols
+    m = 2 * rows + cols + 1      # long enough that the weight reloads leave no gap
+    # Command j's row 0 adds to the row command j-1 wrote 1 (j = 1) and 2 (j = 2) cycles
+    # earlier.
+    bases = [0, m - 1, 2 * m - 3]
+    assert bases[-1] + m <= p.acc_depth
+    driver = bench.driver
+    total = bases[-1] + m
+
+    async def read_accumulators():
+        driver.beats.clear()
+        driver.requantise(m=total, acc_base=0, bypass=1)
+        await driver.wait_until(lambda: len(driver.beats) == total * p.groups)
+        return np.array([sum(driver.beats[i * p.groups:(i + 1) * p.groups], [])
+                         for i in range(total)], dtype=np.int64)
+
+    # Rows that only later commands write accumulate onto what is there already.
+    expected = await read_accumulators()
+    a_rows, w_rows = {}, {}
+    commands = []
+    for j, acc_base in enumerate(bases):
+        a = gen.integers(-128, 128, (m, rows))
+        w = gen.integers(-128, 128, (rows, cols))
+        a_zp, w_zp = (int(v) for v in gen.integers(-128, 128, 2))
+        product = gemm_int32(a, w, a_zp, w_zp)
+        if j == 0:
+            expected[acc_base:acc_base + m] = product
+        else:
+            expected[acc_base:acc_base + m] += product
+        for i in range(m):
+            a_rows[j * m + i] = pack(data.ArrayLayout(8, rows), a[i])
+        for r in range(rows):
+            w_rows[j * rows + r] = pack(data.ArrayLayout(8, cols), w[r])
+        commands.append(dict(m=m, k_blocks=1, a_base=j * m, w_base=j * rows,
+                             acc_base=acc_base, accumulate=int(j > 0), a_zero_point=a_zp,
+                             w_zero_point=w_zp))
+    await driver.write("a_wr", a_rows)
+    await driver.write("w_wr", w_rows)
+    done_cycles = []
+    for command in commands:
+        driver.compute(**command)
+    while len(done_cycles) < len(commands):
+        await RisingEdge(dut.clk)
+        if int(dut.done.value):
+            done_cycles.append(cycle())
+    # Back to back: each command's last row m cycles after the previous one's.
+    assert [done_cycles[j + 1] - done_cycles[j] for j in range(2)] == [m, m], \
+        f"commands not back to back: done at {done_cycles}"
+    expected = (expected + (1 << 31)) % (1 << 32) - (1 << 31)      # int32 wraps
+    _compare(await read_accumulators(), expected, "overlapping accumulators")
 
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
