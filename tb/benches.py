@@ -30,8 +30,8 @@ def credit_loopback(payload_width: int = 32, depth: int = 4, latency: int = 1):
 
 
 LINK_PAIR_PARAMS = {"flit_width": 64, "vcs": 2, "beat_width": 16, "frame_flits": 15,
-                    "seq_bits": 6, "replay_frames": 4, "rx_credits": 32,
-                    "replay_timeout": 512, "latency": 2}
+                    "seq_bits": 3, "replay_frames": 4, "rx_credits": 48,
+                    "replay_timeout": None, "latency": 2}
 
 
 def _link_top(top_class, params):
@@ -83,7 +83,7 @@ def interposer(lanes: int = 16, bits_per_lane: int = 1, max_delay: int = 7,
 
 
 CROSS_LINK_PARAMS = {"data_width": 30, "vcs": 2, "depth": 4, "flit_width": 32,
-                     "beat_width": 16, "frame_flits": 4, "seq_bits": 6, "replay_frames": 4,
+                     "beat_width": 16, "frame_flits": 4, "seq_bits": 3, "replay_frames": 4,
                      "rx_credits": 8, "replay_timeout": 128, "latency": 2}
 
 

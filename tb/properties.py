@@ -129,7 +129,8 @@ class LinkReceiverProperties(wiring.Component):
         for vc, buffer in enumerate(receiver.buffers):
             m.d.comb += [
                 receiver.o[vc].ready.eq(self.o_ready[vc]),
-                Assert(~(buffer.settle & (buffer.keep != 0)) | receiver.peer_valid),
-                Assert(buffer.keep <= p.frame_flits),
+                Assert(~(buffer.settle & buffer.commit & (buffer.keep != 0))
+                       | receiver.peer_valid),
+                Assert(~(buffer.settle & buffer.commit) | (buffer.keep <= p.frame_flits)),
             ]
         return m

@@ -10,17 +10,18 @@ go-back-N follows what the peer has acknowledged and which credits it holds. The
 are stated on what goes out on the wire, so they hold for any implementation of the
 transmitter, not only this one.
 
-The peer (:class:`TransmitterEnvironment`) may say anything a correct receiver can: a
-cumulative ACK of a frame that has been sent whole, never going backwards; a NAK at any time;
-credit totals that return no more flits than it has been sent. ``peer_valid`` may pulse in any
-cycle (any frame timing, any frames lost).
+The peer (:class:`TransmitterEnvironment`) may say anything a correct receiver can: in a
+header (``peer_header_valid``), a cumulative ACK of a frame that has been sent whole, never
+going backwards, and a NAK at any time (repeated or not); in a trailer (``peer_valid``),
+credit totals that return no more flits than it has been sent. Both may pulse in any cycle
+(any frame timing, any frames lost).
 """
 
-from amaranth.hdl import Assert, Assume, Module, ResetSignal, Signal
+from amaranth.hdl import Array, Assert, Assume, Module, ResetSignal, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
-from chipknit.rtl.link.frame import LinkParams
+from chipknit.rtl.link.frame import LinkParams, header_crc
 from chipknit.rtl.link.receiver import LinkReceiver
 from chipknit.rtl.link.transmitter import LinkTransmitter
 
@@ -28,10 +29,11 @@ __all__ = ["SMALL_LINK", "TransmitterReplayProperties", "TransmitterCreditProper
            "ReceiverCreditProperties"]
 
 #: A link small enough for the solver: one-beat flits, two per frame (5-beat frames), two VCs,
-#: four sequence numbers, a window of two frames, two credits per VC, and a replay timer of
-#: two frames (long enough that a NAK, not only the timer, decides when to replay).
+#: four sequence numbers, a window of two frames, two credits per VC, a replay timer of two
+#: frames (long enough that a NAK, not only the timer, decides when to replay) and a stale-NAK
+#: hold-off of two cycles (short, so that a NAK after it falls within the bounded check).
 SMALL_LINK = LinkParams(flit_width=16, vcs=2, beat_width=16, frame_flits=2, seq_bits=2,
-                        replay_frames=2, rx_credits=2, replay_timeout=10)
+                        replay_frames=2, rx_credits=2, replay_timeout=10, nak_holdoff=2)
 
 
 class TransmitterEnvironment(wiring.Component):
@@ -55,7 +57,8 @@ class TransmitterEnvironment(wiring.Component):
             "beats_ready": In(1),
             "send_ack": In(p.seq_bits), "send_nak": In(1),
             "send_credits": In(data.ArrayLayout(p.credit_bits, p.vcs)),
-            "peer_valid": In(1), "peer_ack": In(p.seq_bits), "peer_nak": In(1),
+            "peer_header_valid": In(1), "peer_valid": In(1),
+            "peer_ack": In(p.seq_bits), "peer_nak": In(1),
             "peer_credits": In(data.ArrayLayout(p.credit_bits, p.vcs)),
             "watch": In(p.seq_bits),     # a free constant (see the replay properties)
         })
@@ -73,6 +76,7 @@ class TransmitterEnvironment(wiring.Component):
             tx.beats.ready.eq(self.beats_ready),
             tx.send_ack.eq(self.send_ack), tx.send_nak.eq(self.send_nak),
             tx.send_credits.eq(self.send_credits),
+            tx.peer_header_valid.eq(self.peer_header_valid),
             tx.peer_valid.eq(self.peer_valid), tx.peer_ack.eq(self.peer_ack),
             tx.peer_nak.eq(self.peer_nak), tx.peer_credits.eq(self.peer_credits),
         ]
@@ -90,10 +94,10 @@ class TransmitterEnvironment(wiring.Component):
         slot_bits = Signal(p.slot_beats * W)
         trailer_bits = Signal(p.trailer_beats * W)
         for n in range(p.header_beats):
-            with m.If(send & (index == n)):
+            with m.If(send & (index == p.header_start + n)):
                 m.d.sync += header_bits[n * W:(n + 1) * W].eq(beat)
         for n in range(p.slot_beats):
-            with m.If(send & (index == p.first_slot_beat + n)):
+            with m.If(send & (index == p.slot_beat_index(n))):
                 m.d.sync += slot_bits[n * W:(n + 1) * W].eq(beat)
         for n in range(p.trailer_beats):
             with m.If(send & (index == p.first_trailer_beat + n)):
@@ -120,8 +124,9 @@ class TransmitterEnvironment(wiring.Component):
             m.d.sync += g_next.eq(g_next + 1)
         # A cumulative ACK covers frames sent whole and never goes backwards: it names a frame
         # in [g_base - 1, g_next - 1] (g_base - 1 repeats the last ACK).
-        m.d.comb += Assume(~self.peer_valid | ((self.peer_ack + 1 - g_base)[:S] <= unacked))
-        with m.If(self.peer_valid):
+        m.d.comb += Assume(~self.peer_header_valid
+                           | ((self.peer_ack + 1 - g_base)[:S] <= unacked))
+        with m.If(self.peer_header_valid):
             m.d.sync += g_base.eq(self.peer_ack + 1)
 
         # --- Ghost credits: the peer returns no more than it has been sent ---------------------
@@ -160,7 +165,10 @@ class TransmitterReplayProperties(TransmitterEnvironment):
       unacknowledged one.
     - **In order**: each data frame follows the previous one in sequence, or restarts at the
       oldest unacknowledged frame (a go-back-N rewind); after a NAK that asks for a replay,
-      the next data frame to start is the oldest unacknowledged one.
+      the next data frame to start is the oldest unacknowledged one. A NAK asks for a replay
+      unless it may be stale: the oldest unacknowledged frame started going out (new or
+      replayed) at most ``nak_holdoff`` cycles ago; a NAK that comes with ACK progress always
+      asks.
     - **Exact**: a replayed frame carries the same VC, count and slot beats as when it was
       new (checked for a free choice of sequence number ``watch``).
     """
@@ -204,15 +212,41 @@ class TransmitterReplayProperties(TransmitterEnvironment):
             Assert(~(self.frame_end & self.is_data) | follows | (seq == start_base)),
         ]
 
-        # A NAK asks for a replay once per NAK episode (the NAK bit of successive good frames):
-        # the next frame to start after it, if frames are still unacknowledged then, is the
-        # oldest of them. (The frame going out while the NAK arrives was decided before it.)
-        nak_seen = Signal()
-        with m.If(self.peer_valid):
-            m.d.sync += nak_seen.eq(self.peer_nak)
-        nak_now = Signal()
-        m.d.comb += nak_now.eq(self.peer_valid & self.peer_nak & ~nak_seen)
+        # A NAK asks for a replay unless it may be stale (see above): the next frame to start
+        # after it, if frames are still unacknowledged then, is the oldest of them. (The frame
+        # going out while the NAK arrives was decided before it.) Ghost: the cycles since a
+        # data frame with each sequence number last started. The header comes mid-frame, so
+        # what a frame is when it starts is read from the transmitter (`start_seq`,
+        # `start_data`), and checked against its header on the wire at the frame end.
+        H = p.nak_holdoff
+        start_seq, start_data = self.tx.start_seq, self.tx.start_data
+        seq_at_start = Signal(S)
+        data_at_start = Signal()
+        with m.If(self.frame_start):
+            m.d.sync += [seq_at_start.eq(start_seq), data_at_start.eq(start_data)]
+        m.d.comb += [
+            Assert(~self.frame_end | ((header.data == data_at_start)
+                                      & (~data_at_start | (seq == seq_at_start)))),
+            # The header's data bit agrees with the trailer, and its own CRC is right.
+            Assert(~self.frame_end | (header.data == self.is_data)),
+            Assert(~self.frame_end | (header.check == header_crc(
+                header.as_value()[:p.header_field_bits], p.header_crc_width))),
+        ]
+        ages = []
+        for number in range(1 << S):
+            age = Signal(range(H + 1), init=H, name=f"g_age_{number}")
+            with m.If(self.frame_start & start_data & (start_seq == number)):
+                m.d.sync += age.eq(0)
+            with m.Elif(age != H):
+                m.d.sync += age.eq(age + 1)
+            ages.append(age)
+        base_age = Array(ages)[self.g_base]
+        base_starting = self.frame_start & start_data & (start_seq == self.g_base)
+        progress = (self.peer_ack + 1)[:S] != self.g_base
         rewind_due = Signal()        # a NAK asked for a replay; no frame has started since
+        quiet = (base_age == H) & ~base_starting
+        nak_now = Signal()
+        m.d.comb += nak_now.eq(self.peer_header_valid & self.peer_nak & (progress | quiet))
         due_at_start = Signal()      # ... and this frame is the first to start after it
         with m.If(self.frame_start):
             m.d.sync += due_at_start.eq(rewind_due & (self.unacked != 0))
@@ -289,7 +323,7 @@ class ReceiverCreditProperties(wiring.Component):
         for vc, buffer in enumerate(receiver.buffers):
             committed = Signal(wide, name=f"g_committed_{vc}")
             delivered = Signal(wide, name=f"g_delivered_{vc}")
-            with m.If(buffer.settle):
+            with m.If(buffer.settle & buffer.commit):
                 m.d.sync += committed.eq(committed + buffer.keep)
             with m.If(receiver.o[vc].valid & receiver.o[vc].ready):
                 m.d.sync += delivered.eq(delivered + 1)

@@ -111,16 +111,21 @@ LINK_MUTANTS = {
                          "new_base.eq(Mux(acked, self.peer_ack + 2, base))"),
     # A rewind skips the oldest unacknowledged frame.
     "tx_replay_skips": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
-                        "m.d.sync += replay_seq.eq(new_base)\n",
-                        "m.d.sync += replay_seq.eq(new_base + 1)\n"),
+                        "replay_seq_next.eq(Mux(rewind | replay_behind, new_base, replay_after))",
+                        "replay_seq_next.eq(Mux(rewind | replay_behind, new_base + 1, "
+                        "replay_after))"),
     # A replay reads the wrong replay-buffer slot.
     "tx_replay_wrong_slot": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
-                             "replay_read.addr.eq(Cat(slot_beat, cur_seq[:slot_bits]))",
-                             "replay_read.addr.eq(Cat(slot_beat, next_seq[:slot_bits]))"),
+                             "replay_read.addr.eq(Cat(next_slot_beat, read_seq[:slot_bits]))",
+                             "replay_read.addr.eq(Cat(next_slot_beat, next_seq[:slot_bits]))"),
     # NAKs are ignored (only the timer replays).
     "tx_ignores_nak": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
-                       "m.d.comb += nak_now.eq(self.peer_valid & self.peer_nak & ~nak_seen)",
-                       "m.d.comb += nak_now.eq(0)"),
+                       "m.d.comb += nak_now.eq(self.peer_header_valid & self.peer_nak\n",
+                       "m.d.comb += nak_now.eq(0 & self.peer_nak\n"),
+    # The stale-NAK hold-off never ends: a repeated NAK after a lost replay is ignored.
+    "tx_holdoff_stuck": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
+                         "m.d.sync += holdoff.eq(holdoff - 1)",
+                         "m.d.sync += holdoff.eq(holdoff)"),
     # A flit sent without spending its credit (overflow).
     "tx_credit_not_spent": (TransmitterCreditProperties, transmitter, "LinkTransmitter",
                             "credits[vc].eq(credits[vc] + delta - taken)",

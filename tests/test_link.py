@@ -9,7 +9,7 @@ from chipknit.rtl.link.commit_fifo import CommitFifo
 from chipknit.rtl.link.frame import LinkParams
 from chipknit.tb.benches import LINK_PAIR_PARAMS, get_testbench
 from chipknit.tb.harness import run
-from chipknit.tb.models.link import FrameFormat, crc16, go_back_n_goodput
+from chipknit.tb.models.link import FrameFormat, crc16, go_back_n_goodput, header_crc
 
 BENCH = get_testbench("link_pair")
 SMALL = {"flit_width": 32, "frame_flits": 4, "rx_credits": 8, "replay_frames": 2,
@@ -40,6 +40,45 @@ def test_default_frame_meets_efficiency_target():
 def test_crc_model_known_answer():
     # CRC-16/UMTS check value over the ASCII bytes "123456789" is 0xFEE8.
     assert crc16(b"123456789", 8) == 0xFEE8
+    # The header CRCs' catalogue check values ("123456789"): CRC-7/MMC 0x75, CRC-8/SMBUS 0xF4.
+    assert header_crc(int.from_bytes(b"123456789"), 72, 7) == 0x75
+    assert header_crc(int.from_bytes(b"123456789"), 72, 8) == 0xF4
+
+
+@pytest.mark.parametrize("crc_width,field_bits", [(5, 11), (6, 10), (7, 9), (8, 7)])
+def test_header_crc_rtl_matches_model(crc_width, field_bits):
+    """The transmitter's and receiver's combinational header CRC against the bitwise model."""
+    from amaranth.hdl import Module, Signal
+
+    from chipknit.rtl.link.frame import header_crc as rtl_header_crc
+    m = Module()
+    fields, check = Signal(field_bits), Signal(crc_width)
+    m.d.comb += check.eq(rtl_header_crc(fields, crc_width))
+    sim = Simulator(m)
+
+    async def bench(ctx):
+        for value in [0, (1 << field_bits) - 1] + [1 << i for i in range(field_bits)] + \
+                random.Random(crc_width).sample(range(1 << field_bits), 40):
+            ctx.set(fields, value)
+            assert ctx.get(check) == header_crc(value, field_bits, crc_width), value
+
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_default_frame_layout_and_timers():
+    """Header mid-frame with a 7-bit CRC in one beat; replay timers derived from the frame."""
+    p = LinkParams()
+    assert (p.seq_bits, p.header_beats, p.header_crc_width) == (3, 1, 7)
+    assert p.header_start == 7 * 4 and p.first_trailer_beat == 61 and p.crc_beat == 62
+    assert [p.slot_beat_index(n) for n in (0, 27, 28, 59)] == [0, 27, 29, 60]
+    assert p.replay_timeout == p.frame_beats + p.ack_round_trip == 163
+    assert p.nak_holdoff == p.frame_beats + 2 * p.lane_latency + p.header_beats + 4 == 100
+    assert LinkParams(replay_timeout=500, nak_holdoff=7).replay_timeout == 500
+    # A wider sequence number needs a second header beat (and the efficiency falls).
+    assert LinkParams(seq_bits=6).header_beats == 2
+    model = FrameFormat()
+    assert (model.header_start, model.header_crc_width) == (p.header_start, 7)
 
 
 def test_go_back_n_bound():
@@ -53,6 +92,8 @@ def test_go_back_n_bound():
     ({"flit_width": 40}, "must be a multiple of beat_width"),
     ({"replay_frames": 64, "seq_bits": 6}, "must be below 2\\*\\*seq_bits"),
     ({"vcs": 0}, "vcs must be a positive integer, not 0"),
+    ({"lane_latency": -1}, "lane_latency must be a non-negative integer"),
+    ({"nak_holdoff": 0}, "nak_holdoff must be a positive integer"),
 ])
 def test_params_are_validated(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -59,6 +59,7 @@ class LinkAdapter(wiring.Component):
             tx.send_ack.eq(rx.ack),
             tx.send_nak.eq(rx.nak),
             tx.send_credits.eq(rx.credit_totals),
+            tx.peer_header_valid.eq(rx.peer_header_valid),
             tx.peer_valid.eq(rx.peer_valid),
             tx.peer_ack.eq(rx.peer_ack),
             tx.peer_nak.eq(rx.peer_nak),

@@ -36,7 +36,11 @@ class CommitFifo(wiring.Component):
         rest are dropped. ``keep = 0`` takes every tentative entry back. Must not coincide
         with ``w_en``.
     keep : In(range(max_keep + 1))
-        How many tentative entries to commit; must not exceed ``pending``.
+        How many tentative entries to commit; must not exceed ``pending`` when ``commit``.
+    commit : In(1, init=1)
+        At a settle, whether to commit ``keep`` entries (else none). With ``keep`` from a
+        register, the pointer arithmetic is done before ``commit`` picks it: a late ``commit``
+        (a CRC check) only drives a multiplexer.
     pending : Out(range(depth + 1))
         Tentative entries written since the last settle.
     r : Out(stream.Signature(width))
@@ -56,6 +60,7 @@ class CommitFifo(wiring.Component):
             "w_rdy": Out(1),
             "settle": In(1),
             "keep": In(range(max_keep + 1)),
+            "commit": In(1, init=1),
             "pending": Out(range(depth + 1)),
             "r": Out(stream.Signature(width)),
             "level": Out(range(depth + 1)),
@@ -94,12 +99,13 @@ class CommitFifo(wiring.Component):
             m.d.sync += rd_ptr.eq(advance(rd_ptr, 1))
 
         with m.If(self.settle):
-            new_end = advance(commit_ptr, self.keep)
+            new_end = Mux(self.commit, advance(commit_ptr, self.keep), commit_ptr)
             m.d.sync += [
                 commit_ptr.eq(new_end),
                 wr_ptr.eq(new_end),
                 self.pending.eq(0),
-                self.level.eq(self.level + self.keep - read),
+                self.level.eq(Mux(self.commit, self.level + self.keep - read,
+                                  self.level - read)),
             ]
         with m.Else():
             with m.If(write):

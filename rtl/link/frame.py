@@ -6,19 +6,33 @@ A link frame is a fixed number of *beats*; a beat is what the lanes carry in one
 ====================  =========================================================  ===========
 beats                 content                                                    CRC covers
 ====================  =========================================================  ===========
-``header_beats``      :class:`FrameHeader`: VC of the flits, sequence number,    yes
-                      cumulative ACK, NAK
-``flit slots``        ``frame_flits`` slots of ``flit_width`` bits, filled from   yes
-                      slot 0; unfilled slots are zero
-``trailer_beats``     :class:`FrameTrailer`: number of filled slots, cumulative  yes
+first slots           the first ``frame_flits // 2`` slots of ``flit_width``     yes
+                      bits (:attr:`LinkParams.header_start` beats)
+``header_beats``      header: VC of the flits, data/control, sequence number,    yes
+                      cumulative ACK, NAK, and a short header CRC of its own
+other slots           the other slots; slots fill from slot 0, unfilled ones    yes
+                      are zero
+``trailer_beats``     trailer: number of filled slots, cumulative               yes
                       credit-return counters, one per VC
 ``1``                 CRC-16 (x^16 + x^15 + x^2 + 1, init 0, not reflected:     —
                       CRC-16/UMTS), in the low 16 bits of the beat
 ====================  =========================================================  ===========
 
-A frame with ``count == 0`` is a control frame: it carries ACK/NAK and credits, consumes no
-sequence number and is never replayed. All flits of a frame belong to one VC, so the VC is
-sent once, in the header, and the receiver knows where to put each flit as it arrives.
+A frame with ``count == 0`` (header ``data`` = 0) is a control frame: it carries ACK/NAK and
+credits, consumes no sequence number and is never replayed.
+
+The header has its own CRC (:func:`header_crc`, 5 to 8 bits, whatever the header beats leave
+after the fields), so the receiver acts on the ACK and NAK it carries as soon as the header
+has arrived, not at the frame CRC: every header, idle frames' too, carries the cumulative ACK
+and the NAK state, so a NAK lost in a corrupted header is repeated by the next one.
+
+The header sits in the middle of the frame, not at its start: a frame that fails is found at
+its end, and the answer has to wait for the next header going the other way. When both ends'
+frames are in phase (two ends reset together), a header at the start has just left when the
+NAK is set, and the NAK comes back a frame later than from a header in the middle. The
+receiver does not need the VC before the header: it writes each flit to every VC's buffer
+tentatively and commits it only in the VC the header names. All flits of a frame belong to
+one VC, so the VC is sent once, in the header.
 
 Credit returns are cumulative counters (modulo ``2**credit_bits``), not increments, so a
 trailer lost to a CRC error loses no credit: the next good trailer carries the total.
@@ -27,13 +41,42 @@ trailer lost to a CRC error loses no credit: the next good trailer carries the t
 from dataclasses import dataclass
 from functools import cached_property
 
-from amaranth.lib import data
+from amaranth.hdl import Cat, Value
+from amaranth.lib import crc, data
 from amaranth.lib.crc import catalog
 
-__all__ = ["LinkParams", "CRC"]
+__all__ = ["LinkParams", "CRC", "HEADER_CRC_POLYNOMIALS", "header_crc"]
 
 #: The frame CRC: x^16 + x^15 + x^2 + 1 (0x8005), init 0, not reflected (CRC-16/UMTS).
 CRC = catalog.CRC16_UMTS
+
+#: Header CRC polynomial by width (init 0, not reflected, no final XOR): CRC-5/USB's,
+#: CRC-6/ITU's, CRC-7/MMC's and CRC-8/SMBUS's generator polynomials. Any of them detects every
+#: single-bit and every burst of up to its width in the header.
+HEADER_CRC_POLYNOMIALS = {5: 0x05, 6: 0x03, 7: 0x09, 8: 0x07}
+MIN_HEADER_CRC, MAX_HEADER_CRC = min(HEADER_CRC_POLYNOMIALS), max(HEADER_CRC_POLYNOMIALS)
+
+
+def header_crc_algorithm(width: int) -> crc.Algorithm:
+    return crc.Algorithm(crc_width=width, polynomial=HEADER_CRC_POLYNOMIALS[width],
+                         initial_crc=0, reflect_input=False, reflect_output=False,
+                         xor_output=0)
+
+
+def header_crc(fields: Value, width: int) -> Value:
+    """The header CRC of ``fields`` (the header's fields packed LSB first, as one word fed MSB
+    first), combinationally: the CRC is linear, so each bit is an XOR of field bits."""
+    n = len(fields)
+    parameters = header_crc_algorithm(width)(data_width=n)
+    columns = [parameters.compute([1 << i]) for i in range(n)]
+    bits = []
+    for b in range(width):
+        term = Value.cast(0)
+        for i, column in enumerate(columns):
+            if column >> b & 1:
+                term = term ^ fields[i]
+        bits.append(term)
+    return Cat(*bits)
 
 
 def _bits_for(value: int) -> int:
@@ -56,22 +99,38 @@ class LinkParams:
     frame_flits : int
         Flit slots per frame.
     seq_bits : int
-        Width of sequence numbers; the replay window must be below ``2**seq_bits``.
+        Width of sequence numbers; the replay window must be below ``2**seq_bits``. The
+        default 3 (window 4) leaves the header's CRC 7 bits in one 16-bit beat.
     replay_frames : int
         Unacknowledged data frames the sender keeps (the go-back-N window).
     rx_credits : int
-        Flits of receive buffer per VC the peer may fill (its initial credits).
-    replay_timeout : int
+        Flits of receive buffer per VC the peer may fill (its initial credits). The default
+        48 covers most of a window of frames of one VC (4 × 15 flits) while the credit
+        totals still fit the 16-bit trailer (6 bits per VC); with 32, credits ran out at BER
+        1e-3, where credit returns in failed frames are lost for a while.
+    lane_latency : int
+        A bound on the cycles a beat spends in the lanes, one way (registers, gearboxes,
+        deskew). Only sizes the replay timers below; a longer real latency costs goodput
+        under errors (stale NAKs replay too often), never correctness.
+    replay_timeout : int or None
         Cycles without ACK progress, with frames outstanding, before the sender replays.
+        Default (``None``): :attr:`ack_round_trip` plus one frame (the frame being sent when
+        the last ACK came), the longest an ACK can take on a clean link.
+    nak_holdoff : int or None
+        After a replay of the oldest unacknowledged frame starts, the cycles during which a
+        repeated NAK for the same frame is taken as stale (sent before the peer could see the
+        replay). Default (``None``): one frame plus both lane flights and the header.
     """
     flit_width: int = 64
     vcs: int = 2
     beat_width: int = 16
     frame_flits: int = 15
-    seq_bits: int = 6
+    seq_bits: int = 3
     replay_frames: int = 4
-    rx_credits: int = 32
-    replay_timeout: int = 512
+    rx_credits: int = 48
+    lane_latency: int = 16
+    replay_timeout: int | None = None
+    nak_holdoff: int | None = None
 
     def __post_init__(self):
         def positive(name):
@@ -79,7 +138,18 @@ class LinkParams:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         for name in ("flit_width", "vcs", "beat_width", "frame_flits", "seq_bits",
-                     "replay_frames", "rx_credits", "replay_timeout"):
+                     "replay_frames", "rx_credits"):
+            positive(name)
+        if (not isinstance(self.lane_latency, int) or isinstance(self.lane_latency, bool)
+                or self.lane_latency < 0):
+            raise ValueError(f"lane_latency must be a non-negative integer, not "
+                             f"{self.lane_latency!r}")
+        if self.replay_timeout is None:
+            object.__setattr__(self, "replay_timeout", self.frame_beats + self.ack_round_trip)
+        if self.nak_holdoff is None:
+            object.__setattr__(self, "nak_holdoff", self.frame_beats + 2 * self.lane_latency
+                               + self.header_beats + 4)
+        for name in ("replay_timeout", "nak_holdoff"):
             positive(name)
         if self.beat_width < CRC.crc_width:
             raise ValueError(f"beat_width must be at least {CRC.crc_width} (the CRC), "
@@ -112,13 +182,37 @@ class LinkParams:
     def beats_per_flit(self) -> int:
         return self.flit_width // self.beat_width
 
+    @property
+    def ack_round_trip(self) -> int:
+        """The longest, on a clean link, from a frame's last beat leaving to its ACK being
+        used: the lanes, the peer's check (1), the wait for the peer's next header (up to a
+        frame), the header back through the lanes and its check (1), and 2 of margin."""
+        return (2 * self.lane_latency + self.frame_beats + self.header_beats + 4)
+
+    @property
+    def header_field_bits(self) -> int:
+        """Bits of the header's fields, its CRC excluded: VC, data, seq, ACK, NAK."""
+        return self.vc_bits + 1 + 2 * self.seq_bits + 1
+
+    @property
+    def header_beats(self) -> int:
+        return -(-(self.header_field_bits + MIN_HEADER_CRC) // self.beat_width)
+
+    @property
+    def header_crc_width(self) -> int:
+        """What the header beats leave after the fields, at most 8 bits."""
+        return min(MAX_HEADER_CRC, self.header_beats * self.beat_width - self.header_field_bits)
+
     @cached_property
     def header_layout(self) -> data.StructLayout:
+        """The header: its fields (the first :attr:`header_field_bits`), then their CRC."""
         return data.StructLayout({
             "vc": self.vc_bits,
+            "data": 1,            # a data frame (new or replayed); 0 = control frame
             "seq": self.seq_bits,
             "ack": self.seq_bits,
             "nak": 1,
+            "check": self.header_crc_width,
         })
 
     @cached_property
@@ -127,10 +221,6 @@ class LinkParams:
             "count": self.count_bits,
             "credits": data.ArrayLayout(self.credit_bits, self.vcs),
         })
-
-    @property
-    def header_beats(self) -> int:
-        return -(-self.header_layout.size // self.beat_width)
 
     @property
     def trailer_beats(self) -> int:
@@ -145,8 +235,13 @@ class LinkParams:
         return self.header_beats + self.slot_beats + self.trailer_beats + 1
 
     @property
-    def first_slot_beat(self) -> int:
-        return self.header_beats
+    def header_start(self) -> int:
+        """Beat of the header: after the first ``frame_flits // 2`` slots."""
+        return self.frame_flits // 2 * self.beats_per_flit
+
+    def slot_beat_index(self, n: int) -> int:
+        """Beat of the frame that carries beat ``n`` of the slots."""
+        return n if n < self.header_start else n + self.header_beats
 
     @property
     def first_trailer_beat(self) -> int:

@@ -4,6 +4,13 @@ Each flit is written to its VC's :class:`~chipknit.rtl.link.commit_fifo.CommitFi
 arrives and becomes visible only when the frame's CRC has passed and its sequence number is
 the one expected (store-and-forward at frame granularity: a flit's delivery waits for the end
 of its frame). A frame that fails is taken back whole, counted, and answered with a NAK.
+
+The header has its own CRC, checked in the cycle after its last beat: the peer's ACK and NAK
+in a good header go to the local transmitter at once (``peer_header_valid``), a frame earlier
+than the frame CRC would allow. The NAK this end sends is set as soon as a frame is known to
+be lost — a header that fails its CRC, a data header ahead of the expected sequence number,
+or the expected frame failing its frame CRC — and stays set, in every header sent, until the
+expected frame arrives.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -12,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..credit import add_event_counters
 from .commit_fifo import CommitFifo
-from .frame import CRC, LinkParams
+from .frame import CRC, LinkParams, header_crc
 
 __all__ = ["LinkReceiver", "ReceiverStatus"]
 
@@ -28,6 +35,7 @@ def ReceiverStatus(params: LinkParams) -> wiring.Signature:
         "crc_errors",       # frames whose CRC failed
         "duplicates",       # good data frames already received (after a replay)
         "out_of_order",     # good data frames ahead of the expected one (one was lost)
+        "header_errors",    # headers whose own CRC failed
         "protocol_errors",  # good CRC but impossible content (VC or count out of range,
                             # receive buffer overrun: the peer broke the credit rule)
     )})
@@ -48,10 +56,13 @@ class LinkReceiver(wiring.Component):
         A frame was lost since the last in-sequence one: ask for a replay.
     credit_totals : Out(ArrayLayout(credit_bits, vcs))
         Flits the local consumers have taken per VC, modulo ``2**credit_bits``.
+    peer_header_valid : Out(1)
+        One-cycle pulse: a header passed its CRC; ``peer_ack`` and ``peer_nak`` hold what it
+        said.
     peer_valid : Out(1)
-        One-cycle pulse: a frame passed its CRC; ``peer_*`` hold what it said.
+        One-cycle pulse: a frame passed its CRC; ``peer_credits`` hold its credit totals.
     peer_ack, peer_nak, peer_credits : Out
-        The ACK, NAK and credit totals the peer sent in that frame.
+        The ACK, NAK and credit totals the peer sent.
     expected_seq : Out(seq_bits)
         Sequence number of the next data frame to accept.
     status : Out(ReceiverStatus)
@@ -66,6 +77,7 @@ class LinkReceiver(wiring.Component):
             "ack": Out(p.seq_bits),
             "nak": Out(1),
             "credit_totals": Out(data.ArrayLayout(p.credit_bits, p.vcs)),
+            "peer_header_valid": Out(1),
             "peer_valid": Out(1),
             "peer_ack": Out(p.seq_bits),
             "peer_nak": Out(1),
@@ -112,16 +124,25 @@ class LinkReceiver(wiring.Component):
         trailer_bits = Signal(p.trailer_beats * W)
         header = data.View(p.header_layout, header_bits[:p.header_layout.size])
         trailer = data.View(p.trailer_layout, trailer_bits[:p.trailer_layout.size])
-        for n in range(p.header_beats):
-            with m.If(take & (index == n)):
+        H0, HB = p.header_start, p.header_beats
+        for n in range(HB):
+            with m.If(take & (index == H0 + n)):
                 m.d.sync += header_bits[n * W:(n + 1) * W].eq(beat)
+        # The header's own CRC, in the cycle after its last beat arrived.
+        header_check = Signal()
+        m.d.sync += header_check.eq(take & (index == H0 + HB - 1))
+        header_ok = Signal()
+        m.d.comb += header_ok.eq(header.check == header_crc(
+            header_bits[:p.header_field_bits], p.header_crc_width))
         for n in range(p.trailer_beats):
             with m.If(take & (index == p.first_trailer_beat + n)):
                 m.d.sync += trailer_bits[n * W:(n + 1) * W].eq(beat)
 
-        # Flit slots: assemble each flit and write it tentatively to its VC's buffer.
+        # Flit slots: assemble each flit and write it tentatively to every VC's buffer (the
+        # header, which names the VC, may come later); the frame end commits it in one.
         in_slots = Signal()
-        m.d.comb += in_slots.eq((index >= p.first_slot_beat) & (index < p.first_trailer_beat))
+        m.d.comb += in_slots.eq((index < p.first_trailer_beat)
+                                & ~((index >= H0) & (index < H0 + HB)))
         flit_beat = Signal(range(p.beats_per_flit))
         flit = Signal(p.flit_width)
         with m.If(take & in_slots):
@@ -129,28 +150,31 @@ class LinkReceiver(wiring.Component):
             with m.If(flit_beat == p.beats_per_flit - 1):
                 m.d.sync += flit_beat.eq(0)
         with m.If(take & (index == 0)):
-            m.d.sync += flit_beat.eq(0)
+            # Slot 0 starts with the frame unless the header comes first.
+            m.d.sync += flit_beat.eq(0 if H0 == 0 else 1 % p.beats_per_flit)
         whole_flit = Cat(flit[W:], beat) if p.beats_per_flit > 1 else beat
         with m.If(take & in_slots):
             m.d.sync += flit.eq(whole_flit)
         flit_done = Signal()
         m.d.comb += flit_done.eq(take & in_slots & (flit_beat == p.beats_per_flit - 1))
 
-        overrun = Signal()    # a slot found no room: the frame cannot be committed
+        overruns = Signal(p.vcs)    # per VC, a slot found no room: cannot commit there
         with m.If(take & (index == 0)):
-            m.d.sync += overrun.eq(0)
+            m.d.sync += overruns.eq(0)
         for vc, fifo in enumerate(fifos):
             m.d.comb += [
                 fifo.w_data.eq(whole_flit),
-                fifo.w_en.eq(flit_done & (header.vc == vc)),
+                fifo.w_en.eq(flit_done),
             ]
-            with m.If(flit_done & (header.vc == vc) & ~fifo.w_rdy):
-                m.d.sync += overrun.eq(1)
+            with m.If(flit_done & ~fifo.w_rdy):
+                m.d.sync += overruns[vc].eq(1)
+        overrun = overruns.bit_select(header.vc, 1)
 
         # End of frame: check and decide. (Range checks only where the field can overflow.)
         vc_valid = (header.vc < p.vcs) if p.vcs < 1 << p.vc_bits else 1
         count_valid = ((trailer.count <= p.frame_flits)
                        if p.frame_flits < (1 << p.count_bits) - 1 else 1)
+        kind_valid = header.data == (trailer.count != 0)
         frame_end = Signal()
         crc_ok = Signal()
         sane = Signal()
@@ -160,7 +184,7 @@ class LinkReceiver(wiring.Component):
         m.d.comb += [
             frame_end.eq(take & (index == p.crc_beat)),
             crc_ok.eq(beat[:CRC.crc_width] == checker.crc),
-            sane.eq(vc_valid & count_valid & ~overrun),
+            sane.eq(vc_valid & count_valid & kind_valid & ~overrun),
             is_data.eq(trailer.count != 0),
             in_sequence.eq(header.seq == self.expected_seq),
             # Behind the expected one by at most half the sequence space: a replayed frame.
@@ -172,23 +196,32 @@ class LinkReceiver(wiring.Component):
         for vc, fifo in enumerate(fifos):
             m.d.comb += [
                 fifo.settle.eq(frame_end),
-                fifo.keep.eq((accept & (header.vc == vc)).replicate(len(fifo.keep))
-                             & trailer.count),
+                # `keep` from the trailer register; the CRC check only picks `commit`.
+                fifo.keep.eq(trailer.count),
+                fifo.commit.eq(accept & (header.vc == vc)),
             ]
 
         m.d.comb += [
+            self.peer_header_valid.eq(header_check & header_ok),
             self.peer_valid.eq(frame_end & crc_ok),
             self.peer_ack.eq(header.ack),
             self.peer_nak.eq(header.nak),
             self.peer_credits.eq(trailer.credits),
             self.ack.eq(self.expected_seq - 1),
         ]
+        # NAK: set when a frame is known lost, held until the expected one arrives. At the
+        # header: a header that fails its CRC (it may have been the expected frame), or a good
+        # header ahead of the expected one (the expected one was lost; a control frame carries
+        # the sender's next sequence number, so it finds a lost last frame too). At the frame
+        # end: the expected frame (by its header) failing the frame CRC or the sanity checks.
+        ahead = Signal()
+        m.d.comb += ahead.eq(~in_sequence & ~duplicate)
+        lost = Signal()
+        m.d.comb += lost.eq((header_check & (~header_ok | ahead))
+                            | (frame_end & header.data & in_sequence & ~accept))
         with m.If(accept):
             m.d.sync += [self.expected_seq.eq(self.expected_seq + 1), self.nak.eq(0)]
-        lost = Signal()
-        m.d.comb += lost.eq(frame_end & (~crc_ok | (crc_ok & sane & is_data & ~in_sequence
-                                                     & ~duplicate)))
-        with m.If(lost):
+        with m.Elif(lost):
             m.d.sync += self.nak.eq(1)
 
         m.d.comb += [
@@ -199,6 +232,7 @@ class LinkReceiver(wiring.Component):
             counters["out_of_order"].eq(frame_end & crc_ok & sane & is_data & ~in_sequence
                                         & ~duplicate),
             counters["protocol_errors"].eq(frame_end & crc_ok & ~sane),
+            counters["header_errors"].eq(header_check & ~header_ok),
         ]
         flits = self.status.flits
         stepped = Signal(COUNTER_WIDTH + 1)

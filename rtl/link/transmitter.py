@@ -8,6 +8,14 @@ or a control frame (ACK, NAK and credits only). A new frame takes flits of its V
 consecutive slots while they keep coming and credits last; the rest of the slots are zero.
 Its header and flit beats are kept in the replay buffer until the peer acknowledges them; a
 replayed frame is read from there, with a fresh ACK, NAK, trailer and CRC.
+
+The peer's ACK and NAK come from its frames' headers, as soon as a header has passed its own
+CRC; its credit totals from its trailers, once a frame has passed the frame CRC. The peer
+repeats its NAK in every header until the frame it expects arrives, so a lost NAK costs one
+frame, not a timeout. A NAK rewinds unless it is stale: from a rewind until the replay of the
+oldest unacknowledged frame has started and ``nak_holdoff`` cycles more, the peer cannot yet
+have seen the replay, so its NAKs for that frame are the old ones; a NAK that comes with ACK
+progress is always new.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -15,7 +23,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..credit import add_event_counters
-from .frame import CRC, LinkParams
+from .frame import CRC, LinkParams, header_crc
 
 __all__ = ["LinkTransmitter", "TransmitterStatus"]
 
@@ -50,8 +58,10 @@ class LinkTransmitter(wiring.Component):
         Beats to the lanes; ``valid`` is always high (idle means control frames).
     send_ack, send_nak, send_credits : In
         From the local receiver: what to tell the peer (cumulative ACK, NAK, credit totals).
-    peer_valid, peer_ack, peer_nak, peer_credits : In
-        From the local receiver: what the peer said in a frame that passed its CRC.
+    peer_header_valid, peer_ack, peer_nak : In
+        From the local receiver: a header passed its CRC; the ACK and NAK it carried.
+    peer_valid, peer_credits : In
+        From the local receiver: a frame passed its CRC; the credit totals it carried.
     status : Out(TransmitterStatus)
     """
 
@@ -67,6 +77,7 @@ class LinkTransmitter(wiring.Component):
             "send_ack": In(p.seq_bits),
             "send_nak": In(1),
             "send_credits": In(data.ArrayLayout(p.credit_bits, p.vcs)),
+            "peer_header_valid": In(1),
             "peer_valid": In(1),
             "peer_ack": In(p.seq_bits),
             "peer_nak": In(1),
@@ -76,6 +87,10 @@ class LinkTransmitter(wiring.Component):
         #: The peer's last cumulative credit totals (made here so that formal properties can
         #: name them).
         self.last_totals = Signal(data.ArrayLayout(p.credit_bits, p.vcs))
+        #: In the first cycle of a frame: its sequence number and whether it is a data frame
+        #: (the header, later in the frame, says so on the wire).
+        self.start_seq = Signal(p.seq_bits)
+        self.start_data = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -117,7 +132,9 @@ class LinkTransmitter(wiring.Component):
         m.submodules.replay = replay = memory.Memory(shape=W, depth=R << beat_addr_bits,
                                                      init=[])
         replay_write = replay.write_port()
-        replay_read = replay.read_port(domain="comb")
+        # Read one beat ahead (a registered read: block RAM), so that the replay buffer is not
+        # on a path with the beat multiplexer and the CRC.
+        replay_read = replay.read_port()
 
         # Credits per VC, and the peer's last credit totals.
         credits = self.status.credits
@@ -154,6 +171,8 @@ class LinkTransmitter(wiring.Component):
         with m.Else():
             m.d.comb += [decided_kind.eq(KIND_CONTROL), decided_seq.eq(next_seq),
                          decided_vc.eq(0)]
+        m.d.comb += [self.start_seq.eq(decided_seq),
+                     self.start_data.eq(decided_kind != KIND_CONTROL)]
         with m.If(start):
             m.d.sync += [kind.eq(decided_kind), cur_seq.eq(decided_seq), cur_vc.eq(decided_vc),
                          filled.eq(0), closed.eq(0), padding.eq(1)]
@@ -161,35 +180,53 @@ class LinkTransmitter(wiring.Component):
                 m.d.sync += rr_last.eq(pick)
 
         # What the frame's fields are this cycle (the decision applies from its first beat).
-        frame_seq = Mux(index == 0, decided_seq, cur_seq)
-        frame_vc = Mux(index == 0, decided_vc, cur_vc)
+        first = index == 0
+        frame_seq = Mux(first, decided_seq, cur_seq)
+        frame_vc = Mux(first, decided_vc, cur_vc)
+        frame_kind = Mux(first, decided_kind, kind)
 
-        header = Signal(p.header_layout)
+        # Header, after the first `header_start` slot beats (see `frame.py`).
+        H0, HB = p.header_start, p.header_beats
+        header_first = H0 == 0
+        live_header = Signal(p.header_layout)
         m.d.comb += [
-            header.vc.eq(frame_vc),
-            header.seq.eq(frame_seq),
-            header.ack.eq(self.send_ack),
-            header.nak.eq(self.send_nak),
+            live_header.vc.eq(frame_vc),
+            live_header.data.eq(frame_kind != KIND_CONTROL),
+            live_header.seq.eq(frame_seq),
+            live_header.ack.eq(self.send_ack),
+            live_header.nak.eq(self.send_nak),
+            live_header.check.eq(header_crc(live_header.as_value()[:p.header_field_bits],
+                                            p.header_crc_width)),
         ]
-        header_bits = Cat(header.as_value(), Const(0, p.header_beats * W - p.header_layout.size))
+        # A header of several beats is the one of its first beat (its CRC covers it).
+        sent_header = Signal(p.header_layout)
+        with m.If(send & (index == H0)):
+            m.d.sync += sent_header.eq(live_header)
+        header = Mux(index == H0, live_header.as_value(), sent_header.as_value())
+        header_bits = Cat(header, Const(0, HB * W - p.header_layout.size))
 
-        # Flit slots.
+        # Flit slots: every beat before the trailer but the header's.
+        in_header = Signal()
         in_slots = Signal()
-        m.d.comb += in_slots.eq((index >= p.first_slot_beat) & (index < p.first_trailer_beat))
+        m.d.comb += [
+            in_header.eq((index >= H0) & (index < H0 + HB)),
+            in_slots.eq((index < p.first_trailer_beat) & ~in_header),
+        ]
         slot_beat = Signal(beat_addr_bits)  # beat within the slot region
-        m.d.comb += slot_beat.eq(index - p.first_slot_beat)
+        m.d.comb += slot_beat.eq(Mux(index >= H0 + HB, index - HB, index))
         flit_beat = Signal(range(p.beats_per_flit))
         with m.If(send & in_slots):
             m.d.sync += flit_beat.eq(Mux(flit_beat == p.beats_per_flit - 1, 0, flit_beat + 1))
         with m.If(start):
-            m.d.sync += flit_beat.eq(0)
+            # Slot 0 starts with the frame unless the header comes first.
+            m.d.sync += flit_beat.eq(0 if header_first else 1 % p.beats_per_flit)
 
-        # A new frame takes its first flit with the header beat (so a data frame always has
+        # A new frame takes its first flit in its first cycle (so a data frame always has
         # one, even if the source then drops `valid`), then one at the first beat of each
         # further slot, until one is missing or the credits run out.
         source_valid = Signal()
         source_payload = Signal(p.flit_width)
-        source_vc = Mux(index == 0, decided_vc, cur_vc)
+        source_vc = frame_vc
         m.d.comb += [
             source_valid.eq(self.i[0].valid),
             source_payload.eq(self.i[0].payload),
@@ -201,7 +238,7 @@ class LinkTransmitter(wiring.Component):
         credit_ok = Signal()
         m.d.comb += credit_ok.eq(credits[source_vc] != 0)
         first_slot = Signal()
-        m.d.comb += first_slot.eq(index < p.first_slot_beat + p.beats_per_flit)
+        m.d.comb += first_slot.eq(slot_beat < p.beats_per_flit)
         take_first = Signal()
         take_more = Signal()
         take = Signal()
@@ -215,7 +252,9 @@ class LinkTransmitter(wiring.Component):
             m.d.comb += self.i[vc].ready.eq(take & (source_vc == vc))
         held = Signal(p.flit_width)       # the flit being sent, shifted one beat per cycle
         with m.If(take_first):
-            m.d.sync += [held.eq(source_payload), filled.eq(1), padding.eq(0)]
+            # With slot 0 first, its first beat goes out now.
+            m.d.sync += [held.eq(source_payload if header_first else source_payload >> W),
+                         filled.eq(1), padding.eq(0)]
         with m.Elif(send & in_slots & (flit_beat == 0) & ~first_slot):
             m.d.sync += padding.eq(~take_more)
             with m.If(take_more):
@@ -227,15 +266,17 @@ class LinkTransmitter(wiring.Component):
         new_beat = Signal(W)
         with m.If((flit_beat == 0) & ~first_slot):
             m.d.comb += new_beat.eq(Mux(take_more, source_payload[:W], 0))
+        if not header_first:
+            with m.Elif(first):
+                m.d.comb += new_beat.eq(Mux(take_first, source_payload[:W], 0))
         with m.Else():
             m.d.comb += new_beat.eq(Mux(padding, 0, held[:W]))
 
         # Replay buffer: header beats are rebuilt; flit beats are kept.
         m.d.comb += [
-            replay_write.addr.eq(Cat(slot_beat, cur_seq[:slot_bits])),
+            replay_write.addr.eq(Cat(slot_beat, frame_seq[:slot_bits])),
             replay_write.data.eq(new_beat),
-            replay_write.en.eq(send & in_slots & (kind == KIND_NEW)),
-            replay_read.addr.eq(Cat(slot_beat, cur_seq[:slot_bits])),
+            replay_write.en.eq(send & in_slots & (frame_kind == KIND_NEW)),
         ]
 
         trailer = Signal(p.trailer_layout)
@@ -252,11 +293,11 @@ class LinkTransmitter(wiring.Component):
 
         m.submodules.crc = generator = CRC(data_width=W).create()
         beat = Signal(W)
-        for n in range(p.header_beats):
-            with m.If(index == n):
+        for n in range(HB):
+            with m.If(index == H0 + n):
                 m.d.comb += beat.eq(header_bits[n * W:(n + 1) * W])
         with m.If(in_slots):
-            m.d.comb += beat.eq(Mux(kind == KIND_REPLAY, replay_read.data, new_beat))
+            m.d.comb += beat.eq(Mux(frame_kind == KIND_REPLAY, replay_read.data, new_beat))
         for n in range(p.trailer_beats):
             with m.If(index == p.first_trailer_beat + n):
                 m.d.comb += beat.eq(trailer_bits[n * W:(n + 1) * W])
@@ -287,21 +328,34 @@ class LinkTransmitter(wiring.Component):
         acked = Signal()
         new_base = Signal(S)
         m.d.comb += [
-            acked.eq(self.peer_valid & ((self.peer_ack - base)[:S] < outstanding)),
+            acked.eq(self.peer_header_valid & ((self.peer_ack - base)[:S] < outstanding)),
             new_base.eq(Mux(acked, self.peer_ack + 1, base)),
         ]
-        nak_seen = Signal()
+        # A NAK is new unless the peer cannot yet have seen the replay of the oldest frame:
+        # from a rewind (`armed`) until its replay started `nak_holdoff` cycles ago (`holdoff`),
+        # with no ACK progress since.
+        armed = Signal()
+        holdoff = Signal(range(p.nak_holdoff + 1))
         nak_now = Signal()
-        m.d.comb += nak_now.eq(self.peer_valid & self.peer_nak & ~nak_seen)
-        with m.If(self.peer_valid):
-            m.d.sync += nak_seen.eq(self.peer_nak)
+        m.d.comb += nak_now.eq(self.peer_header_valid & self.peer_nak
+                               & (acked | (~armed & (holdoff == 0))))
 
         timer = Signal(range(p.replay_timeout + 1))
         timeout = Signal()
         m.d.comb += timeout.eq(timer == p.replay_timeout)
         rewind = Signal()
         m.d.comb += rewind.eq((nak_now | timeout) & (next_after != new_base))
-        with m.If(acked | rewind | (outstanding == 0)):
+        with m.If(rewind):
+            m.d.sync += [armed.eq(1), holdoff.eq(0)]
+        with m.Elif(acked):
+            m.d.sync += [armed.eq(0), holdoff.eq(0)]
+        with m.Elif(begin_replay & armed):
+            m.d.sync += [armed.eq(0), holdoff.eq(p.nak_holdoff)]
+        with m.Elif(holdoff != 0):
+            m.d.sync += holdoff.eq(holdoff - 1)
+        # The timer restarts with each ACK progress, rewind, and start of the replay a rewind
+        # asked for (which may start up to a frame after the rewind).
+        with m.If(acked | rewind | (begin_replay & armed) | (outstanding == 0)):
             m.d.sync += timer.eq(0)
         with m.Else():
             m.d.sync += timer.eq(timer + 1)
@@ -310,10 +364,20 @@ class LinkTransmitter(wiring.Component):
         replay_behind = Signal()
         m.d.comb += replay_behind.eq((replay_after - new_base)[:S] > (next_after - new_base)[:S])
         m.d.sync += [base.eq(new_base), next_seq.eq(next_after)]
-        with m.If(rewind | replay_behind):
-            m.d.sync += replay_seq.eq(new_base)
-        with m.Else():
-            m.d.sync += replay_seq.eq(replay_after)
+        replay_seq_next = Signal(S)      # replay_seq's next value
+        m.d.comb += replay_seq_next.eq(Mux(rewind | replay_behind, new_base, replay_after))
+        m.d.sync += replay_seq.eq(replay_seq_next)
+
+        # The replay buffer read for the beat that goes out next cycle: that beat's slot beat,
+        # in the frame going out now, or, when the next beat starts a frame, in the frame
+        # replay_seq will name then (a replay starts from it).
+        next_index = Signal(range(p.frame_beats))
+        m.d.comb += next_index.eq(Mux(send, Mux(index == p.crc_beat, 0, index + 1), index))
+        next_slot_beat = Signal(beat_addr_bits)
+        m.d.comb += next_slot_beat.eq(Mux(next_index >= H0 + HB, next_index - HB, next_index))
+        read_seq = Signal(S)
+        m.d.comb += read_seq.eq(Mux(next_index == 0, replay_seq_next, frame_seq))
+        m.d.comb += replay_read.addr.eq(Cat(next_slot_beat, read_seq[:slot_bits]))
 
         for vc in range(p.vcs):
             delta = Signal(p.credit_bits, name=f"credit_delta_{vc}")

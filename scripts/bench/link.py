@@ -110,7 +110,7 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
         "latency_note": "zero load, one flit at a time, A to B: clock edges from the first "
                         "edge the flit is valid on i to the edge it leaves o (a wire counts 0), "
                         "minus the lane flight. Serialisation counted: the frame's beats, "
-                        "header to CRC (frame_beats - 1 edges), because the receiver delivers "
+                        "first beat to CRC (frame_beats - 1 edges), because the receiver delivers "
                         "a frame's flits only after its CRC beat (store-and-forward per frame). "
                         "adapter_pipeline_cycles = latency - frame_beats: the wait for the "
                         "current frame to end (frames go back to back, idle = control frames) "

@@ -1,7 +1,8 @@
 """Reference model of the link protocol (imports no RTL).
 
 - :func:`crc16` — CRC-16/UMTS bit by bit (poly 0x8005, init 0, no reflection), independent of
-  Amaranth's table-free implementation.
+  Amaranth's table-free implementation; :func:`header_crc` — the header's own 5- to 8-bit CRC
+  the same way.
 - :class:`FrameFormat` — the frame layout of ``docs/link.md`` computed from the same
   parameters as the RTL, with :meth:`FrameFormat.decode` to read a captured frame.
 - :func:`go_back_n_goodput` — the go-back-N bound the benchmark compares against.
@@ -9,24 +10,38 @@
 
 from dataclasses import dataclass
 
-__all__ = ["crc16", "FrameFormat", "Frame", "go_back_n_goodput", "frame_error_rate"]
+__all__ = ["crc16", "header_crc", "FrameFormat", "Frame", "go_back_n_goodput",
+           "frame_error_rate"]
+
+#: Header CRC generator polynomial by width (init 0, not reflected, no final XOR).
+HEADER_CRC_POLYNOMIALS = {5: 0x05, 6: 0x03, 7: 0x09, 8: 0x07}
+
+
+def _crc(words, width: int, crc_width: int, polynomial: int) -> int:
+    crc, top, mask = 0, crc_width - 1, (1 << crc_width) - 1
+    for word in words:
+        for bit in reversed(range(width)):
+            feedback = ((crc >> top) & 1) ^ ((word >> bit) & 1)
+            crc = (crc << 1) & mask
+            if feedback:
+                crc ^= polynomial
+    return crc
 
 
 def crc16(words, width: int) -> int:
     """CRC-16/UMTS over ``words`` of ``width`` bits each, most significant bit first."""
-    crc = 0
-    for word in words:
-        for bit in reversed(range(width)):
-            feedback = ((crc >> 15) & 1) ^ ((word >> bit) & 1)
-            crc = (crc << 1) & 0xFFFF
-            if feedback:
-                crc ^= 0x8005
-    return crc
+    return _crc(words, width, 16, 0x8005)
+
+
+def header_crc(fields: int, field_bits: int, crc_width: int) -> int:
+    """The header CRC over its fields, one ``field_bits`` word, most significant bit first."""
+    return _crc([fields], field_bits, crc_width, HEADER_CRC_POLYNOMIALS[crc_width])
 
 
 @dataclass(frozen=True)
 class Frame:
     vc: int
+    data: int
     seq: int
     ack: int
     nak: int
@@ -34,6 +49,7 @@ class Frame:
     credits: tuple[int, ...]
     flits: tuple[int, ...]
     crc_ok: bool
+    header_ok: bool
 
 
 @dataclass(frozen=True)
@@ -42,8 +58,8 @@ class FrameFormat:
     vcs: int = 2
     beat_width: int = 16
     frame_flits: int = 15
-    seq_bits: int = 6
-    rx_credits: int = 32
+    seq_bits: int = 3
+    rx_credits: int = 48
 
     @property
     def vc_bits(self):
@@ -58,8 +74,18 @@ class FrameFormat:
         return max(1, self.rx_credits.bit_length())
 
     @property
-    def header_bits(self):
-        return self.vc_bits + 2 * self.seq_bits + 1
+    def header_field_bits(self):
+        """VC, data, seq, ACK, NAK."""
+        return self.vc_bits + 1 + 2 * self.seq_bits + 1
+
+    @property
+    def header_beats(self):
+        return self._beats(self.header_field_bits + min(HEADER_CRC_POLYNOMIALS))
+
+    @property
+    def header_crc_width(self):
+        return min(max(HEADER_CRC_POLYNOMIALS),
+                   self.header_beats * self.beat_width - self.header_field_bits)
 
     @property
     def trailer_bits(self):
@@ -70,26 +96,36 @@ class FrameFormat:
 
     @property
     def frame_beats(self):
-        return (self._beats(self.header_bits) + self.frame_flits * self.flit_width //
+        return (self.header_beats + self.frame_flits * self.flit_width //
                 self.beat_width + self._beats(self.trailer_bits) + 1)
 
     @property
     def payload_efficiency(self):
         return self.frame_flits * self.flit_width / (self.frame_beats * self.beat_width)
 
+    @property
+    def header_start(self):
+        """The header follows the first ``frame_flits // 2`` slots."""
+        return self.frame_flits // 2 * (self.flit_width // self.beat_width)
+
     def decode(self, beats: list[int]) -> Frame:
         """Read one frame from its beats (header fields LSB first, as the RTL packs them)."""
         assert len(beats) == self.frame_beats, f"{len(beats)} beats, want {self.frame_beats}"
         W = self.beat_width
-        header_beats = self._beats(self.header_bits)
-        bits = sum(beat << (W * n) for n, beat in enumerate(beats[:header_beats]))
+        header_beats, h0 = self.header_beats, self.header_start
+        header = beats[h0:h0 + header_beats]
+        bits = sum(beat << (W * n) for n, beat in enumerate(header))
+        field_bits = bits & ((1 << self.header_field_bits) - 1)
         fields = {}
-        for name, width in (("vc", self.vc_bits), ("seq", self.seq_bits),
-                            ("ack", self.seq_bits), ("nak", 1)):
+        for name, width in (("vc", self.vc_bits), ("data", 1), ("seq", self.seq_bits),
+                            ("ack", self.seq_bits), ("nak", 1), ("check", self.header_crc_width)):
             fields[name] = bits & ((1 << width) - 1)
             bits >>= width
+        header_ok = fields["check"] == header_crc(field_bits, self.header_field_bits,
+                                                  self.header_crc_width)
         per_flit = self.flit_width // W
-        slots = beats[header_beats:header_beats + self.frame_flits * per_flit]
+        slots = (beats[:h0] + beats[h0 + header_beats:header_beats
+                                     + self.frame_flits * per_flit])
         flits = tuple(sum(beat << (W * n) for n, beat in enumerate(slots[k:k + per_flit]))
                       for k in range(0, len(slots), per_flit))
         trailer_start = header_beats + len(slots)
@@ -102,8 +138,8 @@ class FrameFormat:
             credits.append(bits & ((1 << self.credit_bits) - 1))
             bits >>= self.credit_bits
         crc_ok = crc16(beats[:-1], W) == beats[-1] & 0xFFFF
-        return Frame(fields["vc"], fields["seq"], fields["ack"], fields["nak"], count,
-                     tuple(credits), flits[:count], crc_ok)
+        return Frame(fields["vc"], fields["data"], fields["seq"], fields["ack"], fields["nak"],
+                     count, tuple(credits), flits[:count], crc_ok, header_ok)
 
 
 def frame_error_rate(ber: float, frame_bits: int) -> float:

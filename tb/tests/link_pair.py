@@ -114,6 +114,12 @@ async def frames_on_the_wire_match_the_format(dut):
     bench.send_random(200)
     await bench.drain()
     assert frames and all(frame.crc_ok for frame in frames), "a frame failed the model's CRC"
+    assert all(frame.header_ok for frame in frames), "a header failed the model's header CRC"
+    assert all(frame.data == (frame.count != 0) for frame in frames), "data bit != count > 0"
+    # Every header carries B's cumulative ACK (error-free: never a NAK), idle frames' too.
+    assert not any(frame.nak for frame in frames)
+    acks = [frame.ack for frame in frames]
+    assert len(set(acks)) > 1, "the ACK in A's headers never moved"
     data = [frame for frame in frames if frame.count]
     assert [frame.seq for frame in data] == [n % (1 << fmt.seq_bits) for n in range(len(data))]
     assert sum(frame.count for frame in data) == 200 * fmt.vcs
@@ -145,6 +151,11 @@ async def bit_errors_1e4_are_replayed_exactly_once(dut):
     assert crc_errors <= injected, "more CRC errors than injected bit errors"
     replays = snapshot["a_tx_status__replayed_frames"] + snapshot["b_tx_status__replayed_frames"]
     assert replays > 0, snapshot
+    # Replays are asked for by NAKs, repeated in every header until the frame arrives: the
+    # replay timer is the exception, not the rule.
+    naks = snapshot["a_tx_status__naks"] + snapshot["b_tx_status__naks"]
+    timeouts = snapshot["a_tx_status__timeouts"] + snapshot["b_tx_status__timeouts"]
+    assert naks > 0 and timeouts <= naks // 4, snapshot
 
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
@@ -192,8 +203,8 @@ async def zero_load_latency(dut):
     the lane flight (the channel's ``latency`` register stages). Per flit:
 
     - ``wait``: edges from offering to being taken, which happens in the cycle a data frame
-      starts (its header beat goes out then): the wait for the current frame to end;
-    - ``serialisation``: ``frame_beats - 1`` edges from the header beat to the CRC beat;
+      starts (its first beat goes out then): the wait for the current frame to end;
+    - ``serialisation``: ``frame_beats - 1`` edges from the first beat to the CRC beat;
     - ``rx_check``: edges from the CRC beat arriving at B to the flit leaving ``o``.
 
     ``latency = wait + serialisation + rx_check``; ``adapter_pipeline = latency -
