@@ -203,76 +203,105 @@ class CommandQueue(wiring.Component):
                      self.cmd.ready.eq(queue.w_rdy)]
         fifo_head = data.View(command_layout, queue.r_data)
 
-        # --- Decode stage: the command and the product its COMPUTE range check needs,
-        # registered (a multiplier and the checks after it take more than a cycle). ---------
+        # --- Range checks, all but the one that needs ``k_blocks·m``, on the FIFO's output
+        # and registered with the command. -------------------------------------------------
+        early_code = Signal(StatusCode)
+        early_noop = Signal()
+        c, r, cf = fifo_head.args.compute, fifo_head.args.requantise, fifo_head.args.configure
+        # (If chains, not m.Switch: Yosys writes incomplete case statements lint rejects.)
+        with m.If(fifo_head.opcode == Opcode.CONFIGURE):
+            with m.If(cf.act_min > cf.act_max):
+                m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(fifo_head.opcode == Opcode.COMPUTE):
+            m.d.comb += early_noop.eq((c.m == 0) | (c.k_blocks == 0))
+            with m.If(~early_noop & ((c.acc_base + c.m > e.acc_depth)
+                                     | (c.w_base + c.k_blocks * rows > e.w_depth))):
+                m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(fifo_head.opcode == Opcode.REQUANTISE):
+            m.d.comb += early_noop.eq(r.m == 0)
+            with m.If(~early_noop & ((r.acc_base + r.m > e.acc_depth)
+                                     | (r.qp_base + groups > e.qp_depth))):
+                m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(fifo_head.opcode == Opcode.LOAD):
+            ld = fifo_head.args.load
+            m.d.comb += early_noop.eq(ld.rows == 0)
+            target = fifo_head.flags[:2]
+            depth = Mux(target == 0, e.a_depth, Mux(target == 1, e.w_depth, e.qp_depth))
+            with m.If(~early_noop & ((target == 3) | (ld.spad_base + ld.rows > depth)
+                               | self._remote_out_of_range(ld.remote))):
+                m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(fifo_head.opcode == Opcode.STORE):
+            st = fifo_head.args.store
+            m.d.comb += early_noop.eq(st.m == 0)
+            with m.If(~early_noop & ((st.acc_base + st.m > e.acc_depth)
+                                     | (st.qp_base + groups > e.qp_depth)
+                               | self._remote_out_of_range(st.remote))):
+                m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif((fifo_head.opcode != Opcode.FENCE) & (fifo_head.opcode != Opcode.STRIDE)):
+            m.d.comb += early_code.eq(StatusCode.ILLEGAL_OPCODE)
+
+        # --- Decode stage: the command, its checks and the product its COMPUTE range check
+        # needs, registered (a multiplier and the checks after it take more than a cycle). --
         head = Signal(command_layout)
         head_valid = Signal()
+        head_code = Signal(StatusCode)
+        noop = Signal()
         product = Signal(len(fifo_head.args.compute.k_blocks) + len(fifo_head.args.compute.m))
-        cur_take = Signal()
-        with m.If(~head_valid | cur_take):
+        # The decode stage moves on whenever the skid entry (below) is free: a register, so
+        # the FIFO read and the decode registers do not hang off ``retire``.
+        skid_valid = Signal()
+        with m.If(~head_valid | ~skid_valid):
             m.d.comb += queue.r_en.eq(1)
             m.d.sync += [head_valid.eq(queue.r_rdy), head.eq(fifo_head),
+                         head_code.eq(early_code), noop.eq(early_noop),
                          product.eq(fifo_head.args.compute.k_blocks * fifo_head.args.compute.m)]
 
-        # --- Range checks, registered with the command. ----------------------------------
+        # The last check: the COMPUTE's A rows, ``a_base + k_blocks·m``.
         code = Signal(StatusCode)
-        noop = Signal()
-        c, r, cf = head.args.compute, head.args.requantise, head.args.configure
-        # (If chains, not m.Switch: Yosys writes incomplete case statements lint rejects.)
-        with m.If(head.opcode == Opcode.CONFIGURE):
-            with m.If(cf.act_min > cf.act_max):
-                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(head.opcode == Opcode.COMPUTE):
-            m.d.comb += noop.eq((c.m == 0) | (c.k_blocks == 0))
-            with m.If(~noop & ((c.acc_base + c.m > e.acc_depth)
-                               | (c.a_base + product > e.a_depth)
-                               | (c.w_base + c.k_blocks * rows > e.w_depth))):
-                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(head.opcode == Opcode.REQUANTISE):
-            m.d.comb += noop.eq(r.m == 0)
-            with m.If(~noop & ((r.acc_base + r.m > e.acc_depth)
-                               | (r.qp_base + groups > e.qp_depth))):
-                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(head.opcode == Opcode.LOAD):
-            ld = head.args.load
-            m.d.comb += noop.eq(ld.rows == 0)
-            target = head.flags[:2]
-            depth = Mux(target == 0, e.a_depth, Mux(target == 1, e.w_depth, e.qp_depth))
-            with m.If(~noop & ((target == 3) | (ld.spad_base + ld.rows > depth)
-                               | self._remote_out_of_range(ld.remote))):
-                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(head.opcode == Opcode.STORE):
-            st = head.args.store
-            m.d.comb += noop.eq(st.m == 0)
-            with m.If(~noop & ((st.acc_base + st.m > e.acc_depth)
-                               | (st.qp_base + groups > e.qp_depth)
-                               | self._remote_out_of_range(st.remote))):
-                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif((head.opcode != Opcode.FENCE) & (head.opcode != Opcode.STRIDE)):
-            m.d.comb += code.eq(StatusCode.ILLEGAL_OPCODE)
+        m.d.comb += code.eq(head_code)
+        with m.If((head.opcode == Opcode.COMPUTE) & ~noop & (head_code == StatusCode.OK)
+                  & (head.args.compute.a_base + product > e.a_depth)):
+            m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+
+        kind = Signal(_Kind)
+        with m.If((code == StatusCode.OK) & ~noop):
+            with m.If(head.opcode == Opcode.COMPUTE):
+                m.d.comb += kind.eq(_Kind.COMPUTE)
+            with m.If(head.opcode == Opcode.REQUANTISE):
+                m.d.comb += kind.eq(_Kind.REQUANT)
+            with m.If((head.opcode == Opcode.LOAD) | (head.opcode == Opcode.STORE)):
+                m.d.comb += kind.eq(_Kind.DMA)
+
+        # --- Skid entry between decode and dispatch: a decoded command waits here while
+        # ``cur`` is busy, and ``cur`` takes it first. -------------------------------------
+        skid = Signal(command_layout)
+        skid_code = Signal(StatusCode)
+        skid_kind = Signal(_Kind)
+        with m.If(~skid_valid):
+            m.d.sync += [skid.eq(head), skid_code.eq(code), skid_kind.eq(kind)]
 
         cur = Signal(command_layout)
         cur_valid = Signal()
         cur_code = Signal(StatusCode)
         cur_kind = Signal(_Kind)
+        cur_fence = Signal()        # cur.opcode == FENCE, registered with it
         seq = Signal(8)
         retire = Signal()
+        cur_take = Signal()
         m.d.comb += cur_take.eq(~cur_valid | retire)
         with m.If(cur_take):
-            m.d.sync += cur_valid.eq(head_valid)
-            with m.If(head_valid):
-                m.d.sync += [cur.eq(head), cur_code.eq(code), seq.eq(seq + 1),
-                             cur_kind.eq(_Kind.NOW)]
-                with m.If((code == StatusCode.OK) & ~noop):
-                    with m.If(head.opcode == Opcode.COMPUTE):
-                        m.d.sync += cur_kind.eq(_Kind.COMPUTE)
-                    with m.If(head.opcode == Opcode.REQUANTISE):
-                        m.d.sync += cur_kind.eq(_Kind.REQUANT)
-                    with m.If((head.opcode == Opcode.LOAD) | (head.opcode == Opcode.STORE)):
-                        m.d.sync += cur_kind.eq(_Kind.DMA)
+            m.d.sync += [cur_valid.eq(head_valid | skid_valid), skid_valid.eq(0)]
+            with m.If(skid_valid):
+                m.d.sync += [cur.eq(skid), cur_code.eq(skid_code), cur_kind.eq(skid_kind),
+                             cur_fence.eq(skid.opcode == Opcode.FENCE)]
+            with m.Else():
+                m.d.sync += [cur.eq(head), cur_code.eq(code), cur_kind.eq(kind),
+                             cur_fence.eq(head.opcode == Opcode.FENCE)]
+        with m.Elif(~skid_valid):
+            m.d.sync += skid_valid.eq(head_valid)
         cur_seq = Signal(8)
-        with m.If(cur_take & head_valid):
-            m.d.sync += cur_seq.eq(seq)
+        with m.If(cur_take & (head_valid | skid_valid)):
+            m.d.sync += [seq.eq(seq + 1), cur_seq.eq(seq)]
 
         # --- Completion FIFO: what is dispatched, in order, until its status leaves. -------
         beats_in_flight = p.in_flight * e.acc_depth * groups
@@ -300,7 +329,11 @@ class CommandQueue(wiring.Component):
         requant_beats = Signal(beat_count)
         m.d.comb += requant_beats.eq(cur.args.requantise.m * groups)
 
-        is_fence = cur.opcode == Opcode.FENCE
+        # A FENCE's condition, registered: it only goes from false to true while the FENCE
+        # waits in ``cur`` (nothing is dispatched, so the counters and the completion FIFO
+        # only fall, and ``beats_out`` only catches up), so last cycle's value is safe; a
+        # FENCE retires one cycle after its condition holds.
+        fence_go = Signal()
         with m.If(cur_valid & done_fifo.w_rdy):
             with m.If(cur_kind == _Kind.COMPUTE):
                 m.d.comb += [engine.cmd.valid.eq(1), retire.eq(engine.cmd.ready)]
@@ -327,8 +360,9 @@ class CommandQueue(wiring.Component):
                 partial_done = ((computes_running <= fence.computes)
                                 & (transfers_running <= fence.transfers)
                                 & (beats_issued == beats_out))
-                m.d.comb += retire.eq(~is_fence | Mux(cur.flags[0], partial_done,
-                                                      ~done_fifo.r_rdy))
+                m.d.comb += retire.eq(~cur_fence | fence_go)
+                m.d.sync += fence_go.eq(cur_fence & ~fence_go
+                                        & Mux(cur.flags[0], partial_done, ~done_fifo.r_rdy))
                 with m.If((cur.opcode == Opcode.CONFIGURE) & (cur_code == StatusCode.OK)):
                     m.d.sync += config.eq(cur.args.configure)
                 with m.If(retire & (cur.opcode == Opcode.STRIDE)):
@@ -404,7 +438,7 @@ class CommandQueue(wiring.Component):
             transfers_running.eq(transfers_running + transfer_dispatched - dma.done),
         ]
         # (The FIFO's level, not just r_rdy: a command written is not readable at once.)
-        m.d.comb += self.busy.eq((queue.level != 0) | head_valid | cur_valid
+        m.d.comb += self.busy.eq((queue.level != 0) | head_valid | skid_valid | cur_valid
                                  | done_fifo.r_rdy)
         return m
 
