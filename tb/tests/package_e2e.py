@@ -176,7 +176,7 @@ async def gemm_over_the_link(dut):
     demo = await gemm_demo(bench.host, bench.top, seed=int(gen.integers(1 << 31)),
                            pause=pause, log=cocotb.log.info)
     assert demo["exact"], demo
-    for entry in demo["gemms"]:
+    for entry in demo["gemms"] + demo["convs"]:
         issued[entry["npu"]] = issued.get(entry["npu"], 0) + entry["commands"]
     for window in bench.npus:
         (count,) = await bench.host.read(window.base + WINDOW["issued"], 1)
