@@ -35,7 +35,8 @@ from .link_bridge import BridgeStatus, LinkBridge, LinkBridgeParams, link_flit_w
 from .route import MeshGeometry, RouteComputer
 from .router import Router, RouterParams
 
-__all__ = ["CrossLinkParams", "CrossLinkPair", "BridgedDieLink", "bridged_die_link"]
+__all__ = ["CrossLinkParams", "CrossLinkPair", "BridgedDieLink", "bridged_die_link",
+           "bridge_link_end"]
 
 
 @dataclass(frozen=True)
@@ -214,18 +215,28 @@ class BridgedDieLink(wiring.Component):
                 valid, payload = next_valid, next_payload
             m.d.comb += [dst.rx.valid.eq(valid), dst.rx.payload.eq(payload)]
         for side, (end, geometry), adapter in zip("ab", self.ends, adapters, strict=True):
-            link_i, link_o = adapter.i, adapter.o
             params = LinkBridgeParams(flit=fmt, link=self.link_params, ports=geometry.ports,
                                       depth=self.depth)
-            bridge = m.submodules[f"bridge_{side}"] = LinkBridge(
-                params, lambda end=end, geometry=geometry: RouteComputer(
-                    fmt, geometry, end.x, end.y))
-            wiring.connect(m, wiring.flipped(getattr(self, f"{side}_in")), bridge.noc_in)
-            wiring.connect(m, bridge.noc_out, wiring.flipped(getattr(self, f"{side}_out")))
-            for vc in range(fmt.vcs):
-                wiring.connect(m, bridge.to_link[vc], link_i[vc])
-                wiring.connect(m, link_o[vc], bridge.from_link[vc])
+            bridge_link_end(m, self, side, params, end, geometry, adapter)
         return m
+
+
+def bridge_link_end(m, link, side: str, params: LinkBridgeParams, end, geometry,
+                    adapter) -> LinkBridge:
+    """Add ``bridge_{side}``, the :class:`LinkBridge` of end ``side`` of die link ``link``,
+    to ``m``: NoC side on ``link``'s ``{side}_in``/``{side}_out``, link side on ``adapter``'s
+    per-VC ``i``/``o`` streams; it routes what it receives as a flit entering the router at
+    ``(end.x, end.y)`` of ``geometry``. Returns the bridge (its status and ``peer_reset``
+    are the caller's)."""
+    fmt = params.flit
+    bridge = m.submodules[f"bridge_{side}"] = LinkBridge(
+        params, lambda: RouteComputer(fmt, geometry, end.x, end.y))
+    wiring.connect(m, wiring.flipped(getattr(link, f"{side}_in")), bridge.noc_in)
+    wiring.connect(m, bridge.noc_out, wiring.flipped(getattr(link, f"{side}_out")))
+    for vc in range(fmt.vcs):
+        wiring.connect(m, bridge.to_link[vc], adapter.i[vc])
+        wiring.connect(m, adapter.o[vc], bridge.from_link[vc])
+    return bridge
 
 
 def bridged_die_link(latency: int = 2, **link):

@@ -54,6 +54,7 @@ from ..link.interposer import Interposer, InterposerParams
 from ..link.lanes import LaneParams
 from ..link.receiver import ReceiverStatus
 from ..link.transmitter import TransmitterStatus
+from ..noc.cross_link import bridge_link_end
 from ..noc.flit import LinkSignature
 from ..noc.interface import (
     AddressMap,
@@ -64,9 +65,8 @@ from ..noc.interface import (
     TargetInterface,
     TargetParams,
 )
-from ..noc.link_bridge import BridgeStatus, LinkBridge, LinkBridgeParams, link_flit_width
+from ..noc.link_bridge import BridgeStatus, LinkBridgeParams, link_flit_width
 from ..noc.package_network import PackageNetwork
-from ..noc.route import RouteComputer
 from ..noc.transaction import TransactionParams
 from ..npu.array import ArrayParams
 from ..npu.commands import QueueParams
@@ -215,7 +215,6 @@ class PackageDieLink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fmt = self.package.flit
         adapters = {side: LinkAdapter(self.link_params) for side in "ab"}
         for side, adapter in adapters.items():
             m.submodules[f"adapter_{side}"] = adapter
@@ -237,14 +236,7 @@ class PackageDieLink(wiring.Component):
         for side, (end, geometry), params in zip("ab", self.ends, self.bridge_params,
                                                  strict=True):
             adapter = adapters[side]
-            bridge = m.submodules[f"bridge_{side}"] = LinkBridge(
-                params, lambda end=end, geometry=geometry: RouteComputer(
-                    fmt, geometry, end.x, end.y))
-            wiring.connect(m, wiring.flipped(getattr(self, f"{side}_in")), bridge.noc_in)
-            wiring.connect(m, bridge.noc_out, wiring.flipped(getattr(self, f"{side}_out")))
-            for vc in range(fmt.vcs):
-                wiring.connect(m, bridge.to_link[vc], adapter.i[vc])
-                wiring.connect(m, adapter.o[vc], bridge.from_link[vc])
+            bridge = bridge_link_end(m, self, side, params, end, geometry, adapter)
             m.d.comb += bridge.peer_reset.eq(0)
             wiring.connect(m, bridge.status, wiring.flipped(getattr(self, f"{side}_bridge")))
             wiring.connect(m, adapter.tx_status,
