@@ -29,7 +29,7 @@ from chipknit.rtl.package.top import PackageTop
 from chipknit.rtl.tiles.npu import NPU_REGISTERS
 
 __all__ = ["WINDOW", "NpuClient", "NpuError", "npu_limits", "random_quantisation", "gemm_demo",
-           "DEMO_SHAPES", "PROGRAM_BASE"]
+           "DEMO_SHAPES", "PROGRAM_BASE", "program_end"]
 
 #: Byte offset of each register of an NPU tile's window.
 WINDOW = {register.name: 4 * index for index, register in enumerate(NPU_REGISTERS)}
@@ -172,11 +172,17 @@ def _shape(shape, limits) -> tuple[int, int, int]:
             max(1, round(n * limits.cols)))
 
 
+def program_end(program) -> int:
+    """The first memory beat above ``program``'s operand images and its result."""
+    beat_bytes = program.limits.beat_bytes
+    end = max(beat + -(-len(blob) // beat_bytes) for beat, blob in program.memory.items())
+    return max(end, program.out_base + program.m * program.out_pitch)
+
+
 def _end(program, what, memory) -> int:
-    """The first beat above ``program``'s images and result; refuses one past memory."""
-    end = max(beat + -(-len(blob) // 4) for beat, blob in program.memory.items())
-    end = max(end, program.out_base + program.m * program.out_pitch)
-    if 4 * end > memory.size:
+    """:func:`program_end`, refusing a program that runs past the memory tile."""
+    end = program_end(program)
+    if program.limits.beat_bytes * end > memory.size:
         raise ValueError(f"{what} does not fit the memory tile ({memory.size} B)")
     return end
 

@@ -26,7 +26,14 @@ import numpy as np
 from cocotb.triggers import ClockCycles
 
 from chipknit.host import AsyncHost, TransactionError
-from chipknit.host.npu import PROGRAM_BASE, WINDOW, NpuClient, gemm_demo, npu_limits
+from chipknit.host.npu import (
+    PROGRAM_BASE,
+    WINDOW,
+    NpuClient,
+    gemm_demo,
+    npu_limits,
+    program_end,
+)
 from chipknit.host.scripts import memory_test
 from chipknit.host.sim import StreamTransport
 from chipknit.npu.compiler import compile_gemm
@@ -75,12 +82,17 @@ class PackageBench:
 
     # ---- the NPU, through its window (the host-side client the boards use too) -------------
 
+    def pause(self, poll_cycles=200):
+        """What the NPU client awaits between status polls that found nothing."""
+        async def pause():
+            await ClockCycles(self.dut.clk, poll_cycles)
+        return pause
+
     def client(self, window, poll_cycles=200) -> NpuClient:
         """An :class:`NpuClient` for NPU ``window`` that waits ``poll_cycles`` between
         status polls that found nothing."""
-        async def pause():
-            await ClockCycles(self.dut.clk, poll_cycles)
-        return NpuClient(self.host, window.name, window.base, self.memory.base, pause=pause)
+        return NpuClient(self.host, window.name, window.base, self.memory.base,
+                         pause=self.pause(poll_cycles))
 
 
 def _gemm(gen, limits, base, shape=None):
@@ -90,9 +102,7 @@ def _gemm(gen, limits, base, shape=None):
     a, w = gen.integers(-128, 128, (m, k)), gen.integers(-128, 128, (k, n))
     q = random_quant(gen, n)
     program = compile_gemm(a, w, q, limits, memory_base=base)
-    end = max(beat + -(-len(blob) // 4) for beat, blob in program.memory.items())
-    end = max(end, program.out_base + program.m * program.out_pitch)
-    return program, expected(a, w, q), f"{m}x{k}x{n}", end
+    return program, expected(a, w, q), f"{m}x{k}x{n}", program_end(program)
 
 
 async def _gemms(bench, gen, shapes, base=PROGRAM_BASE):
@@ -171,10 +181,8 @@ async def gemm_over_the_link(dut):
     shapes = [(1, 1, 1), (5, 2 * limits.rows + 3, limits.cols + 2), None]
     issued = await _gemms(bench, gen, shapes)
     # The board demo's own script (``python -m chipknit.host gemm``), over the same host.
-    async def pause():
-        await ClockCycles(dut.clk, 200)
     demo = await gemm_demo(bench.host, bench.top, seed=int(gen.integers(1 << 31)),
-                           pause=pause, log=cocotb.log.info)
+                           pause=bench.pause(), log=cocotb.log.info)
     assert demo["exact"], demo
     for entry in demo["gemms"] + demo["convs"]:
         issued[entry["npu"]] = issued.get(entry["npu"], 0) + entry["commands"]
