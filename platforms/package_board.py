@@ -27,10 +27,14 @@ from chipknit.rtl.package.top import PackageTop
 from .boards import Board
 from .clocks import Ecp5Pll
 
-__all__ = ["PackageBoard", "package_top"]
+__all__ = ["PackageBoard", "package_top", "PACKAGE_CLOCK_MHZ"]
 
 #: Baud rate of the host UART when the host bridge tile does not give one.
 DEFAULT_BAUD = 115200
+
+#: Core clock of a package per board from a PLL (MHz) when none is asked for; a board not
+#: listed runs the package at its oscillator. Chosen from measured builds (docs/build.md).
+PACKAGE_CLOCK_MHZ: dict[str, float] = {}
 
 
 class PackageBoard(Elaboratable):
@@ -42,7 +46,8 @@ class PackageBoard(Elaboratable):
     package : Package
         Must have a host bridge tile.
     clock_mhz : float, optional
-        Core clock from a PLL (ECP5 boards only); default the board's oscillator.
+        Core clock from a PLL (ECP5 boards only); default the board's entry in
+        :data:`PACKAGE_CLOCK_MHZ`, else its oscillator.
     ber : float
         Bit error rate the interposer models inject on every lane (0: none).
 
@@ -64,6 +69,8 @@ class PackageBoard(Elaboratable):
             raise ValueError(f"{board.name}'s {board.device} cannot hold a package: one link "
                              f"adapter alone takes ~3400 LUT4 of its 5280 (docs/build.md); "
                              f"build a package for an ECP5 board")
+        if clock_mhz is None:
+            clock_mhz = PACKAGE_CLOCK_MHZ.get(board.name)
         if clock_mhz is not None and board.family != "ecp5":
             raise ValueError(f"A PLL core clock is built for ECP5 boards only; {board.name} "
                              f"runs at its {board.clock_mhz:g} MHz oscillator")

@@ -22,16 +22,15 @@ from .link_end import link_end_top
 from .package_board import package_top
 
 __all__ = ["BoardTop", "TopFactory", "default_top", "selftest_top", "small_top",
-           "package_default_top", "make_design", "DESIGNS", "DEFAULT_DESIGNS",
-           "PACKAGE_CLOCK_MHZ"]
+           "package_default_top", "make_design", "DESIGNS", "DEFAULT_DESIGNS"]
 
 TopFactory = Callable[[Board], Elaboratable]
 
 
 def package_default_top(board: Board) -> Elaboratable:
     """The default package in one FPGA (:mod:`.package_board`) at the board's default core
-    clock (:data:`PACKAGE_CLOCK_MHZ`)."""
-    return package_top("default", clock_mhz=PACKAGE_CLOCK_MHZ.get(board.name))(board)
+    clock."""
+    return package_top("default")(board)
 
 
 def selftest_top(board: Board) -> Elaboratable:
@@ -59,10 +58,6 @@ DESIGNS: dict[str, TopFactory] = {
 #: link adapter alone takes ~3400 LUT4 (docs/build.md), so the iCEBreaker builds the
 #: self-test.
 DEFAULT_DESIGNS: dict[str, str] = {"ulx3s": "package", "icebreaker": "selftest"}
-
-#: Core clock of the default package per board, from a PLL (MHz); a board not listed runs
-#: the package at its oscillator. Chosen from measured builds (docs/build.md).
-PACKAGE_CLOCK_MHZ: dict[str, float] = {}
 
 
 def default_top(board: Board) -> Elaboratable:

@@ -28,7 +28,7 @@ def _cmd_build(args) -> int:
     from chipknit.platforms.boards import get_board
     from chipknit.platforms.build import BuildError, build
     from chipknit.platforms.package_board import package_top
-    from chipknit.platforms.top import DEFAULT_DESIGNS, DESIGNS, PACKAGE_CLOCK_MHZ
+    from chipknit.platforms.top import DEFAULT_DESIGNS, DESIGNS
     design = args.design or DEFAULT_DESIGNS.get(args.board, "selftest")
     package_options = args.package is not None or args.clock_mhz is not None or args.ber
     if design != "package" and package_options:
@@ -37,10 +37,8 @@ def _cmd_build(args) -> int:
         return 2
     top = DESIGNS[design]
     if design == "package":
-        clock_mhz = args.clock_mhz if args.clock_mhz is not None \
-            else PACKAGE_CLOCK_MHZ.get(args.board)
         try:
-            top = package_top(args.package or "default", clock_mhz=clock_mhz,
+            top = package_top(args.package or "default", clock_mhz=args.clock_mhz,
                               ber=args.ber)(get_board(args.board))
         except (ValueError, TypeError, OSError) as error:
             print(f"build: {error}", file=sys.stderr)
