@@ -239,18 +239,18 @@ class RouterCreditProperties(wiring.Component):
         payload = slice(fmt.dest_width, fmt.data_width)
         for d in range(n_dir):
             m.d.comb += Assume(self.in_flit[d].data == 0)
-        for l in range(p.geometry.local_ports):  # noqa: E741
-            m.d.comb += Assume(self.inject_flit[l].data[payload] == 0)
+        for port in range(p.geometry.local_ports):
+            m.d.comb += Assume(self.inject_flit[port].data[payload] == 0)
         router = self.router_class(p)
         # Elaborated here, so that its internal state (``probes``) exists for the asserts.
         m.submodules.router = router.elaborate(platform)
         probes = router.probes
-        for l in range(p.geometry.local_ports):  # noqa: E741
+        for port in range(p.geometry.local_ports):
             for v in range(vcs):
                 m.d.comb += [
-                    router.inject[l][v].valid.eq(self.inject_valid[l][v]),
-                    router.inject[l][v].payload.eq(self.inject_flit[l]),
-                    router.eject[l][v].ready.eq(self.eject_ready[l][v]),
+                    router.inject[port][v].valid.eq(self.inject_valid[port][v]),
+                    router.inject[port][v].payload.eq(self.inject_flit[port]),
+                    router.eject[port][v].ready.eq(self.eject_ready[port][v]),
                 ]
         wide = range(2 * depth + 2)
         for d in range(n_dir):
