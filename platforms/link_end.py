@@ -33,7 +33,8 @@ class LinkEndBoard(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.selftest = end = self.selftest
-        pins = request_link_pins(platform, self.board.name)
+        pins = request_link_pins(platform, self.board.name,
+                                 rx_clock_hz=self.board.clock_mhz * 1e6)
         m.submodules.phy = phy = DdrPhy(DdrPhyParams(self.params.lanes, shared_valid=True),
                                         pins)
         wiring.connect(m, end.lanes_tx, phy.tx)

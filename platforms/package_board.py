@@ -15,17 +15,33 @@ frequency the design runs at. The die links' interposer models run error-free
 
 LEDs: ``ok`` while the UART has seen no framing error or overrun, ``error`` once it has,
 ``heartbeat`` blinks at about 1.5 Hz (the core clock is running and out of reset).
+
+**One die per board** (``die``, ``chipknit build --die N``): the board holds
+:class:`PackageTop` of die ``N`` alone; its one cut link leaves on the header pins of
+:data:`~.pinmaps.DIE_LINK_PINS` through a :class:`~chipknit.rtl.link.phy_ddr.DdrPhy` (DDR,
+forwarded clock, 2 spare lanes) and trains with the board at its other end. The boards run
+from one clock, as a package's dies share a reference: the die with the host bridge runs
+from its oscillator (or PLL), every other from a PLL locked to the clock the far board
+forwards with the lanes (held in reset until it locks), so the PHYs' clock crossings never
+slip. The host bridge's UART is on the board whose die has it. LEDs: ``ok`` while the link
+is ACTIVE (and the UART clean), ``error`` once training has failed (or the UART erred),
+``heartbeat`` as above.
 """
 
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 
 from chipknit.rtl.host.uart import UartParams, UartRx, UartTx
+from chipknit.rtl.link.lanes import LaneParams
+from chipknit.rtl.link.phy_ddr import DdrPhy, DdrPhyParams
+from chipknit.rtl.link.training import TrainingState
 from chipknit.rtl.package.config import Package
+from chipknit.rtl.package.link_end import package_link_end
 from chipknit.rtl.package.top import PackageTop
 
 from .boards import Board
 from .clocks import Ecp5Pll
+from .pinmaps import die_link_pin_map, request_link_pins
 
 __all__ = ["PackageBoard", "package_top", "PACKAGE_CLOCK_MHZ"]
 
@@ -50,6 +66,8 @@ class PackageBoard(Elaboratable):
         :data:`PACKAGE_CLOCK_MHZ`, else its oscillator.
     ber : float
         Bit error rate the interposer models inject on every lane (0: none).
+    die : int, optional
+        Build die ``die`` alone, its link on the header pins (module documentation).
 
     Attributes
     ----------
@@ -58,19 +76,41 @@ class PackageBoard(Elaboratable):
     """
 
     def __init__(self, board: Board, package: Package, *, clock_mhz: float | None = None,
-                 ber: float = 0.0):
+                 ber: float = 0.0, die: int | None = None):
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
         hosts = [tile for tile in package.tiles if tile.kind == "host_bridge"]
         if not hosts:
             raise ValueError(f"Package {package.name!r} has no host_bridge tile, so a board "
                              f"build could not reach it")
+        self.die = die
+        if die is not None:
+            numbers = [d.number for d in package.dies]
+            if die not in numbers:
+                raise ValueError(f"Package {package.name!r} has dies "
+                                 f"{', '.join(map(str, numbers))}, not a die {die}")
+            links = [i for i, link in enumerate(package.links) if die in (link.a.die,
+                                                                          link.b.die)]
+            if len(links) != 1:
+                raise ValueError(f"Die {die} of package {package.name!r} has {len(links)} die "
+                                 f"links; a board carries exactly one on its header pins")
+            self.pin_map = die_link_pin_map(board.name)
+            self.link = links[0]
+            if ber:
+                raise ValueError("--ber injects errors in the interposer models inside one "
+                                 "FPGA; a die on its own board has real wires")
         if board.family == "ice40":
             raise ValueError(f"{board.name}'s {board.device} cannot hold a package: one link "
                              f"adapter alone takes ~3400 LUT4 of its 5280 (docs/build.md); "
                              f"build a package for an ECP5 board")
         if clock_mhz is None:
             clock_mhz = PACKAGE_CLOCK_MHZ.get(board.name)
+        # One clock for all the boards: the host's die makes it, the others follow the link.
+        self.host_die = hosts[0].die
+        self.follower = die is not None and die != self.host_die
+        if self.follower and board.family != "ecp5":
+            raise ValueError("A die without the host bridge runs from a PLL locked to the "
+                             "link's forwarded clock, which is built for ECP5 boards only")
         if clock_mhz is not None and board.family != "ecp5":
             raise ValueError(f"A PLL core clock is built for ECP5 boards only; {board.name} "
                              f"runs at its {board.clock_mhz:g} MHz oscillator")
@@ -81,19 +121,55 @@ class PackageBoard(Elaboratable):
         self.pll = clock_mhz is not None
         self.baud = hosts[0].params.get("baud", DEFAULT_BAUD)
         self.uart = UartParams.from_baud(self.clock_mhz * 1e6, self.baud)
-        self.top = PackageTop(package)
+        if die is None:
+            self.top = PackageTop(package)
+        else:
+            lanes = LaneParams(self.pin_map.lanes, bits_per_lane=2)
+            self.top = PackageTop(package, dies={die}, link_end=package_link_end(
+                lanes, repair_lanes=self.pin_map.repair_lanes))
+        self.has_host = "host_rx" in self.top.signature.members
         self.params = {"package": package.name, "clock_mhz": self.clock_mhz,
-                       "baud": self.baud, "uart_divisor": self.uart.divisor, "ber": ber}
+                       "baud": self.baud, "uart_divisor": self.uart.divisor, "ber": ber,
+                       "die": die}
         self.ok, self.error, self.heartbeat = Signal(), Signal(), Signal()
 
     def elaborate(self, platform):
         m = Module()
-        if self.pll:
+        m.submodules.package = top = self.top
+        phy = None
+        if self.die is not None:
+            # The far board's core clock arrives with the lanes: the same frequency as ours.
+            pins = request_link_pins(platform, self.board.name, pin_map=self.pin_map,
+                                     rx_clock_hz=self.clock_mhz * 1e6)
+            m.submodules.phy = phy = DdrPhy(DdrPhyParams(
+                LaneParams(self.pin_map.lanes, bits_per_lane=2), shared_valid=True,
+                mesochronous=True), pins)
+            wiring.connect(m, getattr(top, f"link{self.link}_lanes_tx"), phy.tx)
+            wiring.connect(m, phy.rx, getattr(top, f"link{self.link}_lanes_rx"))
+            m.d.comb += getattr(top, f"link{self.link}_restart").eq(0)
+        if self.follower:
+            m.submodules.pll = Ecp5Pll(phy.rx_clock, self.clock_mhz, self.clock_mhz)
+        elif self.pll:
             clk = platform.request(platform.default_clk, dir="-")
             m.submodules.clk_buffer = clk_buffer = io.Buffer("i", clk)
             m.submodules.pll = Ecp5Pll(clk_buffer.i, self.board.clock_mhz, self.clock_mhz)
 
-        m.submodules.package = top = self.top
+        blink = Signal(range(1 << 30))
+        m.d.sync += blink.eq(blink + 1)
+        # About 1.5 Hz whatever the clock: the bit whose period is nearest 2**24 cycles at
+        # 25 MHz.
+        bit = max(1, round(self.clock_mhz * 1e6 / 1.5).bit_length() - 1)
+        m.d.comb += self.heartbeat.eq(blink[bit])
+        if self.die is not None:
+            training = getattr(top, f"link{self.link}_training")
+            failed = Signal()
+            with m.If(training.training_errors != 0):
+                m.d.sync += failed.eq(1)
+            m.d.comb += [self.ok.eq(training.state == TrainingState.ACTIVE),
+                         self.error.eq(failed)]
+        if not self.has_host:
+            return m
+
         m.submodules.uart_rx = uart_rx = UartRx(self.uart)
         m.submodules.uart_tx = uart_tx = UartTx(self.uart)
         if platform is not None:
@@ -109,24 +185,22 @@ class PackageBoard(Elaboratable):
         for index in range(len(self.package.links)):
             m.d.comb += top.link_error_threshold[index].eq(threshold)
 
-        m.d.comb += self.error.eq((uart_rx.framing_errors != 0) | (uart_rx.overruns != 0))
-        m.d.comb += self.ok.eq(~self.error)
-        blink = Signal(range(1 << 30))
-        m.d.sync += blink.eq(blink + 1)
-        # About 1.5 Hz whatever the clock: the bit whose period is nearest 2**24 cycles at
-        # 25 MHz.
-        bit = max(1, round(self.clock_mhz * 1e6 / 1.5).bit_length() - 1)
-        m.d.comb += self.heartbeat.eq(blink[bit])
+        uart_error = (uart_rx.framing_errors != 0) | (uart_rx.overruns != 0)
+        if self.die is None:
+            m.d.comb += [self.error.eq(uart_error), self.ok.eq(~uart_error)]
+        else:
+            m.d.comb += [self.error.eq(failed | uart_error),
+                         self.ok.eq((training.state == TrainingState.ACTIVE) & ~uart_error)]
         return m
 
 
 def package_top(package: Package | str = "default", *, clock_mhz: float | None = None,
-                ber: float = 0.0):
+                ber: float = 0.0, die: int | None = None):
     """A top factory (see :mod:`.top`) building ``package`` (a config, a shipped name or a
-    path to a TOML file) on the board it is given."""
+    path to a TOML file), or its die ``die`` alone, on the board it is given."""
     config = Package.load(package)
 
     def factory(board: Board) -> Elaboratable:
-        return PackageBoard(board, config, clock_mhz=clock_mhz, ber=ber)
+        return PackageBoard(board, config, clock_mhz=clock_mhz, ber=ber, die=die)
     factory.package = package
     return factory

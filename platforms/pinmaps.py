@@ -8,11 +8,12 @@ its receive pin) tests its own link; two boards wired crosswise form a two-die p
 
 from dataclasses import dataclass
 
-from amaranth.build import Attrs, Pins, Resource, Subsignal
+from amaranth.build import Attrs, Clock, Pins, Resource, Subsignal
 
 from chipknit.rtl.link.phy_ddr import DdrPhyPins
 
-__all__ = ["LinkPinMap", "LINK_PINS", "PIN_NAMES", "link_pin_map", "request_link_pins"]
+__all__ = ["LinkPinMap", "LINK_PINS", "DIE_LINK_PINS", "PIN_NAMES", "link_pin_map",
+           "die_link_pin_map", "request_link_pins"]
 
 PIN_NAMES = ("tx_data", "tx_valid", "tx_clk", "rx_data", "rx_valid", "rx_clk")
 
@@ -35,6 +36,8 @@ class LinkPinMap:
         I/O standard of every pin.
     cabling : str
         How to wire a loopback and a board-to-board cable, for the docs.
+    repair_lanes : int
+        Of ``lanes``, how many are spares a link trainer maps in for dead ones.
     """
     board: str
     connector: tuple[str, int]
@@ -47,8 +50,12 @@ class LinkPinMap:
     rx_clk: str
     attrs: Attrs
     cabling: str = ""
+    repair_lanes: int = 0
 
     def __post_init__(self):
+        if not isinstance(self.repair_lanes, int) or not 0 <= self.repair_lanes < self.lanes:
+            raise ValueError(f"{self.board}: repair lanes must be in [0, {self.lanes}), not "
+                             f"{self.repair_lanes!r}")
         for name in ("tx_data", "rx_data"):
             if len(getattr(self, name).split()) != self.lanes:
                 raise ValueError(f"{self.board}: {name} names "
@@ -58,10 +65,15 @@ class LinkPinMap:
         if len(set(pins)) != len(pins):
             raise ValueError(f"{self.board}: a pin is used twice in the link pin map")
 
-    def resource(self, number: int = 0) -> Resource:
-        return Resource("link", number, *[
-            Subsignal(name, Pins(getattr(self, name), dir="io", conn=self.connector))
-            for name in PIN_NAMES], self.attrs)
+    def resource(self, number: int = 0, rx_clock_hz: float | None = None) -> Resource:
+        """The link as one resource; ``rx_clock_hz`` (the far end's core clock) constrains
+        the forwarded receive clock pin for timing."""
+        def subsignal(name):
+            pins = Pins(getattr(self, name), dir="io", conn=self.connector)
+            if name == "rx_clk" and rx_clock_hz:
+                return Subsignal(name, pins, Clock(rx_clock_hz))
+            return Subsignal(name, pins)
+        return Resource("link", number, *[subsignal(name) for name in PIN_NAMES], self.attrs)
 
 
 LINK_PINS: dict[str, LinkPinMap] = {
@@ -78,6 +90,29 @@ LINK_PINS: dict[str, LinkPinMap] = {
 }
 
 
+#: The die link of a package split one die per board (``chipknit build --die N``): 8 lanes
+#: carry a 16-bit DDR beat and 2 spares let the trainer map out up to 2 dead lanes.
+DIE_LINK_PINS: dict[str, LinkPinMap] = {
+    # ULX3S: gpN (transmit) and gnN (receive), N = 0..12, on the GPIO header.
+    "ulx3s": LinkPinMap(
+        board="ulx3s", connector=("gpio", 0), lanes=10, repair_lanes=2,
+        tx_data="0+ 1+ 2+ 3+ 4+ 5+ 6+ 7+ 8+ 9+", tx_valid="10+", tx_clk="11+",
+        rx_data="0- 1- 2- 3- 4- 5- 6- 7- 8- 9-", rx_valid="10-", rx_clk="11-",
+        attrs=Attrs(IO_TYPE="LVCMOS33", DRIVE="8"),
+        cabling="two boards: gpN of each to gnN of the other for N = 0..11, and ground to "
+                "ground",
+    ),
+}
+
+
+def die_link_pin_map(board: str) -> LinkPinMap:
+    try:
+        return DIE_LINK_PINS[board]
+    except KeyError:
+        raise ValueError(f"No die link pin map for board {board!r}; boards with one: "
+                         f"{', '.join(sorted(DIE_LINK_PINS))}") from None
+
+
 def link_pin_map(board: str) -> LinkPinMap:
     try:
         return LINK_PINS[board]
@@ -86,9 +121,12 @@ def link_pin_map(board: str) -> LinkPinMap:
                          f"{', '.join(sorted(LINK_PINS))}") from None
 
 
-def request_link_pins(platform, board: str, number: int = 0) -> DdrPhyPins:
-    """Add the link resource for ``board`` to ``platform`` and request its pins."""
-    pin_map = link_pin_map(board)
-    platform.add_resources([pin_map.resource(number)])
+def request_link_pins(platform, board: str, number: int = 0,
+                      pin_map: LinkPinMap | None = None,
+                      rx_clock_hz: float | None = None) -> DdrPhyPins:
+    """Add the link resource for ``board`` (``pin_map``, default :data:`LINK_PINS`'s) to
+    ``platform`` and request its pins; ``rx_clock_hz`` constrains the receive clock."""
+    pin_map = pin_map or link_pin_map(board)
+    platform.add_resources([pin_map.resource(number, rx_clock_hz)])
     link = platform.request("link", number, dir={name: "-" for name in PIN_NAMES})
     return DdrPhyPins(**{name: getattr(link, name) for name in PIN_NAMES})

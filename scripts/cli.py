@@ -30,16 +30,17 @@ def _cmd_build(args) -> int:
     from chipknit.platforms.package_board import package_top
     from chipknit.platforms.top import DEFAULT_DESIGNS, DESIGNS
     design = args.design or DEFAULT_DESIGNS.get(args.board, "selftest")
-    package_options = args.package is not None or args.clock_mhz is not None or args.ber
+    package_options = (args.package is not None or args.clock_mhz is not None or args.ber
+                       or args.die is not None)
     if design != "package" and package_options:
-        print(f"--package, --clock-mhz and --ber apply to the package design, not "
+        print(f"--package, --clock-mhz, --ber and --die apply to the package design, not "
               f"{design!r}", file=sys.stderr)
         return 2
     top = DESIGNS[design]
     if design == "package":
         try:
             top = package_top(args.package or "default", clock_mhz=args.clock_mhz,
-                              ber=args.ber)(get_board(args.board))
+                              ber=args.ber, die=args.die)(get_board(args.board))
         except (ValueError, TypeError, OSError) as error:
             print(f"build: {error}", file=sys.stderr)
             return 2
@@ -149,6 +150,11 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--ber", type=float, default=0.0,
                        help="bit error rate the package's interposer models inject on "
                             "every lane, to watch replays on the board (default: 0)")
+    build.add_argument("--die", type=int, default=None, metavar="N",
+                       help="build die N of the package alone, for one board of a package "
+                            "split one die per board: its die link on the header pins "
+                            "(DDR, trained), the boards wired as docs/package.md shows "
+                            "(default: the whole package in one FPGA)")
     build.add_argument("--synth-opts", default=None, metavar="OPTS",
                        help="options for Yosys's synth_<family> (default: -nowidelut on ECP5)")
     build.set_defaults(func=_cmd_build)

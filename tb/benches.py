@@ -19,7 +19,9 @@ from .tests.noc_common import router_top as noc_router_top
 from .tests.noc_interface import ni_system_top as noc_interface_top
 from .tests.noc_package import package_top as noc_package_top
 from .tests.package_common import E2E_PARAMS as PACKAGE_E2E_PARAMS
+from .tests.package_common import SPLIT_PARAMS as PACKAGE_SPLIT_PARAMS
 from .tests.package_common import e2e_top as package_e2e_top
+from .tests.package_common import split_top as package_split_top
 
 __all__ = ["TESTBENCHES", "get_testbench"]
 
@@ -367,13 +369,22 @@ TESTBENCHES = {bench.name: bench for bench in [
         description="the whole package through the host bridge: memory, errors, GEMMs on "
                     "die 1's NPUs over the die link, with and without bit errors",
     ),
+    Testbench(
+        name="package_split",
+        top=package_split_top,
+        module="chipknit.tb.tests.package_split",
+        params=PACKAGE_SPLIT_PARAMS,
+        description="a package split one die per chip (what --die N builds per board), the "
+                    "dies' lanes through interposers: training through skew and dead lanes, "
+                    "a die reset mid-transfer, bit errors, GEMMs across the trained link",
+    ),
 ]}
 
 
 #: Designs Icarus runs far too slowly (see docs/status.md): ``chipknit sim`` uses Verilator.
 _VERILATOR_FIRST = {"link_pair", "link_soak", "link_training", "link_end", "noc_mesh",
                     "noc_package", "noc_cross_link", "noc_interface", "npu_commands", "npu_dma",
-                    "npu_fabric", "npu_tile", "package_e2e"}
+                    "npu_fabric", "npu_tile", "package_e2e", "package_split"}
 TESTBENCHES = {name: replace(bench, simulator="verilator") if name in _VERILATOR_FIRST
                else bench for name, bench in TESTBENCHES.items()}
 

@@ -98,3 +98,34 @@ def test_pll_constrains_its_output_clock():
     pll = Ecp5Pll(Signal(), 25, 100)
     Fragment.get(pll, platform)
     assert [freq for _, freq in platform.constraints] == [100e6]
+
+
+# ---- one die per board ---------------------------------------------------------------------
+
+def test_die_board_checks():
+    ulx3s, icebreaker = get_board("ulx3s"), get_board("icebreaker")
+    with pytest.raises(ValueError, match="not a die 5"):
+        PackageBoard(ulx3s, Package.named("default"), die=5)
+    with pytest.raises(ValueError, match="has 2 die links; a board carries exactly one"):
+        PackageBoard(ulx3s, Package.named("four_die"), die=0)
+    with pytest.raises(ValueError, match="a die on its own board has real wires"):
+        PackageBoard(ulx3s, Package.named("default"), die=1, ber=1e-5)
+    with pytest.raises(ValueError, match="No die link pin map"):
+        PackageBoard(icebreaker, Package.named("minimal"), die=1)
+
+
+@pytest.mark.parametrize("die", [0, 1])
+def test_die_board_elaborates_on_the_ulx3s(die):
+    """Each die of the minimal package alone on a ULX3S: its link on the header's DDR pins
+    (10 lanes, 2 spares), the host's die from the oscillator, the other from a PLL on the
+    forwarded clock; the UART only where the host bridge is."""
+    board = get_board("ulx3s")
+    design = package_top("minimal", die=die)(board)
+    assert design.params["die"] == die
+    assert design.follower == (die == 1) and design.has_host == (die == 0)
+    link = design.top.cut[0]
+    assert (link.params.lanes.lanes, link.params.repair_lanes, link.params.link.beat_width) \
+        == (10, 2, 16)
+    platform = board.make_platform()
+    Fragment.get(BoardTop(board, design), platform)
+    assert {r.name for r in platform.resources.values()} >= {"link"}

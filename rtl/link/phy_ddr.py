@@ -59,11 +59,18 @@ class DdrPhyParams:
         Entries of the receive clock-crossing FIFO (a power of two).
     counter_width : int
         Width of ``rx_overflows``.
+    mesochronous : bool
+        Both ends run from one clock (one forwards its core clock and the other makes its
+        own from it): every received word crosses into the core domain, idle ones too
+        (``valid`` low), which a link trainer's training frames need. Otherwise only words
+        with ``valid`` cross, and the sender must idle now and then to absorb two
+        oscillators' difference.
     """
     lane_params: LaneParams = field(default_factory=lambda: LaneParams(lanes=4, bits_per_lane=2))
     shared_valid: bool = True
     fifo_depth: int = 8
     counter_width: int = 16
+    mesochronous: bool = False
 
     def __post_init__(self):
         if not isinstance(self.lane_params, LaneParams):
@@ -111,6 +118,9 @@ class DdrPhy(wiring.Component):
     rx_overflows : Out(counter_width)
         Times received words were dropped at a full clock-crossing FIFO (a run of drops in
         consecutive receive cycles may count once).
+    rx_clock : Out(1)
+        The forwarded receive clock as it comes off its pin (to clock a PLL from the far
+        end's clock, :attr:`DdrPhyParams.mesochronous`).
     """
 
     def __init__(self, params: DdrPhyParams, pins: DdrPhyPins, *,
@@ -134,6 +144,7 @@ class DdrPhy(wiring.Component):
             "tx": In(LaneSignature(params.lane_params)),
             "rx": Out(LaneSignature(params.lane_params)),
             "rx_overflows": Out(params.counter_width),
+            "rx_clock": Out(1),
         })
 
     def elaborate(self, platform):
@@ -161,7 +172,7 @@ class DdrPhy(wiring.Component):
         rx = self._rx_domain
         m.domains += ClockDomain(rx, local=True)
         m.submodules.rx_clk = rx_clk = io.Buffer("i", pins.rx_clk)
-        m.d.comb += ClockSignal(rx).eq(rx_clk.i)
+        m.d.comb += [ClockSignal(rx).eq(rx_clk.i), self.rx_clock.eq(rx_clk.i)]
         m.submodules.rx_reset = cdc.ResetSynchronizer(ResetSignal("sync", allow_reset_less=True),
                                                       domain=rx)
         m.submodules.rx_data = rx_data = io.DDRBuffer("i", pins.rx_data, i_domain=rx)
@@ -174,7 +185,7 @@ class DdrPhy(wiring.Component):
             width=width, depth=p.fifo_depth, w_domain=rx, r_domain="sync")
         m.d.comb += [
             crossing.w_data.eq(Cat(data_in, valid_in)),
-            crossing.w_en.eq(valid_in.any()),
+            crossing.w_en.eq(1 if p.mesochronous else valid_in.any()),
         ]
         # Overflow: flagged in the receive domain, counted in the core domain.
         overflow = Signal()

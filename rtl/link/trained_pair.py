@@ -43,6 +43,10 @@ class TrainedLinkEnd(wiring.Component):
         Sum, over every adapter reset, of the flits this end had sent and not yet seen
         credited back (``rx_credits - credits`` per VC): every flit an adapter reset lost
         in this end's sending direction is counted here (some delivered ones may be too).
+    link_down : Out(1)
+        The adapter is held in reset (training, a link reset, ``restart``): flits it held
+        are gone, so a packet it was delivering will not be finished (what a NoC↔link
+        bridge's ``peer_reset`` wants to know).
     """
 
     def __init__(self, params: TrainingParams = TrainingParams()):
@@ -61,6 +65,7 @@ class TrainedLinkEnd(wiring.Component):
             "tx_status": Out(TransmitterStatus(link)),
             "rx_status": Out(ReceiverStatus(link)),
             "lost_flits": Out(params.counter_width),
+            "link_down": Out(1),
         })
 
     def elaborate(self, platform):
@@ -72,6 +77,7 @@ class TrainedLinkEnd(wiring.Component):
         # No flit crosses in a cycle the adapter resets: it would be taken (or handed out)
         # and then forgotten without passing through the credits that count losses.
         running = ~trainer.adapter_reset
+        m.d.comb += self.link_down.eq(trainer.adapter_reset)
         for vc in range(link.vcs):
             m.d.comb += [
                 adapter.i[vc].valid.eq(self.i[vc].valid & running),
@@ -82,7 +88,16 @@ class TrainedLinkEnd(wiring.Component):
                 adapter.o[vc].ready.eq(self.o[vc].ready & running),
             ]
         wiring.connect(m, adapter.tx, trainer.up_tx)
-        wiring.connect(m, trainer.up_rx, adapter.rx)
+        # Received beats are registered between the trainer's lane mapping and the
+        # adapter's receiver (it takes every beat: no ready), so the two blocks' logic is
+        # not one timing path; a beat waiting in the register when the adapter resets is
+        # dropped with it.
+        rx_valid = Signal()
+        rx_payload = Signal(link.beat_width)
+        m.d.sync += [rx_valid.eq(trainer.up_rx.valid & ~trainer.adapter_reset),
+                     rx_payload.eq(trainer.up_rx.payload)]
+        m.d.comb += [trainer.up_rx.ready.eq(1), adapter.rx.valid.eq(rx_valid),
+                     adapter.rx.payload.eq(rx_payload)]
         wiring.connect(m, trainer.lanes_tx, wiring.flipped(self.lanes_tx))
         wiring.connect(m, wiring.flipped(self.lanes_rx), trainer.lanes_rx)
         wiring.connect(m, trainer.status, wiring.flipped(self.training))

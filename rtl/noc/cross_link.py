@@ -217,25 +217,27 @@ class BridgedDieLink(wiring.Component):
         for side, (end, geometry), adapter in zip("ab", self.ends, adapters, strict=True):
             params = LinkBridgeParams(flit=fmt, link=self.link_params, ports=geometry.ports,
                                       depth=self.depth)
-            bridge_link_end(m, self, side, params, end, geometry, adapter)
+            bridge_link_end(m, f"bridge_{side}", getattr(self, f"{side}_in"),
+                            getattr(self, f"{side}_out"), params, end, geometry, adapter)
         return m
 
 
-def bridge_link_end(m, link, side: str, params: LinkBridgeParams, end, geometry,
-                    adapter) -> LinkBridge:
-    """Add ``bridge_{side}``, the :class:`LinkBridge` of end ``side`` of die link ``link``,
-    to ``m``: NoC side on ``link``'s ``{side}_in``/``{side}_out``, link side on ``adapter``'s
-    per-VC ``i``/``o`` streams; it routes what it receives as a flit entering the router at
-    ``(end.x, end.y)`` of ``geometry``. Returns the bridge (its status and ``peer_reset``
-    are the caller's)."""
+def bridge_link_end(m, name: str, noc_in, noc_out, params: LinkBridgeParams, end, geometry,
+                    link_end) -> LinkBridge:
+    """Add ``name``, the :class:`LinkBridge` of one end of a die link, to ``m``: NoC side on
+    ``noc_in`` (the gateway router's edge output, ``In(LinkSignature)`` of the caller) and
+    ``noc_out`` (to its edge input), link side on ``link_end``'s per-VC ``i``/``o`` streams (a
+    link adapter, or a trained link end); it routes what it receives as a flit entering the
+    router at ``(end.x, end.y)`` of ``geometry``. Returns the bridge (its status and
+    ``peer_reset`` are the caller's)."""
     fmt = params.flit
-    bridge = m.submodules[f"bridge_{side}"] = LinkBridge(
+    bridge = m.submodules[name] = LinkBridge(
         params, lambda: RouteComputer(fmt, geometry, end.x, end.y))
-    wiring.connect(m, wiring.flipped(getattr(link, f"{side}_in")), bridge.noc_in)
-    wiring.connect(m, bridge.noc_out, wiring.flipped(getattr(link, f"{side}_out")))
+    wiring.connect(m, wiring.flipped(noc_in), bridge.noc_in)
+    wiring.connect(m, bridge.noc_out, wiring.flipped(noc_out))
     for vc in range(fmt.vcs):
-        wiring.connect(m, bridge.to_link[vc], adapter.i[vc])
-        wiring.connect(m, adapter.o[vc], bridge.from_link[vc])
+        wiring.connect(m, bridge.to_link[vc], link_end.i[vc])
+        wiring.connect(m, link_end.o[vc], bridge.from_link[vc])
     return bridge
 
 

@@ -145,6 +145,11 @@ class PackageNetwork(wiring.Component):
         documentation); default :class:`StandInDieLink` with ``link_latency``.
     link_latency : int
         Register stages each way of the default stand-in link.
+    dies : iterable of int, optional
+        Build only these dies (default all): what one FPGA of a package split across boards
+        holds. A link between two of them is a ``die_link``; a link with one end among them
+        is *cut*: its gateway router's edge port becomes ``link{i}_out``/``link{i}_in``, for
+        the caller's link end; a link with neither end among them is left out.
 
     Members
     -------
@@ -154,15 +159,27 @@ class PackageNetwork(wiring.Component):
     die{n}_unroutable, die{n}_malformed : Out(counter_width).array(nodes)
         Each router's injection error counters (a destination on a die that does not
         exist, or outside its die's mesh, is unroutable where it is injected).
+    link{i}_out : Out(LinkSignature(flit, ports))
+        Cut link ``i``: what its gateway router sends across (as a die link's ``a_in``).
+    link{i}_in : In(LinkSignature(flit, ports))
+        Cut link ``i``: what comes back into that router (the die link must give each flit
+        the router's lookahead route, as a die link's ``a_out``).
     """
 
-    def __init__(self, package, *, die_link=None, link_latency: int = 1):
+    def __init__(self, package, *, die_link=None, link_latency: int = 1, dies=None):
         from ..package.config import Package  # the package layer builds on the NoC
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
         self.package = package
         self.die_link = die_link or stand_in_die_link(link_latency)
-        self.mesh_params = {die.number: package.mesh_params(die.number) for die in package.dies}
+        numbers = [die.number for die in package.dies]
+        self.dies = frozenset(numbers if dies is None else dies)
+        unknown = sorted(self.dies - set(numbers))
+        if unknown or not self.dies:
+            raise ValueError(f"Package {package.name!r} has dies "
+                             f"{', '.join(map(str, numbers))}; cannot build "
+                             f"{', '.join(map(str, unknown)) or 'none of them'}")
+        self.mesh_params = {n: package.mesh_params(n) for n in numbers if n in self.dies}
         fmt, members = package.flit, {}
         for number, params in self.mesh_params.items():
             shape = (params.nodes, params.geometry.local_ports, fmt.vcs)
@@ -170,7 +187,21 @@ class PackageNetwork(wiring.Component):
             members[f"die{number}_eject"] = Out(stream.Signature(fmt.layout)).array(*shape)
             members[f"die{number}_unroutable"] = Out(params.counter_width).array(params.nodes)
             members[f"die{number}_malformed"] = Out(params.counter_width).array(params.nodes)
+        for index, end in self.cut_links().items():
+            ports = package.geometry(end.die).ports
+            members[f"link{index}_out"] = Out(LinkSignature(fmt, ports))
+            members[f"link{index}_in"] = In(LinkSignature(fmt, ports))
         super().__init__(members)
+
+    def cut_links(self) -> dict:
+        """``index -> Endpoint``: the links with exactly one end on a built die, and that
+        end."""
+        cut = {}
+        for index, link in enumerate(self.package.links):
+            inside = [end for end in (link.a, link.b) if end.die in self.dies]
+            if len(inside) == 1:
+                cut[index] = inside[0]
+        return cut
 
     def elaborate(self, platform):
         m = Module()
@@ -189,11 +220,23 @@ class PackageNetwork(wiring.Component):
                     getattr(self, f"die{number}_unroutable")[node].eq(mesh.unroutable[node]),
                     getattr(self, f"die{number}_malformed")[node].eq(mesh.malformed[node]),
                 ]
+        def edge(end):
+            mesh = meshes[end.die]
+            index = mesh.params.geometry.edge_ports.index((end.x, end.y, end.direction))
+            return mesh.edge_out[index], mesh.edge_in[index]
+
+        cut = self.cut_links()
         for index, link in enumerate(self.package.links):
+            if index in cut:
+                edge_out, edge_in = edge(cut[index])
+                wiring.connect(m, edge_out, wiring.flipped(getattr(self, f"link{index}_out")))
+                wiring.connect(m, wiring.flipped(getattr(self, f"link{index}_in")), edge_in)
+                continue
+            if link.a.die not in self.dies:
+                continue
             component = m.submodules[f"link{index}"] = self.die_link(self.package, index)
             for end, side in ((link.a, "a"), (link.b, "b")):
-                mesh = meshes[end.die]
-                edge = mesh.params.geometry.edge_ports.index((end.x, end.y, end.direction))
-                wiring.connect(m, mesh.edge_out[edge], getattr(component, f"{side}_in"))
-                wiring.connect(m, getattr(component, f"{side}_out"), mesh.edge_in[edge])
+                edge_out, edge_in = edge(end)
+                wiring.connect(m, edge_out, getattr(component, f"{side}_in"))
+                wiring.connect(m, getattr(component, f"{side}_out"), edge_in)
         return m

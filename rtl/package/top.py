@@ -31,7 +31,14 @@ interfaces, the NoC of every die, the die links, the host bridge's byte streams 
   ``0x5000_0000`` (die ``n`` at ``+ n * 0x1000``), ``WINDOW_SIZE`` bytes each. Anything
   else is a DECODE_ERROR.
 
-The seam for link training: ``die_link(package, index)`` returns the component of link
+One die or several, not the whole package (``dies``): what one FPGA holds when each die
+is its own board. A link with one end on a built die is *cut*: its end is made by the
+``link_end`` factory (default :func:`~.link_end.package_link_end`: bridge, adapter and
+trainer) and its lanes are the top's ``link{i}_lanes_tx``/``link{i}_lanes_rx`` (a DDR PHY
+on a board, an interposer in simulation); its counters (adapter, bridge, training) are in
+that die's bank. The address map stays the whole package's.
+
+The seam for in-FPGA links: ``die_link(package, index)`` returns the component of link
 ``index``; besides ``a_in``/``a_out``/``b_in``/``b_out`` (see ``PackageNetwork``) it may have
 ``error_threshold`` (``In(32)``, driven from ``link_error_threshold[index]``). A factory
 whose ``link_counters`` attribute is true promises, per side ``a``/``b``,
@@ -75,6 +82,7 @@ from ..registers import Register, RegisterBank
 from ..tiles.memory import MemoryParams, MemoryTile
 from ..tiles.npu import NpuTile, NpuTileParams
 from .config import Package
+from .link_end import package_link_end
 
 __all__ = ["PackageDieLink", "package_die_link", "die_link_params", "PackageTop",
            "address_map", "MapEntry", "NPU_BASE", "COUNTERS_BASE", "WINDOW_SIZE",
@@ -236,7 +244,9 @@ class PackageDieLink(wiring.Component):
         for side, (end, geometry), params in zip("ab", self.ends, self.bridge_params,
                                                  strict=True):
             adapter = adapters[side]
-            bridge = bridge_link_end(m, self, side, params, end, geometry, adapter)
+            bridge = bridge_link_end(m, f"bridge_{side}", getattr(self, f"{side}_in"),
+                                     getattr(self, f"{side}_out"), params, end, geometry,
+                                     adapter)
             m.d.comb += bridge.peer_reset.eq(0)
             wiring.connect(m, bridge.status, wiring.flipped(getattr(self, f"{side}_bridge")))
             wiring.connect(m, adapter.tx_status,
@@ -275,6 +285,11 @@ class PackageTop(wiring.Component):
         with replays).
     target_depth : int
         Requests in flight per target interface.
+    dies : iterable of int, optional
+        Build only these dies (default all; module documentation).
+    link_end : callable, optional
+        ``link_end(package, index, die)`` makes the end on die ``die`` of cut link
+        ``index`` (default :func:`~.link_end.package_link_end` ``()``).
 
     Members
     -------
@@ -288,10 +303,16 @@ class PackageTop(wiring.Component):
         undriven (a lossless transport).
     link_error_threshold : In(32).array(links)
         Each die link's ``error_threshold`` (0: no errors).
+    link{i}_lanes_tx : Out(LaneSignature), link{i}_lanes_rx : In(LaneSignature)
+        Cut link ``i``'s lanes.
+    link{i}_restart : In(1)
+        Restart cut link ``i``'s end (it retrains).
+    link{i}_training : Out(TrainingStatus)
+        Cut link ``i``'s training status.
     """
 
     def __init__(self, package: Package, *, die_link=None, timeout: int = 8192,
-                 target_depth: int = 4):
+                 target_depth: int = 4, dies=None, link_end=None):
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
         self.package = package
@@ -299,8 +320,20 @@ class PackageTop(wiring.Component):
         self.timeout, self.target_depth = timeout, target_depth
         self.transaction = _transaction(package)
         self.map = address_map(package)
+        numbers = [die.number for die in package.dies]
+        self.dies = frozenset(numbers if dies is None else dies)
+        if not self.dies or not self.dies <= set(numbers):
+            raise ValueError(f"Package {package.name!r} has dies "
+                             f"{', '.join(map(str, numbers))}, not {sorted(self.dies)}")
+        self.tiles = [tile for tile in package.tiles if tile.die in self.dies]
         self.tile_params = {tile.name: self._tile_params(tile) for tile in package.tiles}
-        hosts = [t for t in package.tiles if t.kind == "host_bridge"]
+        self.link_end = link_end or package_link_end()
+        self.cut = {}
+        for index, link in enumerate(package.links):
+            inside = [end for end in (link.a, link.b) if end.die in self.dies]
+            if len(inside) == 1:
+                self.cut[index] = self.link_end(package, index, inside[0].die)
+        hosts = [t for t in self.tiles if t.kind == "host_bridge"]
         if len(hosts) > 1:
             raise ValueError(f"Package {package.name!r} has {len(hosts)} host bridges "
                              f"({', '.join(t.name for t in hosts)}); PackageTop supports one")
@@ -316,6 +349,9 @@ class PackageTop(wiring.Component):
             width = self.tile_params[self.host.name].counter_width
             members["host_framing_errors"] = In(width)
             members["host_overruns"] = In(width)
+        for index, end in self.cut.items():
+            for name in ("lanes_tx", "lanes_rx", "restart", "training"):
+                members[f"link{index}_{name}"] = end.signature.members[name]
         super().__init__(members)
 
     # ---- configuration ------------------------------------------------------------------
@@ -369,6 +405,8 @@ class PackageTop(wiring.Component):
     def registers(self, die: int) -> list[Register]:
         """The counters bank of die ``die``, in address order (register ``i`` at byte
         ``4 * i`` of its window)."""
+        if die not in self.dies:
+            raise ValueError(f"Die {die} is not built here (dies {sorted(self.dies)})")
         return [register for register, _source in self._counter_sources(die, None)]
 
     def counter_map(self) -> dict[str, int]:
@@ -376,7 +414,7 @@ class PackageTop(wiring.Component):
         ``Host(counter_map=...)``); names are ``die{n}.{register}``."""
         result = {}
         for entry in self.map:
-            if entry.kind == "counters":
+            if entry.kind == "counters" and entry.node.die in self.dies:
                 die = entry.node.die
                 for index, register in enumerate(self.registers(die)):
                     result[f"die{die}.{register.name}"] = entry.base + 4 * index
@@ -402,7 +440,8 @@ class PackageTop(wiring.Component):
                     ("router", node, what))
         for index, link in enumerate(package.links):
             for side, end in (("a", link.a), ("b", link.b)):
-                if end.die != die or not self.link_counters:
+                cut = index in self.cut
+                if end.die != die or not (cut or self.link_counters):
                     continue
                 for status, names in (("tx_status", ("frames", "data_frames", "flits",
                                                      "replayed_frames", "naks", "timeouts")),
@@ -413,16 +452,31 @@ class PackageTop(wiring.Component):
                         add(f"link{index}_{status[:2]}_{name}", 32,
                             f"link {index} ({end}) {status[:2]} {name}",
                             ("link", index, side, status, name))
-                add(f"link{index}_bit_errors", 32,
-                    f"link {index}: bit errors injected into the beats {end} received",
-                    ("link", index, side, "bit_errors", None))
+                if cut:
+                    width = self.cut[index].params.counter_width
+                    for name, bits, what in (
+                            ("state", 3, "training state (0 reset, 1 detect, 2 test, "
+                                         "3 config, 4 active, 5 drain, 6 error)"),
+                            ("lane_map", self.cut[index].params.lanes.lanes,
+                             "usable receive lanes, one bit per wire"),
+                            ("retrains", width, "times the link left ACTIVE"),
+                            ("training_errors", width, "times training failed"),
+                            ("link_resets", width, "adapter resets this end asked for"),
+                            ("lost_flits", width, "upper bound on flits adapter resets "
+                                                  "lost")):
+                        add(f"link{index}_{name}", bits, f"link {index} ({end}): {what}",
+                            ("link", index, side, "training", name))
+                else:
+                    add(f"link{index}_bit_errors", 32,
+                        f"link {index}: bit errors injected into the beats {end} received",
+                        ("link", index, side, "bit_errors", None))
                 for name in ("flits_out", "flits_in", "malformed", "unroutable",
                              "truncated"):
                     for vc in range(package.flit.vcs):
                         add(f"link{index}_vc{vc}_{name}", 16,
                             f"link {index} bridge, VC {vc}: {name}",
                             ("link", index, side, "bridge", (name, vc)))
-        for tile in package.tiles:
+        for tile in self.tiles:
             if tile.die != die or tile.kind == "counters":
                 continue
             name = _ident(tile.name)
@@ -448,9 +502,12 @@ class PackageTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         package, t = self.package, self.transaction
-        links = [self.die_link(package, index) for index in range(len(package.links))]
+        sources = {}
+        links = {index: self.die_link(package, index)
+                 for index, link in enumerate(package.links)
+                 if index not in self.cut and link.a.die in self.dies}
         if self.link_counters:
-            for index, link in enumerate(links):
+            for index, link in links.items():
                 missing = [f"{side}_{name}" for side in "ab" for name in (
                     "tx_status", "rx_status", "bridge", "bit_errors")
                     if f"{side}_{name}" not in link.signature.members]
@@ -458,14 +515,34 @@ class PackageTop(wiring.Component):
                     raise ValueError(f"Die link {index} lacks {', '.join(missing)}, which "
                                      f"its factory's link_counters promised")
         m.submodules.network = network = PackageNetwork(
-            package, die_link=lambda _package, index: links[index])
-        for index, link in enumerate(links):
+            package, die_link=lambda _package, index: links[index], dies=self.dies)
+        for index, end in self.cut.items():
+            m.submodules[f"link{index}_end"] = end
+            wiring.connect(m, getattr(network, f"link{index}_out"), end.noc_in)
+            wiring.connect(m, end.noc_out, getattr(network, f"link{index}_in"))
+            wiring.connect(m, end.lanes_tx, wiring.flipped(getattr(self, f"link{index}_lanes_tx")))
+            wiring.connect(m, wiring.flipped(getattr(self, f"link{index}_lanes_rx")), end.lanes_rx)
+            wiring.connect(m, end.training, wiring.flipped(getattr(self, f"link{index}_training")))
+            m.d.comb += end.restart.eq(getattr(self, f"link{index}_restart"))
+            side = end.side
+            for status in ("tx_status", "rx_status"):
+                group = getattr(end, status)
+                for name in group.signature.members:
+                    if name not in ("credits", "outstanding"):
+                        sources[("link", index, side, status, name)] = getattr(group, name)
+            for name in ("state", "lane_map", "retrains", "training_errors", "link_resets"):
+                sources[("link", index, side, "training", name)] = getattr(end.training, name)
+            sources[("link", index, side, "training", "lost_flits")] = end.lost_flits
+            for name in end.bridge.signature.members:
+                for vc in range(package.flit.vcs):
+                    sources[("link", index, side, "bridge", (name, vc))] = getattr(
+                        end.bridge, name)[vc]
+        for index, link in links.items():
             if "error_threshold" in link.signature.members:
                 m.d.comb += link.error_threshold.eq(self.link_error_threshold[index])
 
         address_map = self._address_map()
         taken = set()
-        sources = {}
 
         def port(tile, local):
             die = package.die(tile.die)
@@ -498,7 +575,7 @@ class PackageTop(wiring.Component):
             return ni
 
         banks = {}
-        for tile in package.tiles:
+        for tile in self.tiles:
             params = self.tile_params[tile.name]
             if tile.kind == "host_bridge":
                 bridge = m.submodules[tile.name] = HostBridge(params)
@@ -524,13 +601,15 @@ class PackageTop(wiring.Component):
         # Counters banks: every counter of the die, one register each.
         for die in package.dies:
             n = die.number
+            if n not in self.dies:
+                continue
             cycles = Signal(32, name=f"die{n}_cycles")
             m.d.sync += cycles.eq(cycles + 1)
             sources["cycles"] = cycles
             for node in range(die.columns * die.rows):
                 for what in ("unroutable", "malformed"):
                     sources[("router", node, what)] = getattr(network, f"die{n}_{what}")[node]
-            for index, link in enumerate(links):
+            for index, link in links.items():
                 for side in "ab":
                     if not self.link_counters:
                         continue
@@ -558,6 +637,8 @@ class PackageTop(wiring.Component):
 
         # Local ports no tile takes: nothing injected, anything that arrives drained.
         for die in package.dies:
+            if die.number not in self.dies:
+                continue
             for node in range(die.columns * die.rows):
                 for local in range(die.local_ports):
                     if (die.number, node, local) in taken:

@@ -4,14 +4,17 @@
 PackageTop`, with the NPU tiles' parameters optionally shrunk (``npu``), so the default
 regression builds in a tolerable time; :func:`e2e_package` gives the same package to a test
 (the address map, the counter registers, the NPU limits), from the testbench parameters.
+:func:`split_top` is the same package split one die per chip, the chips joined by
+interposers (:class:`~chipknit.rtl.package.split.SplitPackage`): boards wired together.
 """
 
 import dataclasses
 
 from chipknit.rtl.package.config import Package
+from chipknit.rtl.package.split import SplitPackage
 from chipknit.rtl.package.top import PackageTop, package_die_link
 
-__all__ = ["E2E_PARAMS", "e2e_package", "e2e_top"]
+__all__ = ["E2E_PARAMS", "SPLIT_PARAMS", "e2e_package", "e2e_top", "split_top"]
 
 #: Default testbench parameters: the default package, 4x4 NPUs with small scratchpads.
 E2E_PARAMS = {
@@ -20,6 +23,17 @@ E2E_PARAMS = {
             "qp_depth": 8},
     "host": {"frame_timeout": 2000, "bus_timeout": 100000, "buffer_beats": 64},
     "link_latency": 2,
+    "timeout": 8192,
+}
+
+
+#: Default parameters of the split package: the minimal package (host on die 0, memory on
+#: die 1), lanes with up to 3 cycles of delay.
+SPLIT_PARAMS = {
+    "package": "minimal",
+    "npu": E2E_PARAMS["npu"],
+    "host": E2E_PARAMS["host"],
+    "max_delay": 3,
     "timeout": 8192,
 }
 
@@ -40,3 +54,10 @@ def e2e_top(package: str = "default", npu: dict | None = None, host: dict | None
     """The testbench top (parameters as :data:`E2E_PARAMS`)."""
     return PackageTop(e2e_package(package, npu, host),
                       die_link=package_die_link(latency=link_latency), timeout=timeout)
+
+
+def split_top(package: str = "minimal", npu: dict | None = None, host: dict | None = None,
+              max_delay: int = 3, timeout: int = 8192) -> SplitPackage:
+    """The split-package testbench top (parameters as :data:`SPLIT_PARAMS`)."""
+    return SplitPackage(e2e_package(package, npu, host), max_delay=max_delay,
+                        timeout=timeout)

@@ -52,10 +52,10 @@ BER = 2e-4
 class PackageBench:
     """Clock, reset, the host on the bridge's byte streams, the package's address map."""
 
-    def __init__(self, dut, pauses=0.2):
+    def __init__(self, dut, pauses=0.2, top=None):
         self.dut = dut
         self.params = design_params()
-        self.top = e2e_top(**self.params)
+        self.top = top or e2e_top(**self.params)
         start_clock(dut)
         self.set_ber(0)
         host = self.top.tile_params[self.top.host.name]
