@@ -206,9 +206,11 @@ class RouterCreditProperties(wiring.Component):
     each mesh output (``link_out``): a ghost receiver counts the flits it holds per VC and
     returns a credit (a free ``credit_back`` input) only for a flit it holds. Tiles inject
     and take flits freely. Asserted every cycle, per VC: the router's credit counter of
-    each output plus the flits the receiver holds is ``depth``; an input's buffer count
-    plus the sender's credits plus the credits on their way back is ``depth``; no flit is
-    sent to a neighbour without a credit; the allocator's matching and state invariants.
+    each output (less last cycle's grant, which the counter applies a cycle late: the
+    credits this cycle's grants may spend) plus the flits the receiver holds is ``depth``;
+    an input's buffer count plus the sender's credits plus the credits on their way back
+    is ``depth``; no flit is sent to a neighbour without a credit; the allocator's matching
+    and state invariants.
     """
 
     def __init__(self, params: RouterParams | None = None, router_class=Router):

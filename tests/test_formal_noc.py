@@ -114,8 +114,8 @@ MUTANTS = {
     "router_no_credit_check": (ROUTER, "req_port[k] & credit_ok[o][v] & (~req_head",
                                "req_port[k] & (~req_head"),
     # A grant does not spend its credit.
-    "router_credit_not_spent": (ROUTER, "credits[o][v].eq(Mux(go, returned - 1, returned))",
-                                "credits[o][v].eq(returned)"),
+    "router_credit_not_spent": (ROUTER, "nxt.eq(credits[o][v] + credit_in[o][v] - go_reg[o][v])",
+                                "nxt.eq(credits[o][v] + credit_in[o][v])"),
     # An input returns a credit when a flit arrives, not when it leaves the buffer.
     "router_credit_on_arrival": (ROUTER, "self.link_in[i].credit.eq(Cat(pop_regs))",
                                  "self.link_in[i].credit.eq(Cat(pushes))"),

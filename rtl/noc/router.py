@@ -26,6 +26,14 @@ ahead, and each output picks an input round-robin).
 Credits: one counter per output VC, ``depth`` at reset, spent at the grant and returned one
 cycle after the receiving router reads the flit out of its buffer.
 
+The allocator's grant only goes into flip-flops. Everything it changes (an input VC's oldest
+flit, the credit counters, the ownership of output VCs) takes it into account in the next
+cycle: an input VC keeps the allocation meta of its two oldest flits in registers and
+requests with the second one's if the first was granted last cycle; a request reads an
+output VC's credits and ownership with last cycle's grant applied. So the allocation cycle
+ends at the grant, and no update waits for it (the behaviour, cycle by cycle, is that of
+applying the grant at once).
+
 Local (tile) ports are streams, one per local port and VC, so a tile can always take a
 response while its requests wait. Injection computes the route (and the lookahead route)
 itself, when it writes the flit into the tile input's buffer; the flit requests from there
@@ -247,11 +255,38 @@ class Router(wiring.Component):
                     for v in range(vcs)] for o in range(ports)]
         free = [[Signal(init=1, name=f"free_o{o}_v{v}") for v in range(vcs)]
                 for o in range(ports)]
-        # credits != 0, kept in a register of its own so that a request reads one bit
+        # The counter before last cycle's grant is applied: != 0 and > 1, kept in registers
+        # of their own so that a request reads bits
         credit_nz = [[Signal(init=1, name=f"credit_nz_o{o}_v{v}") for v in range(vcs)]
                      for o in range(ports)]
-        credit_ok = [[credit_nz[o][v] | credit_in[o][v] for v in range(vcs)]
+        credit_ge2 = [[Signal(init=depth > 1, name=f"credit_ge2_o{o}_v{v}") for v in range(vcs)]
+                      for o in range(ports)]
+        # Last cycle's grant (go_reg), and whether it took or freed the output VC: applied
+        # to the counters and the ownership in this cycle.
+        go_reg = [[Signal(name=f"go_reg_o{o}_v{v}") for v in range(vcs)] for o in range(ports)]
+        take_reg = [[Signal(name=f"take_reg_o{o}_v{v}") for v in range(vcs)]
+                    for o in range(ports)]
+        release_reg = [[Signal(name=f"release_reg_o{o}_v{v}") for v in range(vcs)]
+                       for o in range(ports)]
+        # credits - go_reg + credit_in != 0: a credit for a grant this cycle
+        credit_ok = [[Signal(name=f"credit_ok_o{o}_v{v}") for v in range(vcs)]
                      for o in range(ports)]
+        free_now = [[Signal(name=f"free_now_o{o}_v{v}") for v in range(vcs)]
+                    for o in range(ports)]
+        for o in range(ports):
+            for v in range(vcs):
+                m.d.comb += [
+                    credit_ok[o][v].eq(Mux(go_reg[o][v],
+                                           credit_ge2[o][v] | (credit_nz[o][v] & credit_in[o][v]),
+                                           credit_nz[o][v] | credit_in[o][v])),
+                    free_now[o][v].eq((free[o][v] & ~take_reg[o][v]) | release_reg[o][v]),
+                ]
+        # The credits left for this cycle's grants (for the formal properties).
+        credits_now = [[Signal(range(depth + 1), name=f"credits_now_o{o}_v{v}")
+                        for v in range(vcs)] for o in range(ports)]
+        for o in range(ports):
+            for v in range(vcs):
+                m.d.comb += credits_now[o][v].eq(credits[o][v] - go_reg[o][v])
         for d in range(n_dir):
             for v in range(vcs):
                 m.d.comb += credit_in[d][v].eq(self.link_out[d].credit[v])
@@ -391,57 +426,78 @@ class Router(wiring.Component):
                     m.d.sync += rd_ptr.eq(_wrap_inc(rd_ptr, depth))
                 m.d.sync += counts[v].eq(counts[v] + push - pop)
 
-                # Request: the oldest flit not granted yet. Its meta is kept in registers
-                # (hol_*), loaded when the flit before it is granted, so a request starts at
-                # flip-flops. A link input also lets a flit arriving on an idle VC request
-                # from the wire (2 cycles per hop); a tile input requests from hol_* only.
-                has_pending = Signal(name=f"{vname}_has_pending")  # pending != 0, registered
-                hol_port = Signal(width, name=f"{vname}_hol_port")
+                # Request: the oldest flit not granted yet. The grant of a cycle only goes
+                # into flip-flops (``pop``); this cycle applies last cycle's grant. The meta
+                # of the two oldest flits not granted before last cycle is kept in registers
+                # (hol_*, sec_*), so the request of this cycle is the second one's if the
+                # first was granted last cycle (``pop``), else the first one's: it starts at
+                # flip-flops, and no update waits for the allocator. A link input also lets a
+                # flit arriving on an idle VC request from the wire (2 cycles per hop); a
+                # tile input requests from the registers only.
+                has_pending = Signal(name=f"{vname}_has_pending")  # pending >= 1, registered
+                has_second = Signal(name=f"{vname}_has_second")    # pending >= 2, registered
+                hol_port = Signal(width, name=f"{vname}_hol_port")  # zero without a flit
                 hol_head = Signal(name=f"{vname}_hol_head")
                 hol_tail = Signal(name=f"{vname}_hol_tail")
+                sec_port = Signal(width, name=f"{vname}_sec_port")  # zero without a flit
+                sec_head = Signal(name=f"{vname}_sec_head")
+                sec_tail = Signal(name=f"{vname}_sec_tail")
+                # The oldest flit not granted yet, last cycle's grant applied.
+                eff_valid = Signal(name=f"{vname}_eff_valid")
+                eff_port = Signal(width, name=f"{vname}_eff_port")
+                eff_head = Signal(name=f"{vname}_eff_head")
+                eff_tail = Signal(name=f"{vname}_eff_tail")
+                m.d.comb += [
+                    eff_valid.eq(Mux(pop, has_second, has_pending)),
+                    eff_port.eq(Mux(pop, sec_port, hol_port)),
+                    eff_head.eq(Mux(pop, sec_head, hol_head)),
+                    eff_tail.eq(Mux(pop, sec_tail, hol_tail)),
+                ]
                 if is_local:
-                    req_valid, req_head, req_tail = has_pending, hol_head, hol_tail
-                    req_port = hol_port
+                    req_valid, req_head, req_tail = eff_valid, eff_head, eff_tail
+                    req_port = eff_port
                 else:
-                    req_valid = has_pending | push
+                    req_valid = eff_valid | push
                     req_port = Signal(width, name=f"{vname}_req_port")
                     req_head = Signal(name=f"{vname}_req_head")
                     req_tail = Signal(name=f"{vname}_req_tail")
                     m.d.comb += [
-                        req_port.eq(Mux(has_pending, hol_port,
-                                        arrive_port & push.replicate(width))),
-                        req_head.eq(Mux(has_pending, hol_head, in_head)),
-                        req_tail.eq(Mux(has_pending, hol_tail, in_tail)),
+                        req_port.eq(eff_port | (arrive_port & (push & ~eff_valid).replicate(
+                            width))),
+                        req_head.eq(Mux(eff_valid, eff_head, in_head)),
+                        req_tail.eq(Mux(eff_valid, eff_tail, in_tail)),
                     ]
-                m.d.comb += meta_read.addr.eq(_wrap_inc(al_ptr, depth))
-                older = meta_read.data
-                from_buffer = has_pending & (pending > 1)
-                with m.If(~has_pending | allocator.grant[i][v]):
-                    m.d.sync += [
-                        # zero unless a flit is there: a request implies a flit
-                        hol_port.eq(Mux(from_buffer, older.port,
-                                        arrive_port & push.replicate(width))),
-                        hol_head.eq(Mux(from_buffer, older.head, in_head)),
-                        hol_tail.eq(Mux(from_buffer, older.tail, in_tail)),
-                    ]
+                # The third oldest flit's meta (needed when the second moves up) is read from
+                # the memory, two entries after the oldest (al_ptr).
+                m.d.comb += meta_read.addr.eq(_wrap_inc(_wrap_inc(al_ptr, depth), depth))
+                third = meta_read.data
+                remaining = Signal(range(depth + 1), name=f"{vname}_remaining")
+                m.d.comb += remaining.eq(pending - pop)
+                two_left = Signal(name=f"{vname}_two_left")  # remaining >= 2
+                m.d.comb += two_left.eq(remaining > 1)
+                arrived = push.replicate(width)
+                m.d.sync += [
+                    hol_port.eq(eff_port | (arrive_port & (push & ~eff_valid).replicate(width))),
+                    hol_head.eq(Mux(eff_valid, eff_head, in_head)),
+                    hol_tail.eq(Mux(eff_valid, eff_tail, in_tail)),
+                    sec_port.eq(Mux(two_left, Mux(pop, third.port, sec_port),
+                                    arrive_port & arrived & eff_valid.replicate(width))),
+                    sec_head.eq(Mux(two_left, Mux(pop, third.head, sec_head), in_head)),
+                    sec_tail.eq(Mux(two_left, Mux(pop, third.tail, sec_tail), in_tail)),
+                    pending.eq(remaining + push),
+                    has_pending.eq((remaining + push) != 0),
+                    has_second.eq((remaining + push) > 1),
+                ]
+                with m.If(pop):
+                    m.d.sync += al_ptr.eq(_wrap_inc(al_ptr, depth))
                 heads.append(req_head)
                 tails.append(req_tail)
                 m.d.comb += allocator.present[i][v].eq(req_valid)
                 request = [Const(0)] * ports
                 for k, o in enumerate(outputs):
-                    request[o] = req_port[k] & credit_ok[o][v] & (~req_head | free[o][v])
+                    request[o] = req_port[k] & credit_ok[o][v] & (~req_head | free_now[o][v])
                 m.d.comb += allocator.requests[i][v].eq(Cat(request))
-                grant = allocator.grant[i][v]
-                with m.If(grant):
-                    m.d.sync += al_ptr.eq(_wrap_inc(al_ptr, depth))
-                # Both outcomes of the grant are computed beside the allocator; the grant
-                # only picks one (it arrives last).
-                kept = pending + push
-                m.d.sync += [
-                    pending.eq(Mux(grant, kept - 1, kept)),
-                    has_pending.eq(Mux(grant, kept > 1, kept != 0)),
-                    pop.eq(grant),
-                ]
+                m.d.sync += pop.eq(allocator.grant[i][v])
             m.d.sync += vc_reg.eq(allocator.grant[i])
             # Head and tail of the flit read for switch traversal: those of the VC offered
             # now (the granted one, if any), registered beside the grant.
@@ -506,16 +562,17 @@ class Router(wiring.Component):
                                 for i, w in wins.items()).any()),
                     release.eq(Cat(w & req_tail_all[i][v] for i, w in wins.items()).any()),
                 ]
-                # Both outcomes beside the allocator; the grant (``go``) picks one.
-                returned = credits[o][v] + credit_in[o][v]
-                m.d.sync += [
-                    credits[o][v].eq(Mux(go, returned - 1, returned)),
-                    credit_nz[o][v].eq(Mux(go, returned > 1, returned != 0)),
-                ]
-                with m.If(take):
-                    m.d.sync += free[o][v].eq(0)
-                with m.Elif(release):
-                    m.d.sync += free[o][v].eq(1)
+                # The grant only goes into flip-flops (go_reg, take_reg, release_reg): the
+                # counter and the ownership apply it a cycle later, and a request reads
+                # them with last cycle's grant applied (credit_ok, free_now).
+                m.d.sync += [go_reg[o][v].eq(go), take_reg[o][v].eq(take),
+                             release_reg[o][v].eq(release)]
+                # Never below zero: a grant needed a credit that was there.
+                nxt = Signal(range(depth + 2), name=f"credits_next_o{o}_v{v}")
+                m.d.comb += nxt.eq(credits[o][v] + credit_in[o][v] - go_reg[o][v])
+                m.d.sync += [credits[o][v].eq(nxt), credit_nz[o][v].eq(nxt != 0),
+                             credit_ge2[o][v].eq(nxt > 1)]
+                m.d.sync += free[o][v].eq(free_now[o][v])
 
         # ---- Switch traversal: registered selects, crossbar into the output registers --------
         for o in range(ports):
@@ -560,6 +617,6 @@ class Router(wiring.Component):
         _SaturatingSum(m, self.unroutable, unroutable_events)
         _SaturatingSum(m, self.malformed, malformed_events)
         # Internal state the formal properties (tb/properties_noc.py) state invariants on.
-        self.probes = {"counts": counts_all, "credits": credits, "grants": go_all,
+        self.probes = {"counts": counts_all, "credits": credits_now, "grants": go_all,
                        "credit_in": credit_in, "eject": eject_queues, "allocator": allocator}
         return m
