@@ -95,6 +95,8 @@ class CommitFifoProperties(wiring.Component):
             Assert(fifo.level + fifo.pending <= self.depth),
             Assert(fifo.r.valid == (fifo.level != 0)),
             Assert(fifo.w_rdy == (fifo.level + fifo.pending < self.depth)),
+            Assert(fifo.used == fifo.level + fifo.pending),
+            Assert(fifo.pointers_ok),
         ]
         settled = Signal()
         m.d.sync += settled.eq(self.settle)
@@ -130,7 +132,7 @@ class LinkReceiverProperties(wiring.Component):
             m.d.comb += [
                 receiver.o[vc].ready.eq(self.o_ready[vc]),
                 Assert(~(buffer.settle & buffer.commit & (buffer.keep != 0))
-                       | receiver.peer_valid),
+                       | receiver.frame_ok),
                 Assert(~(buffer.settle & buffer.commit) | (buffer.keep <= p.frame_flits)),
             ]
         return m

@@ -280,7 +280,8 @@ class TransmitterCreditProperties(TransmitterEnvironment):
     With a peer that returns no more flits than it was sent: the transmitter's credits plus
     the flits the peer holds are always ``rx_credits`` (credits are neither created nor
     lost), so they never exceed ``rx_credits`` (overflow) nor wrap below zero (underflow).
-    The transmitter's copy of the peer's totals is the one the peer last sent.
+    The transmitter's copy of the peer's totals is the one the peer last sent, and its
+    registered ``has_credit`` flags match the counts.
     """
 
     def properties(self, m):
@@ -291,7 +292,13 @@ class TransmitterCreditProperties(TransmitterEnvironment):
                 Assert(credits + held == p.rx_credits),
                 Assert(credits <= p.rx_credits),
                 Assert(self.tx.last_totals[vc] == last),
+                Assert(self.tx.has_credit[vc] == (credits != 0)),
             ]
+        # A new frame decided a cycle ahead still has its credit when it starts: nothing is
+        # taken in the cycle before a frame's first beat.
+        m.d.comb += [Assert(~(self.tx.first & self.tx.early_new)
+                            | self.tx.has_credit.bit_select(self.tx.early_vc, 1)),
+                     Assert(self.tx.position_ok)]
         m.d.comb += Assert(self.tx.status.outstanding <= p.replay_frames)
 
 
@@ -299,12 +306,13 @@ class ReceiverCreditProperties(wiring.Component):
     """A :class:`LinkReceiver` fed arbitrary beats; its credit totals, for all time.
 
     Per VC, with ghost counts of the flits committed (frames accepted) and delivered (taken by
-    the consumer): the buffer holds exactly committed − delivered flits, never more than its
-    depth, and the cumulative credit total the receiver returns is delivered modulo
-    ``2**credit_bits``. So it returns a credit for every flit its consumer took and for no
-    other (a credit never runs ahead of the data, none is lost). Together with the
-    transmitter's credit proof (a transmitter never has more than ``rx_credits`` flits
-    unreturned) this bounds what a trailer has to report below the counter's modulus.
+    the consumer): the buffer and the output registers hold exactly committed − delivered
+    flits, the buffer never more than its depth, and the cumulative credit total the receiver
+    returns is delivered modulo ``2**credit_bits``. So it returns a credit for every flit its
+    consumer took and for no other (a credit never runs ahead of the data, none is lost).
+    Together with the transmitter's credit proof (a transmitter never has more than
+    ``rx_credits`` flits unreturned) this bounds what a trailer has to report below the
+    counter's modulus.
     """
 
     def __init__(self, params: LinkParams = SMALL_LINK, receiver_class=LinkReceiver):
@@ -329,7 +337,7 @@ class ReceiverCreditProperties(wiring.Component):
                 m.d.sync += delivered.eq(delivered + 1)
             m.d.comb += [
                 receiver.o[vc].ready.eq(self.o_ready[vc]),
-                Assert((committed - delivered)[:wide] == buffer.level),
+                Assert((committed - delivered)[:wide] == buffer.level + receiver.held[vc]),
                 Assert(buffer.level + buffer.pending <= p.rx_buffer_depth),
                 Assert(receiver.credit_totals[vc] == delivered[:p.credit_bits]),
             ]

@@ -128,11 +128,12 @@ LINK_MUTANTS = {
                          "m.d.sync += holdoff.eq(holdoff)"),
     # A flit sent without spending its credit (overflow).
     "tx_credit_not_spent": (TransmitterCreditProperties, transmitter, "LinkTransmitter",
-                            "credits[vc].eq(credits[vc] + delta - taken)",
-                            "credits[vc].eq(credits[vc] + delta)"),
+                            "credits[vc].eq(Mux(taken, returned - 1, returned))",
+                            "credits[vc].eq(returned)"),
     # A flit sent with no credit left (underflow).
     "tx_no_credit_check": (TransmitterCreditProperties, transmitter, "LinkTransmitter",
-                           "credit_ok.eq(credits[source_vc] != 0)", "credit_ok.eq(1)"),
+                           "credit_ok.eq(has_credit.bit_select(source_vc, 1))",
+                           "credit_ok.eq(1)"),
     # The receiver returns a credit whenever its consumer is ready, flit or not.
     "rx_credit_without_flit": (ReceiverCreditProperties, receiver, "LinkReceiver",
                                "with m.If(self.o[vc].valid & self.o[vc].ready):",

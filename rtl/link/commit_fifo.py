@@ -65,13 +65,20 @@ class CommitFifo(wiring.Component):
             "r": Out(stream.Signature(width)),
             "level": Out(range(depth + 1)),
         })
+        #: Entries in use, committed and tentative (``level + pending``), as a counter.
+        self.used = Signal(range(depth + 1))
+        #: The registered read pointer and its successor agree (for formal proofs).
+        self.pointers_ok = Signal()
 
     def elaborate(self, platform):
         m = Module()
         depth = self.depth
         m.submodules.storage = storage = memory.Memory(shape=self.width, depth=depth, init=[])
         w_port = storage.write_port()
-        r_port = storage.read_port(domain="comb")
+        # A registered read of the entry at the next cycle's read pointer (block RAM): the
+        # entry at `rd_ptr` is always on `r.payload`. An entry is written at least a cycle
+        # before the settle that commits it, so the read never needs to see a write through.
+        r_port = storage.read_port()
 
         def advance(pointer, by):
             total = pointer + by
@@ -80,35 +87,58 @@ class CommitFifo(wiring.Component):
         wr_ptr = Signal(range(depth))    # next tentative write
         commit_ptr = Signal(range(depth))  # end of the committed entries
         rd_ptr = Signal(range(depth))
+        rd_ptr_after = Signal(range(depth), init=1 % depth)   # advance(rd_ptr, 1), a register
 
+        # Entries in use (committed and tentative), an up/down counter: the room check is a
+        # compare of one register, not a sum.
+        used = self.used
         write = Signal()
         read = Signal()
+        next_rd_ptr = Signal(range(depth))
         m.d.comb += [
-            self.w_rdy.eq(self.level + self.pending < depth),
+            self.w_rdy.eq(used < depth),
             write.eq(self.w_en & self.w_rdy),
             w_port.addr.eq(wr_ptr),
             w_port.data.eq(self.w_data),
             w_port.en.eq(write),
-            r_port.addr.eq(rd_ptr),
+            next_rd_ptr.eq(Mux(read, rd_ptr_after, rd_ptr)),
+            self.pointers_ok.eq((rd_ptr_after == advance(rd_ptr, 1)) & (rd_ptr < depth)),
+            r_port.addr.eq(next_rd_ptr),
             self.r.payload.eq(r_port.data),
             self.r.valid.eq(self.level != 0),
             read.eq(self.r.valid & self.r.ready),
         ]
-
+        m.d.sync += rd_ptr.eq(next_rd_ptr)
         with m.If(read):
-            m.d.sync += rd_ptr.eq(advance(rd_ptr, 1))
+            m.d.sync += rd_ptr_after.eq(advance(rd_ptr_after, 1))
 
+        # Every outcome of a settle, with and without a read, is computed from registers
+        # before the late `commit` and `read` pick one.
+        level_dropped = Signal(range(depth + 1))   # level - 1 (used with a read)
+        level_kept = Signal(range(depth + 1))      # level + keep
+        level_kept_read = Signal(range(depth + 1))  # level + keep - 1
+        m.d.comb += [level_dropped.eq(self.level - 1),
+                     level_kept.eq(self.level + self.keep),
+                     level_kept_read.eq(self.level + self.keep - 1)]
+        level_after_read = Mux(read, level_dropped, self.level)
         with m.If(self.settle):
             new_end = Mux(self.commit, advance(commit_ptr, self.keep), commit_ptr)
+            new_level = Mux(self.commit, Mux(read, level_kept_read, level_kept),
+                            level_after_read)
             m.d.sync += [
                 commit_ptr.eq(new_end),
                 wr_ptr.eq(new_end),
                 self.pending.eq(0),
-                self.level.eq(Mux(self.commit, self.level + self.keep - read,
-                                  self.level - read)),
+                self.level.eq(new_level),
+                used.eq(new_level),
             ]
         with m.Else():
             with m.If(write):
                 m.d.sync += [wr_ptr.eq(advance(wr_ptr, 1)), self.pending.eq(self.pending + 1)]
-            m.d.sync += self.level.eq(self.level - read)
+            used_up = Signal(range(depth + 1))
+            used_down = Signal(range(depth + 1))
+            m.d.comb += [used_up.eq(used + 1), used_down.eq(used - 1)]
+            m.d.sync += [self.level.eq(level_after_read),
+                         used.eq(Mux(write, Mux(read, used, used_up),
+                                     Mux(read, used_down, used)))]
         return m

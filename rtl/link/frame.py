@@ -45,7 +45,7 @@ from amaranth.hdl import Cat, Value
 from amaranth.lib import crc, data
 from amaranth.lib.crc import catalog
 
-__all__ = ["LinkParams", "CRC", "HEADER_CRC_POLYNOMIALS", "header_crc"]
+__all__ = ["LinkParams", "CRC", "HEADER_CRC_POLYNOMIALS", "header_crc", "crc_step"]
 
 #: The frame CRC: x^16 + x^15 + x^2 + 1 (0x8005), init 0, not reflected (CRC-16/UMTS).
 CRC = catalog.CRC16_UMTS
@@ -75,6 +75,30 @@ def header_crc(fields: Value, width: int) -> Value:
         for i, column in enumerate(columns):
             if column >> b & 1:
                 term = term ^ fields[i]
+        bits.append(term)
+    return Cat(*bits)
+
+
+def crc_step(state: Value, word: Value) -> Value:
+    """The frame CRC register after ``word`` (one beat, fed MSB first) from ``state``,
+    combinationally, as :class:`CRC`'s processor would step it: the update is linear, so each
+    bit is an XOR of state and word bits (columns from the software reference)."""
+    n, width = len(word), CRC.crc_width
+
+    def algorithm(initial):
+        return crc.Algorithm(crc_width=width, polynomial=CRC.polynomial, initial_crc=initial,
+                             reflect_input=False, reflect_output=False, xor_output=0)
+    from_state = [algorithm(1 << j)(data_width=n).compute([0]) for j in range(width)]
+    from_word = [algorithm(0)(data_width=n).compute([1 << i]) for i in range(n)]
+    bits = []
+    for b in range(width):
+        term = Value.cast(0)
+        for j, column in enumerate(from_state):
+            if column >> b & 1:
+                term = term ^ state[j]
+        for i, column in enumerate(from_word):
+            if column >> b & 1:
+                term = term ^ word[i]
         bits.append(term)
     return Cat(*bits)
 

@@ -4,6 +4,8 @@ Each flit is written to its VC's :class:`~chipknit.rtl.link.commit_fifo.CommitFi
 arrives and becomes visible only when the frame's CRC has passed and its sequence number is
 the one expected (store-and-forward at frame granularity: a flit's delivery waits for the end
 of its frame). A frame that fails is taken back whole, counted, and answered with a NAK.
+Flits leave through two output registers per VC (one cycle), so that ``o`` comes from
+flip-flops and the consumer's ``ready`` reaches neither the buffer's RAM nor its fill level.
 
 The header has its own CRC, checked in the cycle after its last beat: the peer's ACK and NAK
 in a good header go to the local transmitter at once (``peer_header_valid``), a frame earlier
@@ -60,7 +62,8 @@ class LinkReceiver(wiring.Component):
         One-cycle pulse: a header passed its CRC; ``peer_ack`` and ``peer_nak`` hold what it
         said.
     peer_valid : Out(1)
-        One-cycle pulse: a frame passed its CRC; ``peer_credits`` hold its credit totals.
+        One-cycle pulse, the cycle after a frame passed its CRC; ``peer_credits`` hold its
+        credit totals.
     peer_ack, peer_nak, peer_credits : Out
         The ACK, NAK and credit totals the peer sent.
     expected_seq : Out(seq_bits)
@@ -88,6 +91,10 @@ class LinkReceiver(wiring.Component):
         #: The per-VC receive buffers (made here so that formal properties can name them).
         self.buffers = [CommitFifo(p.flit_width, p.rx_buffer_depth, p.frame_flits)
                         for _ in range(p.vcs)]
+        #: High in the cycle a frame's CRC beat arrives and the frame passes its CRC.
+        self.frame_ok = Signal()
+        #: Per VC, flits in the output registers (read from the buffer, not yet taken).
+        self.held = [Signal(range(3), name=f"held_{vc}") for vc in range(p.vcs)]
 
     def elaborate(self, platform):
         m = Module()
@@ -97,7 +104,23 @@ class LinkReceiver(wiring.Component):
         fifos = self.buffers
         for vc, fifo in enumerate(fifos):
             m.submodules[f"buffer_{vc}"] = fifo
-            wiring.connect(m, fifo.r, wiring.flipped(self.o[vc]))
+            # Two output registers per VC (a skid buffer): `o` comes from flip-flops, not from
+            # the buffer's block RAM, and the buffer reads whenever the second register is
+            # free, so the consumer's `ready` (which may depend on the payload) reaches neither
+            # the RAM nor the buffer's fill level. Costs one cycle of latency.
+            main, spare = (Signal(p.flit_width, name=f"out_{vc}_{n}") for n in ("main", "spare"))
+            main_valid, spare_valid = (Signal(name=f"out_{vc}_{n}_valid")
+                                       for n in ("main", "spare"))
+            m.d.comb += [fifo.r.ready.eq(~spare_valid),
+                         self.held[vc].eq(main_valid + spare_valid),
+                         self.o[vc].valid.eq(main_valid), self.o[vc].payload.eq(main)]
+            with m.If(~main_valid | self.o[vc].ready):
+                with m.If(spare_valid):
+                    m.d.sync += [main.eq(spare), spare_valid.eq(0)]
+                with m.Else():
+                    m.d.sync += [main.eq(fifo.r.payload), main_valid.eq(fifo.r.valid)]
+            with m.Elif(~spare_valid):
+                m.d.sync += [spare.eq(fifo.r.payload), spare_valid.eq(fifo.r.valid)]
         # `flits` steps by a frame's count, below; the others count events.
         counters = add_event_counters(m, self.status, [
             name for (name,), _, _ in self.status.signature.flatten(self.status)
@@ -109,13 +132,27 @@ class LinkReceiver(wiring.Component):
         take = self.beats.valid
         m.d.comb += self.beats.ready.eq(1)
         index = Signal(range(p.frame_beats))
+        H0, HB = p.header_start, p.header_beats
+
+        # Where in the frame this beat is, decoded a beat ahead into registers (flit slots:
+        # every beat before the trailer but the header's).
+        def position(i):
+            return {"first": i == 0, "at_crc": i == p.crc_beat,
+                    "last_header": i == H0 + HB - 1,
+                    "last_trailer": i == p.first_trailer_beat + p.trailer_beats - 1,
+                    "in_slots": (i < p.first_trailer_beat) & ~((i >= H0) & (i < H0 + HB))}
+        # At reset the first beat of a frame is expected: index 0.
+        at_init = {"first": True, "at_crc": p.crc_beat == 0, "last_header": H0 + HB == 1,
+                   "last_trailer": False, "in_slots": H0 > 0}
+        at = {name: Signal(init=at_init[name], name=name) for name in position(index)}
+        index_next = Signal(range(p.frame_beats))
+        m.d.comb += index_next.eq(Mux(index == p.crc_beat, 0, index + 1))
         with m.If(take):
-            m.d.sync += index.eq(index + 1)
-            with m.If(index == p.crc_beat):
-                m.d.sync += index.eq(0)
+            m.d.sync += [index.eq(index_next),
+                         *(at[name].eq(value) for name, value in position(index_next).items())]
         m.d.comb += [
-            checker.start.eq(take & (index == 0)),
-            checker.valid.eq(take & (index != p.crc_beat)),
+            checker.start.eq(take & at["first"]),
+            checker.valid.eq(take & ~at["at_crc"]),
             checker.data.eq(beat),
         ]
 
@@ -124,16 +161,18 @@ class LinkReceiver(wiring.Component):
         trailer_bits = Signal(p.trailer_beats * W)
         header = data.View(p.header_layout, header_bits[:p.header_layout.size])
         trailer = data.View(p.trailer_layout, trailer_bits[:p.trailer_layout.size])
-        H0, HB = p.header_start, p.header_beats
         for n in range(HB):
             with m.If(take & (index == H0 + n)):
                 m.d.sync += header_bits[n * W:(n + 1) * W].eq(beat)
-        # The header's own CRC, in the cycle after its last beat arrived.
+        # The header's own CRC, checked as its last beat arrives and used in the cycle after
+        # (registered, with the header).
         header_check = Signal()
-        m.d.sync += header_check.eq(take & (index == H0 + HB - 1))
+        m.d.sync += header_check.eq(take & at["last_header"])
+        arriving = data.View(p.header_layout,
+                             Cat(header_bits[:(HB - 1) * W], beat)[:p.header_layout.size])
         header_ok = Signal()
-        m.d.comb += header_ok.eq(header.check == header_crc(
-            header_bits[:p.header_field_bits], p.header_crc_width))
+        m.d.sync += header_ok.eq(arriving.check == header_crc(
+            arriving.as_value()[:p.header_field_bits], p.header_crc_width))
         for n in range(p.trailer_beats):
             with m.If(take & (index == p.first_trailer_beat + n)):
                 m.d.sync += trailer_bits[n * W:(n + 1) * W].eq(beat)
@@ -141,15 +180,14 @@ class LinkReceiver(wiring.Component):
         # Flit slots: assemble each flit and write it tentatively to every VC's buffer (the
         # header, which names the VC, may come later); the frame end commits it in one.
         in_slots = Signal()
-        m.d.comb += in_slots.eq((index < p.first_trailer_beat)
-                                & ~((index >= H0) & (index < H0 + HB)))
+        m.d.comb += in_slots.eq(at["in_slots"])
         flit_beat = Signal(range(p.beats_per_flit))
         flit = Signal(p.flit_width)
         with m.If(take & in_slots):
             m.d.sync += flit_beat.eq(flit_beat + 1)
             with m.If(flit_beat == p.beats_per_flit - 1):
                 m.d.sync += flit_beat.eq(0)
-        with m.If(take & (index == 0)):
+        with m.If(take & at["first"]):
             # Slot 0 starts with the frame unless the header comes first.
             m.d.sync += flit_beat.eq(0 if H0 == 0 else 1 % p.beats_per_flit)
         whole_flit = Cat(flit[W:], beat) if p.beats_per_flit > 1 else beat
@@ -159,7 +197,7 @@ class LinkReceiver(wiring.Component):
         m.d.comb += flit_done.eq(take & in_slots & (flit_beat == p.beats_per_flit - 1))
 
         overruns = Signal(p.vcs)    # per VC, a slot found no room: cannot commit there
-        with m.If(take & (index == 0)):
+        with m.If(take & at["first"]):
             m.d.sync += overruns.eq(0)
         for vc, fifo in enumerate(fifos):
             m.d.comb += [
@@ -182,7 +220,7 @@ class LinkReceiver(wiring.Component):
         duplicate = Signal()
         is_data = Signal()
         m.d.comb += [
-            frame_end.eq(take & (index == p.crc_beat)),
+            frame_end.eq(take & at["at_crc"]),
             crc_ok.eq(beat[:CRC.crc_width] == checker.crc),
             sane.eq(vc_valid & count_valid & kind_valid & ~overrun),
             is_data.eq(trailer.count != 0),
@@ -191,19 +229,37 @@ class LinkReceiver(wiring.Component):
             duplicate.eq(((self.expected_seq - header.seq)[:p.seq_bits] - 1)[:p.seq_bits]
                          < (1 << (p.seq_bits - 1))),
         ]
+        # Everything but the CRC is decided as the trailer's last beat arrives, into a register
+        # per VC (the header, the overruns and the expected sequence number are final by
+        # then): at the CRC beat the compare only picks `commit`.
+        arriving = data.View(p.trailer_layout, Cat(trailer_bits[:(p.trailer_beats - 1) * W],
+                                                   beat)[:p.trailer_layout.size])
+        arriving_count_valid = ((arriving.count <= p.frame_flits)
+                                if p.frame_flits < (1 << p.count_bits) - 1 else 1)
+        arriving_ok = Signal()
+        m.d.comb += arriving_ok.eq(vc_valid & arriving_count_valid
+                                   & (header.data == (arriving.count != 0)) & ~overrun
+                                   & (arriving.count != 0) & in_sequence)
+        would_commit = Signal(p.vcs)      # this frame commits in VC n if its CRC passes
+        with m.If(take & at["last_trailer"]):
+            m.d.sync += would_commit.eq(Mux(arriving_ok, 1 << header.vc, 0))
         accept = Signal()
-        m.d.comb += accept.eq(frame_end & crc_ok & sane & is_data & in_sequence)
+        m.d.comb += accept.eq(frame_end & crc_ok & (would_commit != 0))
         for vc, fifo in enumerate(fifos):
             m.d.comb += [
                 fifo.settle.eq(frame_end),
                 # `keep` from the trailer register; the CRC check only picks `commit`.
                 fifo.keep.eq(trailer.count),
-                fifo.commit.eq(accept & (header.vc == vc)),
+                # (`count_valid` again, from the register: constant true at the default.)
+                fifo.commit.eq(frame_end & crc_ok & would_commit[vc] & count_valid),
             ]
 
+        # The peer's credit totals are used the cycle after its frame passed the CRC (they stay
+        # in the trailer register until the next frame's trailer).
+        m.d.comb += self.frame_ok.eq(frame_end & crc_ok)
+        m.d.sync += self.peer_valid.eq(self.frame_ok)
         m.d.comb += [
             self.peer_header_valid.eq(header_check & header_ok),
-            self.peer_valid.eq(frame_end & crc_ok),
             self.peer_ack.eq(header.ack),
             self.peer_nak.eq(header.nak),
             self.peer_credits.eq(trailer.credits),

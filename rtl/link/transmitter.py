@@ -4,7 +4,8 @@ Frames go out back to back, one beat per cycle while the lanes are ready. At the
 each frame the transmitter picks, in order: a frame to replay (after a NAK or a replay
 timeout, go-back-N from the oldest unacknowledged one), a new data frame (a VC with a flit
 and a credit, round-robin among VCs, while fewer than ``replay_frames`` are unacknowledged),
-or a control frame (ACK, NAK and credits only). A new frame takes flits of its VC into
+or a control frame (ACK, NAK and credits only); a new data frame and its VC are decided a
+cycle ahead, at the previous frame's CRC beat. A new frame takes flits of its VC into
 consecutive slots while they keep coming and credits last; the rest of the slots are zero.
 Its header and flit beats are kept in the replay buffer until the peer acknowledges them; a
 replayed frame is read from there, with a fresh ACK, NAK, trailer and CRC.
@@ -18,12 +19,12 @@ have seen the replay, so its NAKs for that frame are the old ones; a NAK that co
 progress is always new.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..credit import add_event_counters
-from .frame import CRC, LinkParams, header_crc
+from .frame import CRC, LinkParams, crc_step, header_crc
 
 __all__ = ["LinkTransmitter", "TransmitterStatus"]
 
@@ -91,6 +92,15 @@ class LinkTransmitter(wiring.Component):
         #: (the header, later in the frame, says so on the wire).
         self.start_seq = Signal(p.seq_bits)
         self.start_data = Signal()
+        #: Per VC, ``credits != 0``, kept as a register beside the count.
+        self.has_credit = Signal(p.vcs, init=(1 << p.vcs) - 1)
+        #: The new data frame decided a cycle ahead (see ``elaborate``), and whether the
+        #: current beat is a frame's first.
+        self.early_new = Signal()
+        self.early_vc = Signal(p.vc_bits)
+        self.first = Signal(init=1)
+        #: The registered position flags agree with the beat index (for formal proofs).
+        self.position_ok = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -115,8 +125,53 @@ class LinkTransmitter(wiring.Component):
         index = Signal(range(p.frame_beats))
         send = Signal()
         m.d.comb += [self.beats.valid.eq(1), send.eq(self.beats.valid & self.beats.ready)]
+        index_next = Signal(range(p.frame_beats))
+        m.d.comb += index_next.eq(Mux(index == p.crc_beat, 0, index + 1))
+        first = self.first               # index == 0, as a register
         with m.If(send):
-            m.d.sync += index.eq(Mux(index == p.crc_beat, 0, index + 1))
+            m.d.sync += [index.eq(index_next), first.eq(index == p.crc_beat)]
+
+        H0, HB = p.header_start, p.header_beats
+        header_first = H0 == 0
+
+        # Beat within the slot region, of this beat and of the next one, as registers kept in
+        # step with `index` (the replay buffer's addresses).
+        def slot_beat_of(i):
+            return Mux(i >= H0 + HB, i - HB, i)[:beat_addr_bits]
+
+        def slot_beat_init(i):
+            return (i - HB if i >= H0 + HB else i) % (1 << beat_addr_bits)
+
+        # Where in the frame this beat is, decoded from the index a beat ahead, into registers
+        # (flit slots: every beat before the trailer but the header's).
+        def position(i):
+            header = (i >= H0) & (i < H0 + HB)
+            in_slots = (i < p.first_trailer_beat) & ~header
+            return {"in_slots": in_slots,
+                    "first_slot": slot_beat_of(i) < p.beats_per_flit,
+                    # the first beat of a slot after slot 0 (one that may take a flit)
+                    "slot_start": in_slots & (slot_beat_of(i) % p.beats_per_flit == 0)
+                                  & (slot_beat_of(i) >= p.beats_per_flit),
+                    "at_header": i == H0, "at_trailer": i == p.first_trailer_beat,
+                    "at_crc": i == p.crc_beat}
+
+        def position_init(i):
+            header = H0 <= i < H0 + HB
+            in_slots = i < p.first_trailer_beat and not header
+            return {"in_slots": in_slots,
+                    "first_slot": slot_beat_init(i) < p.beats_per_flit,
+                    "slot_start": (in_slots and slot_beat_init(i) % p.beats_per_flit == 0
+                                   and slot_beat_init(i) >= p.beats_per_flit),
+                    "at_header": i == H0, "at_trailer": i == p.first_trailer_beat,
+                    "at_crc": i == p.crc_beat}
+        at = {name: Signal(init=int(value), name=name)
+              for name, value in position_init(0).items()}
+        with m.If(send):
+            m.d.sync += [at[name].eq(value) for name, value in position(index_next).items()]
+        in_slots = at["in_slots"]
+        m.d.comb += self.position_ok.eq(Cat(
+            index < p.frame_beats, first == (index == 0),
+            *(at[name] == value for name, value in position(index).items())).all())
 
         KIND_CONTROL, KIND_NEW, KIND_REPLAY = 0, 1, 2
         kind = Signal(2)
@@ -133,19 +188,23 @@ class LinkTransmitter(wiring.Component):
                                                      init=[])
         replay_write = replay.write_port()
         # Read one beat ahead (a registered read: block RAM), so that the replay buffer is not
-        # on a path with the beat multiplexer and the CRC.
+        # on a path with the beat multiplexer and the CRC. A frame's first beat (a slot beat
+        # unless the header comes first) is also kept in registers, one per replay slot, and
+        # replayed from there: its read would be issued a cycle before the frame starts,
+        # before the start has decided which frame to replay.
         replay_read = replay.read_port()
+        first_beats = Signal(data.ArrayLayout(W, R))
 
         # Credits per VC, and the peer's last credit totals.
         credits = self.status.credits
         last_totals = self.last_totals
+        has_credit = self.has_credit
 
         # Decision at the start of a frame.
-        replaying = Signal()
-        m.d.comb += replaying.eq(replay_seq != next_seq)
+        replaying = Signal()      # replay_seq != next_seq, as a register (set below)
         eligible = Signal(p.vcs)
         for vc in range(p.vcs):
-            m.d.comb += eligible[vc].eq(self.i[vc].valid & (credits[vc] != 0))
+            m.d.comb += eligible[vc].eq(self.i[vc].valid & has_credit[vc])
         window_open = Signal()
         m.d.comb += window_open.eq(outstanding < R)
         rr_last = Signal(p.vc_bits)  # VC of the last new data frame
@@ -158,16 +217,29 @@ class LinkTransmitter(wiring.Component):
                 m.d.comb += pick.eq(candidate)
 
         start = Signal()
-        m.d.comb += start.eq(send & (index == 0))
+        m.d.comb += start.eq(send & first)
+        # A new data frame and its VC are decided a cycle ahead, into registers, from the
+        # state of the cycle before the frame starts (its CRC beat, or a stalled first beat).
+        # In that cycle no flit is taken and no frame starts, so credits and the window can
+        # only grow before the start: a VC eligible then still has a credit and room. At the
+        # start only the picked source's `valid` is looked at again (a source that drops it
+        # gets a control frame) and a replay, asked for meanwhile, goes first.
+        early_new, early_vc = self.early_new, self.early_vc
+        m.d.sync += [early_new.eq((eligible != 0) & window_open), early_vc.eq(pick)]
+        early_valid = Signal()
+        m.d.comb += early_valid.eq(self.i[0].valid)
+        for vc in range(1, p.vcs):
+            with m.If(early_vc == vc):
+                m.d.comb += early_valid.eq(self.i[vc].valid)
         decided_kind = Signal(2)
         decided_seq = Signal(S)
         decided_vc = Signal(p.vc_bits)
         with m.If(replaying):
             m.d.comb += [decided_kind.eq(KIND_REPLAY), decided_seq.eq(replay_seq),
                          decided_vc.eq(slot_vc[replay_seq[:slot_bits]])]
-        with m.Elif((eligible != 0) & window_open):
+        with m.Elif(early_new & early_valid):
             m.d.comb += [decided_kind.eq(KIND_NEW), decided_seq.eq(next_seq),
-                         decided_vc.eq(pick)]
+                         decided_vc.eq(early_vc)]
         with m.Else():
             m.d.comb += [decided_kind.eq(KIND_CONTROL), decided_seq.eq(next_seq),
                          decided_vc.eq(0)]
@@ -177,17 +249,14 @@ class LinkTransmitter(wiring.Component):
             m.d.sync += [kind.eq(decided_kind), cur_seq.eq(decided_seq), cur_vc.eq(decided_vc),
                          filled.eq(0), closed.eq(0), padding.eq(1)]
             with m.If(decided_kind == KIND_NEW):
-                m.d.sync += rr_last.eq(pick)
+                m.d.sync += rr_last.eq(early_vc)
 
         # What the frame's fields are this cycle (the decision applies from its first beat).
-        first = index == 0
         frame_seq = Mux(first, decided_seq, cur_seq)
         frame_vc = Mux(first, decided_vc, cur_vc)
         frame_kind = Mux(first, decided_kind, kind)
 
         # Header, after the first `header_start` slot beats (see `frame.py`).
-        H0, HB = p.header_start, p.header_beats
-        header_first = H0 == 0
         live_header = Signal(p.header_layout)
         m.d.comb += [
             live_header.vc.eq(frame_vc),
@@ -200,20 +269,19 @@ class LinkTransmitter(wiring.Component):
         ]
         # A header of several beats is the one of its first beat (its CRC covers it).
         sent_header = Signal(p.header_layout)
-        with m.If(send & (index == H0)):
+        with m.If(send & at["at_header"]):
             m.d.sync += sent_header.eq(live_header)
-        header = Mux(index == H0, live_header.as_value(), sent_header.as_value())
+        header = Mux(at["at_header"], live_header.as_value(), sent_header.as_value())
         header_bits = Cat(header, Const(0, HB * W - p.header_layout.size))
 
-        # Flit slots: every beat before the trailer but the header's.
-        in_header = Signal()
-        in_slots = Signal()
-        m.d.comb += [
-            in_header.eq((index >= H0) & (index < H0 + HB)),
-            in_slots.eq((index < p.first_trailer_beat) & ~in_header),
-        ]
-        slot_beat = Signal(beat_addr_bits)  # beat within the slot region
-        m.d.comb += slot_beat.eq(Mux(index >= H0 + HB, index - HB, index))
+        slot_beat = Signal(beat_addr_bits, init=slot_beat_init(0))
+        slot_beat_after = Signal(beat_addr_bits, init=slot_beat_init(1 % p.frame_beats))
+        index_after_next = Signal(range(p.frame_beats))
+        m.d.comb += index_after_next.eq(Mux(index >= p.frame_beats - 2,
+                                            index + 2 - p.frame_beats, index + 2))
+        with m.If(send):
+            m.d.sync += [slot_beat.eq(slot_beat_after),
+                         slot_beat_after.eq(slot_beat_of(index_after_next))]
         flit_beat = Signal(range(p.beats_per_flit))
         with m.If(send & in_slots):
             m.d.sync += flit_beat.eq(Mux(flit_beat == p.beats_per_flit - 1, 0, flit_beat + 1))
@@ -226,7 +294,8 @@ class LinkTransmitter(wiring.Component):
         # further slot, until one is missing or the credits run out.
         source_valid = Signal()
         source_payload = Signal(p.flit_width)
-        source_vc = frame_vc
+        # Only a new frame takes flits, and its VC at the start is the early pick.
+        source_vc = Mux(first, early_vc, cur_vc)
         m.d.comb += [
             source_valid.eq(self.i[0].valid),
             source_payload.eq(self.i[0].payload),
@@ -236,16 +305,21 @@ class LinkTransmitter(wiring.Component):
                 m.d.comb += [source_valid.eq(self.i[vc].valid),
                              source_payload.eq(self.i[vc].payload)]
         credit_ok = Signal()
-        m.d.comb += credit_ok.eq(credits[source_vc] != 0)
+        m.d.comb += credit_ok.eq(has_credit.bit_select(source_vc, 1))
         first_slot = Signal()
-        m.d.comb += first_slot.eq(slot_beat < p.beats_per_flit)
+        m.d.comb += first_slot.eq(at["first_slot"])
+        # What this beat would take if it goes out (`offer_*`), and what it takes.
+        offer_first = Signal()
+        offer_more = Signal()
         take_first = Signal()
         take_more = Signal()
         take = Signal()
         m.d.comb += [
-            take_first.eq(start & (decided_kind == KIND_NEW)),
-            take_more.eq(send & in_slots & ~first_slot & (kind == KIND_NEW) & (flit_beat == 0)
-                         & ~closed & source_valid & credit_ok),
+            offer_first.eq(first & (decided_kind == KIND_NEW)),
+            offer_more.eq(at["slot_start"] & (kind == KIND_NEW) & ~closed & source_valid
+                          & credit_ok),
+            take_first.eq(send & offer_first),
+            take_more.eq(send & offer_more),
             take.eq(take_first | take_more),
         ]
         for vc in range(p.vcs):
@@ -263,14 +337,22 @@ class LinkTransmitter(wiring.Component):
                 m.d.sync += [held.eq(0), closed.eq(1)]
         with m.Elif(send & in_slots):
             m.d.sync += held.eq(held >> W)
+        # The flit beat: the source's first beat when a slot starts and takes a flit, else
+        # the rest of the flit taken (zero once the frame is closed). Written as an AND-OR of
+        # exclusive selects (registers but the source's `valid`), not a priority chain.
         new_beat = Signal(W)
-        with m.If((flit_beat == 0) & ~first_slot):
-            m.d.comb += new_beat.eq(Mux(take_more, source_payload[:W], 0))
-        if not header_first:
-            with m.Elif(first):
-                m.d.comb += new_beat.eq(Mux(take_first, source_payload[:W], 0))
-        with m.Else():
-            m.d.comb += new_beat.eq(Mux(padding, 0, held[:W]))
+        slot_start = Signal()
+        use_payload = Signal()
+        use_held = Signal()
+        m.d.comb += slot_start.eq(at["slot_start"])
+        if header_first:
+            m.d.comb += [use_payload.eq(slot_start & offer_more),
+                         use_held.eq(~slot_start & ~padding)]
+        else:
+            m.d.comb += [use_payload.eq((slot_start & offer_more) | (first & offer_first)),
+                         use_held.eq(~slot_start & ~first & ~padding)]
+        m.d.comb += new_beat.eq((source_payload[:W] & use_payload.replicate(W))
+                                | (held[:W] & use_held.replicate(W)))
 
         # Replay buffer: header beats are rebuilt; flit beats are kept.
         m.d.comb += [
@@ -278,6 +360,9 @@ class LinkTransmitter(wiring.Component):
             replay_write.data.eq(new_beat),
             replay_write.en.eq(send & in_slots & (frame_kind == KIND_NEW)),
         ]
+        if not header_first:
+            with m.If(send & first & (frame_kind == KIND_NEW)):
+                m.d.sync += first_beats[frame_seq[:slot_bits]].eq(new_beat)
 
         trailer = Signal(p.trailer_layout)
         m.d.comb += [
@@ -287,28 +372,52 @@ class LinkTransmitter(wiring.Component):
         ]
         trailer_bits = Cat(trailer.as_value(),
                            Const(0, p.trailer_beats * W - p.trailer_layout.size))
-        with m.If(send & (index == p.first_trailer_beat) & (kind == KIND_NEW)):
+        with m.If(send & at["at_trailer"] & (kind == KIND_NEW)):
             m.d.sync += [slot_count[cur_seq[:slot_bits]].eq(filled),
                          slot_vc[cur_seq[:slot_bits]].eq(cur_vc)]
 
-        m.submodules.crc = generator = CRC(data_width=W).create()
+        # The beat: a replayed slot beat straight from the replay buffer (`from_buffer`, a
+        # register, says so), else whatever the rest of the frame has here (`other`), so that
+        # the block RAM's slow output is one multiplexer from the lanes.
         beat = Signal(W)
+        other = Signal(W)
+        from_buffer = Signal()
+        m.d.comb += beat.eq(Mux(from_buffer, replay_read.data, other))
+        # `other` is an AND-OR of exclusive, mostly registered, selects.
+        terms = []
         for n in range(HB):
-            with m.If(index == H0 + n):
-                m.d.comb += beat.eq(header_bits[n * W:(n + 1) * W])
-        with m.If(in_slots):
-            m.d.comb += beat.eq(Mux(frame_kind == KIND_REPLAY, replay_read.data, new_beat))
+            terms.append((at["at_header"] if n == 0 else index == H0 + n,
+                          header_bits[n * W:(n + 1) * W]))
+        if header_first:
+            terms.append((in_slots, new_beat))
+        else:
+            # A replay's first beat comes from `first_beats`.
+            replay_first = Signal()
+            m.d.comb += replay_first.eq(first & (decided_kind == KIND_REPLAY))
+            terms.append((in_slots & ~replay_first, new_beat))
+            terms.append((replay_first, first_beats[decided_seq[:slot_bits]]))
         for n in range(p.trailer_beats):
-            with m.If(index == p.first_trailer_beat + n):
-                m.d.comb += beat.eq(trailer_bits[n * W:(n + 1) * W])
-        with m.If(index == p.crc_beat):
-            m.d.comb += beat.eq(generator.crc)
-        m.d.comb += [
-            self.beats.payload.eq(beat),
-            generator.start.eq(start),
-            generator.valid.eq(send & (index != p.crc_beat)),
-            generator.data.eq(beat),
-        ]
+            terms.append((at["at_trailer"] if n == 0 else index == p.first_trailer_beat + n,
+                          trailer_bits[n * W:(n + 1) * W]))
+        # The frame CRC takes each beat from a register, the cycle after it went out, so that
+        # the beat multiplexers are on no path into the CRC; the CRC beat is the register
+        # stepped over the last beat, combinationally.
+        last_beat = Signal(W)
+        pending = Signal()         # `last_beat` went out and is not in `crc_state` yet
+        pending_first = Signal()   # ... and it was a frame's first beat
+        crc_state = Signal(CRC.crc_width)
+        crc_now = Signal(CRC.crc_width)  # the CRC over the frame's beats sent so far
+        m.d.comb += crc_now.eq(Mux(pending, crc_step(Mux(pending_first, 0, crc_state),
+                                                     last_beat), crc_state))
+        m.d.sync += [crc_state.eq(crc_now), pending.eq(send & ~at["at_crc"])]
+        with m.If(send):
+            m.d.sync += [last_beat.eq(beat), pending_first.eq(first)]
+        terms.append((at["at_crc"], crc_now))
+        or_terms = Const(0, W)
+        for select, value in terms:
+            or_terms = or_terms | (Value.cast(value) & select.replicate(W))
+        m.d.comb += other.eq(or_terms)
+        m.d.comb += self.beats.payload.eq(beat)
 
         # --- Sequence bookkeeping, ACK/NAK, replay timer, credits ---------------------------
         begin_new = Signal()
@@ -326,11 +435,18 @@ class LinkTransmitter(wiring.Component):
 
         # An ACK inside the window releases frames up to and including it.
         acked = Signal()
+        ack_offset = Signal(S)
         new_base = Signal(S)
         m.d.comb += [
-            acked.eq(self.peer_header_valid & ((self.peer_ack - base)[:S] < outstanding)),
+            ack_offset.eq(self.peer_ack - base),
+            acked.eq(self.peer_header_valid & (ack_offset < outstanding)),
             new_base.eq(Mux(acked, self.peer_ack + 1, base)),
         ]
+        # Frames stay unacknowledged after this cycle (next_after != new_base), worked out
+        # without new_base: a frame starts now, or the ACK, if any, leaves some.
+        left = Signal()
+        m.d.comb += left.eq(begin_new | Mux(acked, (self.peer_ack + 1)[:S] != next_seq,
+                                            outstanding != 0))
         # A NAK is new unless the peer cannot yet have seen the replay of the oldest frame:
         # from a rewind (`armed`) until its replay started `nak_holdoff` cycles ago (`holdoff`),
         # with no ACK progress since.
@@ -344,7 +460,7 @@ class LinkTransmitter(wiring.Component):
         timeout = Signal()
         m.d.comb += timeout.eq(timer == p.replay_timeout)
         rewind = Signal()
-        m.d.comb += rewind.eq((nak_now | timeout) & (next_after != new_base))
+        m.d.comb += rewind.eq((nak_now | timeout) & left)
         with m.If(rewind):
             m.d.sync += [armed.eq(1), holdoff.eq(0)]
         with m.Elif(acked):
@@ -354,29 +470,42 @@ class LinkTransmitter(wiring.Component):
         with m.Elif(holdoff != 0):
             m.d.sync += holdoff.eq(holdoff - 1)
         # The timer restarts with each ACK progress, rewind, and start of the replay a rewind
-        # asked for (which may start up to a frame after the rewind).
-        with m.If(acked | rewind | (begin_replay & armed) | (outstanding == 0)):
+        # asked for (which may start up to a frame after the rewind). (A NAK or timeout that
+        # does not rewind leaves nothing outstanding: the timer stays at 0 anyway.)
+        with m.If(acked | nak_now | timeout | (begin_replay & armed) | (outstanding == 0)):
             m.d.sync += timer.eq(0)
         with m.Else():
             m.d.sync += timer.eq(timer + 1)
 
         # Keep the replay position inside the window when an ACK moves its start past it.
+        # (replay_after - new_base > next_after - new_base: with base <= replay_after <=
+        # next_after and base <= new_base <= next_after, it is replay_after < new_base.)
         replay_behind = Signal()
-        m.d.comb += replay_behind.eq((replay_after - new_base)[:S] > (next_after - new_base)[:S])
+        m.d.comb += replay_behind.eq(acked & ((replay_after - base)[:S] <= ack_offset))
         m.d.sync += [base.eq(new_base), next_seq.eq(next_after)]
         replay_seq_next = Signal(S)      # replay_seq's next value
         m.d.comb += replay_seq_next.eq(Mux(rewind | replay_behind, new_base, replay_after))
-        m.d.sync += replay_seq.eq(replay_seq_next)
+        # replaying's next value, replay_seq_next != next_after, case by case (a new frame
+        # starts only when not replaying).
+        m.d.sync += [replay_seq.eq(replay_seq_next),
+                     replaying.eq(Mux(rewind | replay_behind, left,
+                                      Mux(begin_new, 0,
+                                          Mux(begin_replay, (replay_seq + 1)[:S] != next_seq,
+                                              replaying))))]
 
         # The replay buffer read for the beat that goes out next cycle: that beat's slot beat,
-        # in the frame going out now, or, when the next beat starts a frame, in the frame
-        # replay_seq will name then (a replay starts from it).
+        # in the frame going out now. (When the next beat starts a frame, a slot beat comes
+        # from `first_beats`, and a header does not need the buffer: the read is unused.)
         next_index = Signal(range(p.frame_beats))
-        m.d.comb += next_index.eq(Mux(send, Mux(index == p.crc_beat, 0, index + 1), index))
+        m.d.comb += next_index.eq(Mux(send, index_next, index))
         next_slot_beat = Signal(beat_addr_bits)
-        m.d.comb += next_slot_beat.eq(Mux(next_index >= H0 + HB, next_index - HB, next_index))
+        m.d.comb += next_slot_beat.eq(Mux(send, slot_beat_after, slot_beat))
         read_seq = Signal(S)
-        m.d.comb += read_seq.eq(Mux(next_index == 0, replay_seq_next, frame_seq))
+        m.d.comb += read_seq.eq(frame_seq)
+        next_in_slots = ((next_index < p.first_trailer_beat)
+                         & ~((next_index >= H0) & (next_index < H0 + HB)))
+        m.d.sync += from_buffer.eq(next_in_slots & (next_index != 0)
+                                   & (frame_kind == KIND_REPLAY))
         m.d.comb += replay_read.addr.eq(Cat(next_slot_beat, read_seq[:slot_bits]))
 
         for vc in range(p.vcs):
@@ -385,7 +514,11 @@ class LinkTransmitter(wiring.Component):
                                      self.peer_credits[vc] - last_totals[vc], 0))
             taken = Signal(name=f"credit_taken_{vc}")
             m.d.comb += taken.eq(self.i[vc].valid & self.i[vc].ready)
-            m.d.sync += credits[vc].eq(credits[vc] + delta - taken)
+            # The returned credits are added before `taken` (late: the source's `valid`) picks.
+            returned = Signal(range(p.rx_credits + 1), name=f"credit_returned_{vc}")
+            m.d.comb += returned.eq(credits[vc] + delta)
+            m.d.sync += [credits[vc].eq(Mux(taken, returned - 1, returned)),
+                         has_credit[vc].eq(Mux(taken, returned != 1, returned != 0))]
             with m.If(self.peer_valid):
                 m.d.sync += last_totals[vc].eq(self.peer_credits[vc])
 

@@ -10,7 +10,9 @@
 - Frame size trade-off: the same latency run and a saturated run (payload efficiency
   measured on the lanes) on a ``LinkPair`` for each ``frame_flits`` in the sweep.
 - Size and speed: one :class:`~chipknit.rtl.link.adapter.LinkAdapter` placed alone on the
-  ECP5-85F (and iCE40UP5K).
+  ECP5-85F, with the default parameters and with the default package's (17 one-bit lanes:
+  17-bit beats, 34-bit link flits), at nextpnr seeds 1 and 2 (and a small one on the
+  iCE40UP5K).
 
 The goodput bound is go-back-N's ``(1 - p) / (1 + (W - 1) p)`` with ``p`` the frame error
 rate at that BER and ``W`` the frames resent per replay, measured.
@@ -24,6 +26,8 @@ from chipknit.platforms.build import build
 from chipknit.platforms.isolate import IsolatedComponent
 from chipknit.rtl.link.adapter import LinkAdapter
 from chipknit.rtl.link.frame import LinkParams
+from chipknit.rtl.package.config import Package
+from chipknit.rtl.package.top import die_link_params
 from chipknit.tb.benches import LINK_PAIR_PARAMS, get_testbench
 from chipknit.tb.harness import run as run_bench
 from chipknit.tb.models.link import frame_error_rate, go_back_n_goodput
@@ -113,8 +117,9 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
                         "first beat to CRC (frame_beats - 1 edges), because the receiver delivers "
                         "a frame's flits only after its CRC beat (store-and-forward per frame). "
                         "adapter_pipeline_cycles = latency - frame_beats: the wait for the "
-                        "current frame to end (frames go back to back, idle = control frames) "
-                        "plus the receiver's check (1 cycle) minus 1. latency_breakdown: wait "
+                        "current frame to end (frames go back to back, idle = control frames; "
+                        "the next frame is decided a cycle ahead) plus the receiver's check "
+                        "and output register (2 cycles) minus 1. latency_breakdown: wait "
                         "(offer to the frame start that takes the flit), serialisation, "
                         "rx_check (CRC beat in to flit out).",
         "frame_size_tradeoff": tradeoff,
@@ -133,15 +138,22 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
     # The default adapter's receive buffers and replay buffer are read asynchronously and
     # become flip-flops on the iCE40, which then does not fit: place a small link there.
     small = LinkParams(flit_width=32, frame_flits=4, rx_credits=8, replay_frames=2)
-    targets = [("ulx3s", params)] + ([] if quick else [("icebreaker", small)])
-    for board, link_params in targets:
-        progress(f"placing one LinkAdapter on {board}")
+    # The default package's die link: 17 one-bit lanes (what PackageDieLink builds).
+    package = die_link_params(Package.load("default"), 0)
+    targets = [("ulx3s", "ulx3s", params, 1), ("ulx3s_package", "ulx3s", package, 1)]
+    if not quick:
+        targets += [("ulx3s_seed2", "ulx3s", params, 2),
+                    ("ulx3s_package_seed2", "ulx3s", package, 2),
+                    ("icebreaker", "icebreaker", small, 1)]
+    for key, board, link_params, seed in targets:
+        progress(f"placing one LinkAdapter on {board} ({key}, seed {seed})")
         report = build(board, top=IsolatedComponent(LinkAdapter(link_params)), progress=None,
-                       build_dir=Path("build", "bench", f"link-{board}")).report
-        figures["fpga"][board] = {"device": report["device"], "luts": report["luts"],
-                                  "ffs": report["ffs"], "brams": report["brams"],
-                                  "fmax_mhz": report["fmax_mhz"]["sync"],
-                                  "seed": report["seed"], "link_params": repr(link_params)}
+                       seed=seed, build_dir=Path("build", "bench", f"link-{key}")).report
+        figures["fpga"][key] = {"device": report["device"], "luts": report["luts"],
+                                "ffs": report["ffs"], "brams": report["brams"],
+                                "fmax_mhz": report["fmax_mhz"]["sync"],
+                                "seed": report["seed"], "link_params": repr(link_params),
+                                "critical_path": report["critical_paths"].get("sync")}
     ecp5 = figures["fpga"]["ulx3s"]
     figures.update(luts=ecp5["luts"], ffs=ecp5["ffs"], fmax_mhz=ecp5["fmax_mhz"])
     if plot:
