@@ -279,7 +279,8 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
           build_dir: str | Path | None = None,
           top: Elaboratable | TopFactory | None = None,
           progress: Callable[[str], None] | None = print,
-          synth_opts: str | None = None, name: str = "top") -> BuildResult:
+          synth_opts: str | None = None, name: str = "top",
+          timing_allow_fail: bool = False) -> BuildResult:
     """Synthesise, place and route ``top`` on ``board``; write the bitstream and
     ``report.json`` into ``build_dir`` (default ``build/<board>`` under the current folder).
 
@@ -295,6 +296,11 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
         Receives progress lines and the final summary; None for silence.
     synth_opts : str, optional
         Options for ``synth_<family>``; default :data:`SYNTH_OPTS` for the family.
+    timing_allow_fail : bool
+        Finish the build when the timing constraint is not met (nextpnr's
+        ``--timing-allow-fail``): to learn how fast a design closes against a tight
+        constraint. The report says the constraint failed; the bitstream is not to be used
+        at that clock.
 
     Raises
     ------
@@ -320,6 +326,8 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
     design = make_design(top, board)
     synth_opts = SYNTH_OPTS[board.family] if synth_opts is None else synth_opts
     nextpnr_opts = f"--seed {seed} --report report_nextpnr.json"
+    if timing_allow_fail:
+        nextpnr_opts += " --timing-allow-fail"
     emit(0.0, "elaborate", f"{_design_name(design)} for {board.name} ({board.device})")
     t0 = time.monotonic()
     platform = board.make_platform()

@@ -46,7 +46,7 @@ def _cmd_build(args) -> int:
             return 2
     try:
         build(args.board, seed=args.seed, build_dir=args.build_dir, top=top,
-              synth_opts=args.synth_opts)
+              synth_opts=args.synth_opts, timing_allow_fail=args.timing_allow_fail)
     except BuildError as error:
         print(f"build failed: {error}", file=sys.stderr)
         return 1
@@ -155,6 +155,10 @@ def make_parser() -> argparse.ArgumentParser:
                             "split one die per board: its die link on the header pins "
                             "(DDR, trained), the boards wired as docs/package.md shows "
                             "(default: the whole package in one FPGA)")
+    build.add_argument("--timing-allow-fail", action="store_true",
+                       help="finish even if the timing constraint is not met, to measure how "
+                            "fast the design closes against a tight --clock-mhz (the summary "
+                            "says FAILED; do not run the bitstream at that clock)")
     build.add_argument("--synth-opts", default=None, metavar="OPTS",
                        help="options for Yosys's synth_<family> (default: -nowidelut on ECP5)")
     build.set_defaults(func=_cmd_build)

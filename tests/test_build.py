@@ -11,6 +11,7 @@ import time
 
 import pytest
 from amaranth.hdl import Elaboratable, Fragment, Instance, Module, Signal
+from amaranth.lib import io
 
 from chipknit.platforms.boards import BOARDS, DEFAULT_BOARD, Board, get_board
 from chipknit.platforms.build import BuildError, build, format_summary, read_nextpnr_report
@@ -221,3 +222,34 @@ def test_board_dataclass_checks():
     with pytest.raises(ValueError):
         Board(name="x", platform=BOARDS["ulx3s"].platform, family="xilinx", device="d",
               package="p", clock_hz=1e6, leds=())
+
+
+def test_timing_allow_fail_reports_the_failed_constraint(tmp_path):
+    """A constraint no design meets (the 8-bit self-test from a 400 MHz PLL): the build
+    fails, unless told to finish, and then its report says the constraint failed."""
+    from chipknit.platforms.clocks import Ecp5Pll
+
+    class FastSelfTest(Elaboratable):
+        def __init__(self):
+            self.design = small_top(BOARDS["ulx3s"])
+            self.ok, self.error, self.heartbeat = (self.design.ok, self.design.error,
+                                                   self.design.heartbeat)
+
+        def elaborate(self, platform):
+            m = Module()
+            clk = platform.request(platform.default_clk, dir="-")
+            m.submodules.clk_buffer = buffer = io.Buffer("i", clk)
+            m.submodules.pll = Ecp5Pll(buffer.i, 25, 400)
+            m.submodules.design = self.design
+            return m
+
+    with pytest.raises(BuildError, match="pnr"):
+        build("ulx3s", build_dir=tmp_path / "strict", top=FastSelfTest(), progress=None)
+    result = build("ulx3s", build_dir=tmp_path / "allowed", top=FastSelfTest(),
+                   progress=None, timing_allow_fail=True)
+    report = result.report
+    (clock,) = report["fmax_mhz"]                      # the PLL's output, by nextpnr's name
+    assert report["fmax_constraint_mhz"][clock] == pytest.approx(400, rel=1e-3)
+    assert report["fmax_mhz"][clock] < 400
+    assert "--timing-allow-fail" in report["options"]["nextpnr"]
+    assert "FAILED" in format_summary(report)
