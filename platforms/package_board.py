@@ -23,9 +23,20 @@ forwarded clock, 2 spare lanes) and trains with the board at its other end. The 
 from one clock, as a package's dies share a reference: the die with the host bridge runs
 from its oscillator (or PLL), every other from a PLL locked to the clock the far board
 forwards with the lanes (held in reset until it locks), so the PHYs' clock crossings never
-slip. The host bridge's UART is on the board whose die has it. LEDs: ``ok`` while the link
-is ACTIVE (and the UART clean), ``error`` once training has failed (or the UART erred),
-``heartbeat`` as above.
+slip; both boards must be built with the same ``clock_mhz``, which the follower's PLL
+expects at its input. The host bridge's UART is on the board whose die has it. LEDs
+(:func:`link_leds`): ``ok`` while the link is ACTIVE (and the UART clean), ``error`` from a
+failed training attempt until the link is next ACTIVE (or once the UART erred),
+``heartbeat`` as above; a follower whose PLL has no forwarded clock to lock to (the host's
+board is off) is held in reset, all its LEDs dark.
+
+The boards may be powered in either order. Until the far board is up, the near end's
+training fails and retries every ``train_timeout + error_backoff`` cycles (``error`` lit,
+``link{i}_training_errors`` counting), the near die runs on, and a short host command to
+the far die ends in a ``TIMEOUT`` status; commands that back up through the router into
+the host's interface leave the host unanswered until the link is up (docs/package.md).
+Once both are up the link trains by itself (``tb/tests/package_split.py``,
+``far_die_powered_later``).
 """
 
 from amaranth.hdl import Elaboratable, Module, Signal
@@ -43,7 +54,7 @@ from .boards import Board
 from .clocks import Ecp5Pll
 from .pinmaps import die_link_pin_map, request_link_pins
 
-__all__ = ["PackageBoard", "package_top", "PACKAGE_CLOCK_MHZ"]
+__all__ = ["PackageBoard", "package_top", "link_leds", "PACKAGE_CLOCK_MHZ"]
 
 #: Baud rate of the host UART when the host bridge tile does not give one.
 DEFAULT_BAUD = 115200
@@ -89,13 +100,15 @@ class PackageBoard(Elaboratable):
             if die not in numbers:
                 raise ValueError(f"Package {package.name!r} has dies "
                                  f"{', '.join(map(str, numbers))}, not a die {die}")
-            links = [i for i, link in enumerate(package.links) if die in (link.a.die,
-                                                                          link.b.die)]
-            if len(links) != 1:
-                raise ValueError(f"Die {die} of package {package.name!r} has {len(links)} die "
-                                 f"links; a board carries exactly one on its header pins")
             self.pin_map = die_link_pin_map(board.name)
-            self.link = links[0]
+            lanes = LaneParams(self.pin_map.lanes, bits_per_lane=2)
+            self.top = PackageTop(package, dies={die}, link_end=package_link_end(
+                lanes, repair_lanes=self.pin_map.repair_lanes))
+            if len(self.top.cut) != 1:
+                raise ValueError(f"Die {die} of package {package.name!r} has "
+                                 f"{len(self.top.cut)} die links; a board carries exactly "
+                                 f"one on its header pins")
+            (self.link,) = self.top.cut
             if ber:
                 raise ValueError("--ber injects errors in the interposer models inside one "
                                  "FPGA; a die on its own board has real wires")
@@ -123,10 +136,6 @@ class PackageBoard(Elaboratable):
         self.uart = UartParams.from_baud(self.clock_mhz * 1e6, self.baud)
         if die is None:
             self.top = PackageTop(package)
-        else:
-            lanes = LaneParams(self.pin_map.lanes, bits_per_lane=2)
-            self.top = PackageTop(package, dies={die}, link_end=package_link_end(
-                lanes, repair_lanes=self.pin_map.repair_lanes))
         self.has_host = "host_rx" in self.top.signature.members
         self.params = {"package": package.name, "clock_mhz": self.clock_mhz,
                        "baud": self.baud, "uart_divisor": self.uart.divisor, "ber": ber,
@@ -142,8 +151,7 @@ class PackageBoard(Elaboratable):
             pins = request_link_pins(platform, self.board.name, pin_map=self.pin_map,
                                      rx_clock_hz=self.clock_mhz * 1e6)
             m.submodules.phy = phy = DdrPhy(DdrPhyParams(
-                LaneParams(self.pin_map.lanes, bits_per_lane=2), shared_valid=True,
-                mesochronous=True), pins)
+                top.cut[self.link].params.lanes, shared_valid=True, mesochronous=True), pins)
             wiring.connect(m, getattr(top, f"link{self.link}_lanes_tx"), phy.tx)
             wiring.connect(m, phy.rx, getattr(top, f"link{self.link}_lanes_rx"))
             m.d.comb += getattr(top, f"link{self.link}_restart").eq(0)
@@ -161,12 +169,8 @@ class PackageBoard(Elaboratable):
         bit = max(1, round(self.clock_mhz * 1e6 / 1.5).bit_length() - 1)
         m.d.comb += self.heartbeat.eq(blink[bit])
         if self.die is not None:
-            training = getattr(top, f"link{self.link}_training")
-            failed = Signal()
-            with m.If(training.training_errors != 0):
-                m.d.sync += failed.eq(1)
-            m.d.comb += [self.ok.eq(training.state == TrainingState.ACTIVE),
-                         self.error.eq(failed)]
+            active, failed = link_leds(m, getattr(top, f"link{self.link}_training").state)
+            m.d.comb += [self.ok.eq(active), self.error.eq(failed)]
         if not self.has_host:
             return m
 
@@ -189,9 +193,23 @@ class PackageBoard(Elaboratable):
         if self.die is None:
             m.d.comb += [self.error.eq(uart_error), self.ok.eq(~uart_error)]
         else:
-            m.d.comb += [self.error.eq(failed | uart_error),
-                         self.ok.eq((training.state == TrainingState.ACTIVE) & ~uart_error)]
+            m.d.comb += [self.error.eq(failed | uart_error), self.ok.eq(active & ~uart_error)]
         return m
+
+
+def link_leds(m: Module, state) -> tuple[Signal, Signal]:
+    """The link's LEDs from its trainer's ``state``: ``active`` while ACTIVE, ``failed``
+    from a failed training attempt (``ERROR``) until the link is next ACTIVE. A board whose
+    peer is off, unplugged or miswired shows ``failed``; once the peer comes up and the
+    link trains, it clears (a board powered before the other is not left showing an error).
+    """
+    active, failed = Signal(name="link_active"), Signal(name="link_failed")
+    m.d.comb += active.eq(state == TrainingState.ACTIVE)
+    with m.If(state == TrainingState.ERROR):
+        m.d.sync += failed.eq(1)
+    with m.Elif(active):
+        m.d.sync += failed.eq(0)
+    return active, failed
 
 
 def package_top(package: Package | str = "default", *, clock_mhz: float | None = None,

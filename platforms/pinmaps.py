@@ -105,20 +105,22 @@ DIE_LINK_PINS: dict[str, LinkPinMap] = {
 }
 
 
-def die_link_pin_map(board: str) -> LinkPinMap:
+def _pin_map(table: dict, what: str, board: str) -> LinkPinMap:
     try:
-        return DIE_LINK_PINS[board]
+        return table[board]
     except KeyError:
-        raise ValueError(f"No die link pin map for board {board!r}; boards with one: "
-                         f"{', '.join(sorted(DIE_LINK_PINS))}") from None
+        raise ValueError(f"No {what} pin map for board {board!r}; boards with one: "
+                         f"{', '.join(sorted(table))}") from None
+
+
+def die_link_pin_map(board: str) -> LinkPinMap:
+    """``board``'s pin map for a package's die link (:data:`DIE_LINK_PINS`)."""
+    return _pin_map(DIE_LINK_PINS, "die link", board)
 
 
 def link_pin_map(board: str) -> LinkPinMap:
-    try:
-        return LINK_PINS[board]
-    except KeyError:
-        raise ValueError(f"No link pin map for board {board!r}; boards with one: "
-                         f"{', '.join(sorted(LINK_PINS))}") from None
+    """``board``'s pin map for the link end (:data:`LINK_PINS`)."""
+    return _pin_map(LINK_PINS, "link", board)
 
 
 def request_link_pins(platform, board: str, number: int = 0,

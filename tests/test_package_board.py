@@ -129,3 +129,41 @@ def test_die_board_elaborates_on_the_ulx3s(die):
     platform = board.make_platform()
     Fragment.get(BoardTop(board, design), platform)
     assert {r.name for r in platform.resources.values()} >= {"link"}
+    # The forwarded receive clock is constrained at the shared core clock on both boards;
+    # the follower's core clock is its PLL's output, constrained too.
+    ports = {port.name: freq for port, freq in platform.iter_port_clock_constraints()}
+    assert ports == {"link_0__rx_clk__io": design.clock_mhz * 1e6}
+    plls = {clock.name: freq for clock, freq in platform._clocks.items()}
+    assert plls == ({"clk": design.clock_mhz * 1e6} if die == 1 else {})
+
+
+def test_link_leds_clear_once_the_link_trains():
+    """A board powered before its peer: ``error`` lights on the failed attempts and clears
+    once the link is ACTIVE (it is not latched for good); ``ok`` only while ACTIVE."""
+    from amaranth.hdl import Module
+    from amaranth.sim import Simulator
+
+    from chipknit.platforms.package_board import link_leds
+    from chipknit.rtl.link.training import TrainingState
+
+    m = Module()
+    state = Signal(TrainingState)
+    active, failed = link_leds(m, state)
+    S = TrainingState
+    # (state for one cycle, then (ok, error) expected)
+    script = [(S.RESET, 0, 0), (S.DETECT, 0, 0), (S.ERROR, 0, 1), (S.DETECT, 0, 1),
+              (S.TEST, 0, 1), (S.ACTIVE, 1, 0), (S.DRAIN, 0, 0), (S.DETECT, 0, 0),
+              (S.ERROR, 0, 1), (S.ERROR, 0, 1), (S.ACTIVE, 1, 0)]
+    seen = []
+
+    async def bench(ctx):
+        for value, _ok, _error in script:
+            ctx.set(state, value)
+            await ctx.tick()
+            seen.append((ctx.get(active), ctx.get(failed)))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [(ok, error) for _state, ok, error in script]

@@ -16,12 +16,13 @@ from chipknit.tb.harness import run
 
 BENCH = get_testbench("package_split")
 DEFAULT_TESTS = ("trains_through_skew_and_dead_lanes|die_reset_mid_transfer|"
-                 "errors_on_the_trained_link")
+                 "far_die_powered_later|lanes_beyond_repair|errors_on_the_trained_link")
 
 
 @pytest.mark.timeout(1800)
 def test_split_package(seed):
-    """The minimal package split in two: training, a die reset, bit errors."""
+    """The minimal package split in two: training, a die reset, the far die powered late,
+    dead lanes beyond repair (half width, then a training failure), bit errors."""
     run(BENCH, simulator="verilator", seed=seed, testcase=DEFAULT_TESTS).check()
 
 
@@ -49,7 +50,9 @@ def test_each_die_alone_converts(name):
         if any(t.kind == "counters" and t.die == die.number for t in package.tiles):
             names = [r.name for r in top.registers(die.number)]
             for index in cut:
-                assert f"link{index}_state" in names and f"link{index}_lost_flits" in names
+                assert {f"link{index}_{name}" for name in (
+                    "state", "lane_map", "mode", "retrains", "training_errors",
+                    "link_resets", "lost_flits")} <= set(names)
                 assert f"link{index}_bit_errors" not in names
         assert ("host_rx" in top.signature.members) == any(
             t.kind == "host_bridge" and t.die == die.number for t in package.tiles)
@@ -61,6 +64,8 @@ def test_split_tops_refuse_unknown_dies():
     package = Package.named("minimal")
     with pytest.raises(ValueError, match="has dies 0, 1, not \\[7\\]"):
         PackageTop(package, dies={7})
+    with pytest.raises(ValueError, match="has dies 0, 1, not \\[\\]"):
+        PackageTop(package, dies=())
     top = PackageTop(package, dies={0})
     with pytest.raises(ValueError, match="Die 1 is not built here"):
         top.registers(1)

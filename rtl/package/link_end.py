@@ -14,10 +14,12 @@ The lanes come from the board, not the package config: ``lanes`` physical lanes 
 and the link flit the smallest whole number of beats that holds a NoC flit. Both ends must
 be built with the same lanes (both boards use the same pin map).
 
-While the adapter is held in reset (training, retraining) the bridge sees ``peer_reset``:
-it sends nothing, and closes a packet it was delivering with a synthetic tail, so no
-wormhole stays wedged in the router (``truncated``); the flits lost are bounded by
-``lost_flits``; requests whose responses were lost end at their initiator's timeout.
+While the adapter is held in reset (training, retraining, the far chip absent) the bridge
+sees ``peer_reset``: it closes a packet it was delivering to the router with a synthetic
+tail, so no inbound wormhole stays wedged (``truncated``), and hands nothing to the link:
+outbound flits wait in the bridge, and behind it in the router, until the link is up. The
+flits adapter resets lose are bounded by ``lost_flits``; requests whose responses are lost
+or held too long end at their initiator's timeout.
 """
 
 from amaranth.hdl import Module

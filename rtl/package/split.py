@@ -35,7 +35,7 @@ class SplitPackage(wiring.Component):
         Largest lane delay the interposers can be set to (cycles).
     seed : int
         Seeds the interposers' error LFSRs (link ``i``: ``seed + 2i`` a → b, ``+ 1`` b → a).
-    top : mapping
+    **options
         Further :class:`PackageTop` arguments (``timeout``, ``link_end``, ...).
 
     Members
@@ -50,26 +50,33 @@ class SplitPackage(wiring.Component):
         Bits each interposer flipped.
     link{i}_{a,b}_training : Out(TrainingStatus)
         Each end's training status.
+
+    Attributes
+    ----------
+    tops : dict
+        Die number → its :class:`PackageTop` (``dies={n}``).
+    interposer_params : dict
+        ``(link, "ab" | "ba")`` → that interposer's :class:`InterposerParams`.
     """
 
-    def __init__(self, package: Package, *, max_delay: int = 3, seed: int = 1, **top):
+    def __init__(self, package: Package, *, max_delay: int = 3, seed: int = 1, **options):
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
         self.package, self.seed = package, seed
         self.dies = [die.number for die in package.dies]
-        self.halves = {n: PackageTop(package, dies={n}, **top) for n in self.dies}
-        hosts = [half for half in self.halves.values() if half.host is not None]
+        self.tops = {n: PackageTop(package, dies={n}, **options) for n in self.dies}
+        hosts = [top for top in self.tops.values() if top.host is not None]
         self.host = hosts[0].host if hosts else None
-        self._host_half = hosts[0] if hosts else None
-        first = next(iter(self.halves.values()))
+        self._host_top = hosts[0] if hosts else None
+        first = next(iter(self.tops.values()))
         self.map, self.tile_params = first.map, first.tile_params
         self.interposer_params = {}
         members = {"die_reset": In(len(self.dies))}
-        if self._host_half is not None:
+        if self._host_top is not None:
             for name in ("host_rx", "host_tx", "host_framing_errors", "host_overruns"):
-                members[name] = self._host_half.signature.members[name]
+                members[name] = self._host_top.signature.members[name]
         for index, link in enumerate(package.links):
-            end = self.halves[link.a.die].cut[index]
+            end = self.tops[link.a.die].cut[index]
             lanes = end.params.lanes
             for way in ("ab", "ba"):
                 ip = self.interposer_params[index, way] = InterposerParams(
@@ -90,31 +97,31 @@ class SplitPackage(wiring.Component):
     # ---- what PackageTop answers -----------------------------------------------------------
 
     def region(self, name: str):
-        return next(iter(self.halves.values())).region(name)
+        return next(iter(self.tops.values())).region(name)
 
     def registers(self, die: int):
-        return self.halves[die].registers(die)
+        return self.tops[die].registers(die)
 
     def counter_map(self) -> dict[str, int]:
         result = {}
-        for half in self.halves.values():
-            result |= half.counter_map()
+        for top in self.tops.values():
+            result |= top.counter_map()
         return result
 
     # ---- elaboration -------------------------------------------------------------------------
 
     def elaborate(self, platform):
         m = Module()
-        for position, (number, half) in enumerate(self.halves.items()):
-            m.submodules[f"die{number}"] = ResetInserter(self.die_reset[position])(half)
-        if self._host_half is not None:
-            half = self._host_half
-            wiring.connect(m, wiring.flipped(self.host_rx), half.host_rx)
-            wiring.connect(m, half.host_tx, wiring.flipped(self.host_tx))
-            m.d.comb += [half.host_framing_errors.eq(self.host_framing_errors),
-                         half.host_overruns.eq(self.host_overruns)]
+        for position, (number, top) in enumerate(self.tops.items()):
+            m.submodules[f"die{number}"] = ResetInserter(self.die_reset[position])(top)
+        if self._host_top is not None:
+            top = self._host_top
+            wiring.connect(m, wiring.flipped(self.host_rx), top.host_rx)
+            wiring.connect(m, top.host_tx, wiring.flipped(self.host_tx))
+            m.d.comb += [top.host_framing_errors.eq(self.host_framing_errors),
+                         top.host_overruns.eq(self.host_overruns)]
         for index, link in enumerate(self.package.links):
-            ends = {"a": self.halves[link.a.die], "b": self.halves[link.b.die]}
+            ends = {"a": self.tops[link.a.die], "b": self.tops[link.b.die]}
             for way, src, dst in (("ab", "a", "b"), ("ba", "b", "a")):
                 wire = m.submodules[f"link{index}_{way}"] = Interposer(
                     self.interposer_params[index, way])
@@ -124,8 +131,8 @@ class SplitPackage(wiring.Component):
                              "reverse"):
                     m.d.comb += getattr(wire, name).eq(getattr(self, f"link{index}_{way}_{name}"))
                 m.d.comb += getattr(self, f"link{index}_{way}_errors").eq(wire.errors)
-            for side, half in ends.items():
-                m.d.comb += getattr(half, f"link{index}_restart").eq(0)
-                wiring.connect(m, getattr(half, f"link{index}_training"),
+            for side, top in ends.items():
+                m.d.comb += getattr(top, f"link{index}_restart").eq(0)
+                wiring.connect(m, getattr(top, f"link{index}_training"),
                                wiring.flipped(getattr(self, f"link{index}_{side}_training")))
         return m

@@ -459,6 +459,10 @@ class PackageTop(wiring.Component):
                                          "3 config, 4 active, 5 drain, 6 error)"),
                             ("lane_map", self.cut[index].params.lanes.lanes,
                              "usable receive lanes, one bit per wire"),
+                            ("mode", 7, "lane modes and last failure: receive [1:0] and "
+                                        "transmit [3:2] (0 none, 1 half, 2 full width), "
+                                        "cause [5:4] (0 none, 1 skew, 2 lanes, 3 "
+                                        "timeout), lanes reversed [6]"),
                             ("retrains", width, "times the link left ACTIVE"),
                             ("training_errors", width, "times training failed"),
                             ("link_resets", width, "adapter resets this end asked for"),
@@ -533,6 +537,9 @@ class PackageTop(wiring.Component):
             for name in ("state", "lane_map", "retrains", "training_errors", "link_resets"):
                 sources[("link", index, side, "training", name)] = getattr(end.training, name)
             sources[("link", index, side, "training", "lost_flits")] = end.lost_flits
+            training = end.training
+            sources[("link", index, side, "training", "mode")] = Cat(
+                training.rx_mode, training.tx_mode, training.cause, training.reversed)
             for name in end.bridge.signature.members:
                 for vc in range(package.flit.vcs):
                     sources[("link", index, side, "bridge", (name, vc))] = getattr(

@@ -11,6 +11,15 @@ with the same API a board uses.
   traffic. Every host command that fails says so (``TransactionError``, counted by the
   host's interface as a timeout: never a hang, never silent); the link retrains by itself
   and the same traffic then runs exactly; die 0's counters show the link reset.
+- ``far_die_powered_later``: the far die is held in reset from the start (its board is
+  off): the near end's training fails and retries (counted, readable in the near die's
+  counters bank over the fabric), short host commands across the link each end in a
+  ``TIMEOUT``; a long burst gets no answer until the link is up (the host gives up at its
+  timeout); once the far die comes up the link trains by itself and traffic is exact.
+- ``lanes_beyond_repair``: three dead lanes one way, one more than the spares: that way
+  runs at half width and carries exact traffic; then most lanes dead and the far die
+  restarted: training fails for lack of lanes (``ErrorCause.LANES``, counted), a host
+  command ends in ``TIMEOUT``; the lanes heal and the link comes back at full width, exact.
 - ``errors_on_the_trained_link``: bit errors on every lane both ways: host traffic stays
   exact; CRC errors and replays are counted, nothing lost or duplicated.
 - ``gemm_over_the_trained_link`` (packages with NPUs, the ``slow`` test): GEMMs on the NPU
@@ -23,9 +32,10 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
 
-from chipknit.host import TransactionError
+from chipknit.host import HostError, TransactionError
 from chipknit.host.scripts import memory_test
-from chipknit.rtl.link.training import TrainingState
+from chipknit.rtl.link.lane_map import LaneMode
+from chipknit.rtl.link.training import ErrorCause, TrainingState
 from chipknit.tb.dut import design_params, reset
 from chipknit.tb.tests.package_common import e2e_package, split_top
 from chipknit.tb.tests.package_e2e import PackageBench, _gemms, _no_errors
@@ -78,6 +88,34 @@ class SplitBench(PackageBench):
                   for i in range(self.links) for s in "ab"}
         raise AssertionError(f"links not ACTIVE after {cycles} cycles: {states}")
 
+    def status(self, index: int, side: str, name: str) -> int:
+        """Field ``name`` of link ``index``'s end ``side`` training status."""
+        return int(getattr(self.dut, f"link{index}_{side}_training__{name}").value)
+
+    def far(self) -> tuple[int, int]:
+        """The memory's die: its position in config order (``die_reset`` bit) and number."""
+        number = self.memory.node.die
+        return next(i for i, die in enumerate(self.top.package.dies)
+                    if die.number == number), number
+
+    async def across(self, rounds: int, failures: list, busy=lambda: False) -> int:
+        """Random write-then-read bursts to the memory: ``rounds`` of them, and more while
+        ``busy()``; a command that fails is noted in ``failures`` as ``(round, status)``,
+        one that succeeds must be exact. Returns the rounds run."""
+        round_ = 0
+        while round_ < rounds or busy():
+            round_ += 1
+            words = [random.getrandbits(32) for _ in range(random.randint(1, 32))]
+            at = self.memory.base + 4 * random.randrange(0, 512)
+            try:
+                await self.host.write(at, words)
+                got = await self.host.read(at, len(words))
+            except TransactionError as error:
+                failures.append((round_, error.status_name))
+                continue
+            assert got == words, f"round {round_}: read back {got} for {words}"
+        return round_
+
 
 def _clean(counters: dict, die: int, allow=()):
     """No error counts on die ``die`` but the link noise named in ``allow``."""
@@ -124,28 +162,19 @@ async def die_reset_mid_transfer(dut):
     await reset(dut)
     await bench.trained()
     host, base = bench.host, bench.memory.base
-    far = next(i for i, die in enumerate(bench.top.package.dies)
-               if die.number == bench.memory.node.die)
+    far, _number = bench.far()
     failures = []
-
-    async def traffic(rounds):
-        for round_ in range(rounds):
-            words = [random.getrandbits(32) for _ in range(random.randint(1, 32))]
-            at = base + 4 * random.randrange(0, 512)
-            try:
-                await host.write(at, words)
-                got = await host.read(at, len(words))
-            except TransactionError as error:
-                failures.append((round_, error.status_name))
-                continue
-            assert got == words, f"round {round_}: read back {got} for {words}"
-
-    task = cocotb.start_soon(traffic(12))
+    # Traffic runs from before the reset until the link is back, so the reset lands in it.
+    busy = [True]
+    task = cocotb.start_soon(bench.across(4, failures, busy=lambda: busy[0]))
     await ClockCycles(dut.clk, random.randint(3000, 6000))
     dut.die_reset.value = 1 << far
     await ClockCycles(dut.clk, random.randint(200, 2000))
     dut.die_reset.value = 0
-    await task
+    await bench.trained()
+    busy[0] = False
+    rounds = await task
+    cocotb.log.info(f"{rounds} rounds of traffic across the reset")
     cocotb.log.info(f"host commands that failed while die {far} was reset: {failures}")
     await bench.trained()
     result = await memory_test(host, base=base, n_words=256, seed=random.getrandbits(32))
@@ -159,6 +188,139 @@ async def die_reset_mid_transfer(dut):
     # Every failure reached the host as a timeout status, and each was counted.
     assert all(status == "TIMEOUT" for _round, status in failures), failures
     assert counters["host_ni_timeouts"] == len(failures), (counters, failures)
+
+
+@cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
+async def far_die_powered_later(dut):
+    """The far die's board comes up long after the near one's: training fails and retries
+    (counted), commands across the link time out, then the link trains by itself."""
+    bench = SplitBench(dut)
+    far, number = bench.far()
+    link = bench.top.package.links[0]
+    near_side = "a" if link.a.die != number else "b"
+    near = (link.a if near_side == "a" else link.b).die
+    params = bench.top.tops[near].cut[0].params
+    dut.die_reset.value = 1 << far
+    await reset(dut)
+    # Past one whole training attempt: it fails (TIMEOUT: no markers ever arrive) and the
+    # end keeps retrying, never ACTIVE.
+    await ClockCycles(dut.clk, params.train_timeout + params.frame_cycles * 4)
+    assert bench.status(0, near_side, "training_errors") >= 1
+    assert bench.status(0, near_side, "cause") == ErrorCause.TIMEOUT.value
+    assert bench.status(0, near_side, "state") != TrainingState.ACTIVE.value
+    # The near board alone can be diagnosed: its own counters bank answers.
+    counters = await bench.counters(near)
+    assert counters["link0_training_errors"] >= 1, counters
+    assert counters["link0_state"] != TrainingState.ACTIVE.value, counters
+    assert counters["link0_mode"] >> 4 & 3 == ErrorCause.TIMEOUT.value, counters
+    assert counters["link0_vc0_flits_in"] + counters["link0_vc1_flits_in"] == 0, counters
+    # A short command across the link waits in the bridge: the host's interface times it
+    # out (TIMEOUT status), and the near die still answers.
+    try:
+        await bench.host.write(bench.memory.base + 4 * random.randrange(512),
+                               [random.getrandbits(32)])
+    except TransactionError as error:
+        assert error.status_name == "TIMEOUT", error
+    else:
+        raise AssertionError("a write across a link that is down succeeded")
+    again = await bench.counters(near)
+    assert again["host_ni_timeouts"] == 1, again
+    # A long burst backs up from the bridge into the router and the host's interface: the
+    # host bridge gets no answer until the link is up (docs/package.md, *One die per
+    # board*); the host gives up at its own timeout, and all recovers once the far die is up.
+    timeout, bench.host.timeout = bench.host.timeout, 3e-4
+    try:
+        await bench.host.write(bench.memory.base, [random.getrandbits(32) for _ in range(32)])
+    except HostError as error:
+        cocotb.log.info(f"long burst with the far die absent: {type(error).__name__}: {error}")
+    else:
+        raise AssertionError("a long burst across a link that is down succeeded")
+    bench.host.timeout = timeout
+    dut.die_reset.value = 0
+    cycles = await bench.trained()
+    cocotb.log.info(f"far die up: trained after {cycles} cycles")
+    result = await memory_test(bench.host, base=bench.memory.base, n_words=256,
+                               seed=random.getrandbits(32))
+    assert result["errors"] == 0, f"memory test once the far die is up: {result}"
+    counters = await bench.counters(near)
+    assert counters["link0_state"] == TrainingState.ACTIVE.value, counters
+    # Both commands timed out at the host's interface; what waited in the bridge went across
+    # once the link was up, and the responses, past their quarantine, were dropped as
+    # unknown tags (malformed) or late: at most one per timed-out command, nothing else.
+    timeouts = counters["host_ni_timeouts"]
+    dropped = counters["host_ni_late"] + counters["host_ni_malformed"]
+    cocotb.log.info(f"timeouts {timeouts}, stale responses dropped {dropped}")
+    assert timeouts == 2 and dropped <= timeouts, counters
+    _clean(counters, near, allow={"host_ni_timeouts", "host_ni_late", "host_ni_malformed",
+                                  "link0_training_errors"}
+           | {f"link0_{d}_{n}" for d in ("tx", "rx") for n in LINK_NOISE})
+    # The far end's first frames may be replays of what the near end sent as the link came
+    # up (duplicates, dropped): link noise, nothing lost (the memory test is exact).
+    _clean(await bench.counters(number), number,
+           allow={f"link0_{d}_{n}" for d in ("tx", "rx") for n in LINK_NOISE})
+
+
+@cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
+async def lanes_beyond_repair(dut):
+    """One dead lane more than the spares: half width, exact. Most lanes dead and the far
+    die restarted: training fails (counted, cause LANES), a command times out; lanes
+    healed: full width again."""
+    bench = SplitBench(dut)
+    ip = bench.top.interposer_params[0, "ab"]
+    lanes = ip.lane_params.lanes
+    params = bench.top.tops[bench.top.package.links[0].b.die].cut[0].params
+    dead = random.sample(range(lanes), params.repair_lanes + 1)
+    mask = sum(1 << lane for lane in dead)
+    dut.link0_ab_stuck_mask.value = mask
+    dut.link0_ab_stuck_value.value = random.getrandbits(lanes)
+    await reset(dut)
+    await bench.trained()
+    assert bench.status(0, "b", "rx_mode") == LaneMode.HALF.value
+    assert bench.status(0, "a", "tx_mode") == LaneMode.HALF.value
+    assert bench.status(0, "a", "rx_mode") == LaneMode.FULL.value
+    result = await memory_test(bench.host, base=bench.memory.base, n_words=256,
+                               seed=random.getrandbits(32))
+    assert result["errors"] == 0, f"memory test at half width: {result}"
+    b_die = bench.top.package.links[0].b.die
+    counters = await bench.counters(b_die)
+    full = (1 << lanes) - 1
+    assert counters["link0_lane_map"] == full & ~mask, (dead, counters)
+    assert counters["link0_mode"] & 3 == LaneMode.HALF.value, counters
+    _clean(counters, b_die)
+
+    # Fewer usable lanes than half the beat's slots, and the far die restarts: its
+    # training fails for lack of lanes (counted, cause LANES) and commands time out.
+    slots = params.link.beat_width // params.lanes.bits_per_lane
+    kill = random.sample(range(lanes), lanes - slots // 2 + 1)
+    dut.link0_ab_stuck_mask.value = sum(1 << lane for lane in kill)
+    far, _number = bench.far()
+    dut.die_reset.value = 1 << far
+    await ClockCycles(dut.clk, 100)
+    dut.die_reset.value = 0
+    for _ in range(2 * params.train_timeout // 64):
+        if bench.status(0, "b", "training_errors"):
+            break
+        await ClockCycles(dut.clk, 64)
+    assert bench.status(0, "b", "training_errors") >= 1, "training never failed"
+    assert bench.status(0, "b", "cause") == ErrorCause.LANES.value
+    assert not bench.active()
+    try:
+        await bench.host.write(bench.memory.base, [random.getrandbits(32)])
+    except TransactionError as error:
+        assert error.status_name == "TIMEOUT", error
+    else:
+        raise AssertionError("a write across a link that cannot train succeeded")
+
+    dut.link0_ab_stuck_mask.value = 0
+    await bench.trained()
+    assert bench.status(0, "b", "rx_mode") == LaneMode.FULL.value
+    result = await memory_test(bench.host, base=bench.memory.base, n_words=128,
+                               seed=random.getrandbits(32))
+    assert result["errors"] == 0, f"memory test after the lanes healed: {result}"
+    counters = await bench.counters(b_die)
+    assert counters["link0_lane_map"] == full, counters
+    assert counters["link0_mode"] & 3 == LaneMode.FULL.value, counters
+    assert counters["link0_training_errors"] >= 1, counters
 
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
