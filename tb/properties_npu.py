@@ -23,13 +23,14 @@ __all__ = ["small_queue_params", "QueueOrderProperties", "DmaWriteRangePropertie
 
 def small_queue_params() -> QueueParams:
     """A 1×1 array with 2-row scratchpads, a 2-entry FIFO, 2 commands and 2 requests in
-    flight, 32-bit beats and bursts of up to 4 beats: every path of the queue, small."""
+    flight, a 1-entry DMA command FIFO, 32-bit beats and bursts of up to 4 beats: every
+    path of the queue, small."""
     engine = EngineParams(array=ArrayParams(rows=1, cols=1), a_depth=2, w_depth=2,
                           acc_depth=2, qp_depth=2, requant_lanes=1)
     transaction = TransactionParams(flit=FlitFormat(data_width=32), length_bits=2,
                                     tag_bits=2)
     return QueueParams(engine, depth=2, in_flight=2, transaction=transaction,
-                       outstanding=2)
+                       outstanding=2, dma_queue=1)
 
 
 def _drive_bus(m, bus, ports):

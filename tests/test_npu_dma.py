@@ -32,3 +32,21 @@ def test_dma_params_are_validated():
     engine = EngineParams(array=ArrayParams(rows=16, cols=16), requant_lanes=16)
     with pytest.raises(ValueError, match="does not fit a request of 2 beats"):
         DmaParams(engine, TransactionParams(length_bits=1))
+
+
+@pytest.mark.slow
+def test_fabric_within_five_percent_of_the_roofline():
+    """A 64³ GEMM through the DMA reaches >= 95 % of the roofline at every bandwidth of
+    ``chipknit bench npu`` (design.md §3), bit-exact; ~1–4 min on Verilator."""
+    from chipknit.bench.npu import utilisation_over_fabric
+    figures = utilisation_over_fabric(size=64, progress=lambda text: None)
+    assert figures["bit_exact"]
+    for point in figures["points"]:
+        assert point["bytes_moved"] == point["min_bytes"], point
+        assert point["of_roofline"] >= 0.95, point
+
+
+def test_dma_queue_is_validated():
+    from chipknit.rtl.npu.commands import QueueParams
+    with pytest.raises(ValueError, match="Dma queue must be a positive integer, not 0"):
+        QueueParams(dma_queue=0)

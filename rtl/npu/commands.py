@@ -25,7 +25,7 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..noc.transaction import TransactionParams
-from .dma import UNEXPECTED_BITS, Dma, DmaParams
+from .dma import UNEXPECTED_BITS, Dma, DmaParams, dma_command_layout
 from .engine import EngineParams, GemmEngine
 
 __all__ = ["Opcode", "StatusCode", "command_layout", "status_layout", "fence_layout",
@@ -110,17 +110,21 @@ class QueueParams:
         The network's transactions, for the DMA's initiator port.
     outstanding : int
         DMA requests in flight.
+    dma_queue : int
+        LOADs dispatched and waiting for the DMA (a FIFO), so that the commands behind a
+        LOAD go on while the DMA is busy.
     """
     engine: EngineParams = field(default_factory=EngineParams)
     depth: int = 8
     in_flight: int = 8
     transaction: TransactionParams = field(default_factory=TransactionParams)
     outstanding: int = 8
+    dma_queue: int = 4
 
     def __post_init__(self):
         if not isinstance(self.engine, EngineParams):
             raise TypeError(f"Expected EngineParams, not {self.engine!r}")
-        for name in ("depth", "in_flight"):
+        for name in ("depth", "in_flight", "dma_queue"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name.replace('_', ' ').capitalize()} must be a positive "
@@ -334,6 +338,10 @@ class CommandQueue(wiring.Component):
         # only fall, and ``beats_out`` only catches up), so last cycle's value is safe; a
         # FENCE retires one cycle after its condition holds.
         fence_go = Signal()
+        # LOADs wait here for the DMA, in order (see the LOAD dispatch below).
+        dma_layout = dma_command_layout(p.dma)
+        m.submodules.dma_cmds = dma_cmds = fifo.SyncFIFOBuffered(width=dma_layout.size,
+                                                                 depth=p.dma_queue)
         with m.If(cur_valid & done_fifo.w_rdy):
             with m.If(cur_kind == _Kind.COMPUTE):
                 m.d.comb += [engine.cmd.valid.eq(1), retire.eq(engine.cmd.ready)]
@@ -345,11 +353,15 @@ class CommandQueue(wiring.Component):
                     with m.If(engine.rq_cmd.ready):
                         m.d.sync += beats_issued.eq(beats_issued + requant_beats)
             with m.Elif((cur_kind == _Kind.DMA) & (cur.opcode == Opcode.LOAD)):
-                m.d.comb += [dma.cmd.valid.eq(1), retire.eq(dma.cmd.ready)]
+                # Into the DMA's command FIFO: the COMPUTEs behind a LOAD go on while the
+                # DMA is still busy with the transfers before it.
+                m.d.comb += [dma_cmds.w_en.eq(1), retire.eq(dma_cmds.w_rdy)]
             with m.Elif(cur_kind == _Kind.DMA):
                 # STORE: the requantiser and the DMA start together, once the results of
-                # earlier REQUANTISEs have left ``o``.
-                with m.If(engine.rq_cmd.ready & dma.cmd.ready & ~engine.rq_busy):
+                # earlier REQUANTISEs have left ``o`` and the DMA has taken every earlier
+                # LOAD (straight to the DMA, past the empty FIFO).
+                with m.If(engine.rq_cmd.ready & dma.cmd.ready & ~engine.rq_busy
+                          & (dma_cmds.level == 0)):
                     m.d.comb += [engine.rq_cmd.valid.eq(1), dma.cmd.valid.eq(1),
                                  retire.eq(1)]
             with m.Else():
@@ -372,15 +384,24 @@ class CommandQueue(wiring.Component):
         cc, rc, sc, lc = (cur.args.compute, cur.args.requantise, cur.args.store,
                           cur.args.load)
         is_store = cur.opcode == Opcode.STORE
+        dma_cmd = Signal(dma_layout)
         m.d.comb += [
-            dma.cmd.payload.store.eq(is_store), dma.cmd.payload.target.eq(cur.flags[:2]),
-            dma.cmd.payload.bypass.eq(cur.flags[0]),
-            dma.cmd.payload.spad_base.eq(lc.spad_base),
-            dma.cmd.payload.rows.eq(Mux(is_store, sc.m, lc.rows)),
-            dma.cmd.payload.remote.eq(Mux(is_store, sc.remote, lc.remote)),
-            dma.cmd.payload.line_rows.eq(shape_2d.line_rows),
-            dma.cmd.payload.stride.eq(shape_2d.stride),
+            dma_cmd.store.eq(is_store), dma_cmd.target.eq(cur.flags[:2]),
+            dma_cmd.bypass.eq(cur.flags[0]),
+            dma_cmd.spad_base.eq(lc.spad_base),
+            dma_cmd.rows.eq(Mux(is_store, sc.m, lc.rows)),
+            dma_cmd.remote.eq(Mux(is_store, sc.remote, lc.remote)),
+            dma_cmd.line_rows.eq(shape_2d.line_rows),
+            dma_cmd.stride.eq(shape_2d.stride),
+            dma_cmds.w_data.eq(dma_cmd),
         ]
+        # The DMA takes the FIFO's LOADs; a STORE (only dispatched while the FIFO is empty)
+        # goes to it directly.
+        with m.If(dma_cmds.r_rdy):
+            m.d.comb += [dma.cmd.valid.eq(1), dma.cmd.payload.eq(dma_cmds.r_data),
+                         dma_cmds.r_en.eq(dma.cmd.ready)]
+        with m.Else():
+            m.d.comb += dma.cmd.payload.eq(dma_cmd)
         m.d.comb += [
             engine.cmd.payload.m.eq(cc.m), engine.cmd.payload.k_blocks.eq(cc.k_blocks),
             engine.cmd.payload.a_base.eq(cc.a_base), engine.cmd.payload.w_base.eq(cc.w_base),

@@ -295,24 +295,35 @@ class Dma(wiring.Component):
         with m.If(active & ~wphase & (left == 0) & ~sized.valid & ~issue.valid):
             m.d.sync += active.eq(0)
         m.d.comb += [self.storing.eq(active & cmd.store),
-                     self.busy.eq(active | records.r_rdy)]
+                     # (``done`` is registered: busy until it has left.)
+                     self.busy.eq(active | records.r_rdy | self.done)]
 
         self._store_data(m, cmd, active, wphase, wleft)
         self._responses(m, records, record_layout)
         return m
 
     def _store_data(self, m, cmd, active, wphase, wleft):
-        """Requantiser beats → one row of C values → the row's data beats."""
+        """Requantiser beats → one row of C values → the row's data beats. Two row
+        registers: ``values`` collects a row while ``held`` sends the one before, so the
+        requantiser does not wait while a row's beats leave (it gives a row every C/lanes
+        cycles; with one register it was one cycle more per row)."""
         p, e, t = self.params, self.params.engine, self.params.transaction
         width, rb = t.data_width, p.row_beats
         lanes, groups, cols = e.requant_lanes, e.groups, e.array.cols
         values = Signal(data.ArrayLayout(32, cols))
-        full = Signal()
+        held = Signal(data.ArrayLayout(32, cols))
+        full = Signal()          # values holds a whole row
+        held_valid = Signal()    # held holds a row whose beats are not all sent
         group = Signal(range(groups))
         out_beat = Signal(range(max(rb["out"], rb["out32"])))
-        m.d.comb += self.rq.ready.eq(~full & active & cmd.store)
+        move = Signal()
+        m.d.comb += [move.eq(full & ~held_valid),
+                     # Registers only: a row moves on and the next beat comes in together.
+                     self.rq.ready.eq((~full | ~held_valid) & active & cmd.store)]
+        with m.If(move):
+            m.d.sync += [held.eq(values), held_valid.eq(1), full.eq(0)]
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [group.eq(0), out_beat.eq(0), full.eq(0)]
+            m.d.sync += [group.eq(0), out_beat.eq(0), full.eq(0), held_valid.eq(0)]
         with m.If(self.rq.valid & self.rq.ready):
             # (An If per group, not word_select: a part select of a non-power-of-two
             # count of groups is a case statement lint finds incomplete.)
@@ -323,8 +334,8 @@ class Dma(wiring.Component):
             m.d.sync += group.eq(group + 1)
             with m.If(group == groups - 1):
                 m.d.sync += [group.eq(0), full.eq(1)]
-        packed8 = Cat(*(values[c][:8] for c in range(cols)))
-        packed32 = values.as_value()
+        packed8 = Cat(*(held[c][:8] for c in range(cols)))
+        packed32 = held.as_value()
 
         def beat_of(bits, count):
             """Beat ``out_beat`` of ``count`` beats of ``bits`` (a mux chain: word_select
@@ -338,7 +349,7 @@ class Dma(wiring.Component):
 
         beat8, beat32 = beat_of(packed8, rb["out"]), beat_of(packed32, rb["out32"])
         wdata = self.bus.wdata
-        m.d.comb += [wdata.valid.eq(wphase & full),
+        m.d.comb += [wdata.valid.eq(wphase & held_valid),
                      wdata.payload.data.eq(Mux(cmd.bypass, beat32, beat8)),
                      wdata.payload.strobe.eq(Const(-1, t.strobe_width)),
                      wdata.payload.last.eq(wleft == 1)]
@@ -348,7 +359,7 @@ class Dma(wiring.Component):
             with m.If(wleft == 1):
                 m.d.sync += wphase.eq(0)
             with m.If(row_end):
-                m.d.sync += [out_beat.eq(0), full.eq(0)]
+                m.d.sync += [out_beat.eq(0), held_valid.eq(0)]
 
     def _responses(self, m, records, record_layout):
         p, e, t = self.params, self.params.engine, self.params.transaction
@@ -396,8 +407,11 @@ class Dma(wiring.Component):
         m.d.comb += records.r_en.eq(pop)
         with m.If(beat):
             m.d.sync += cmd_failed.eq(cmd_failed | failed)
+        # The scratchpad writes leave through registers (no path from the record FIFO and
+        # the row counter into the host/DMA write mux and the memories), and ``done`` comes
+        # with them, a cycle after the last beat: a command is done once its rows are in.
+        m.d.sync += [self.done.eq(pop & rec.last), self.error.eq(cmd_failed | failed)]
         with m.If(pop & rec.last):
-            m.d.comb += [self.done.eq(1), self.error.eq(cmd_failed | failed)]
             m.d.sync += cmd_failed.eq(0)
 
         # Scratchpad writes, on the last beat of each row of a read.
@@ -411,9 +425,9 @@ class Dma(wiring.Component):
                 for lane in range(e.requant_lanes):
                     base = lane * QP_CHANNEL_BITS
                     entry = port.data[lane]
-                    m.d.comb += [entry.bias.eq(bits[base:base + 32]),
+                    m.d.sync += [entry.bias.eq(bits[base:base + 32]),
                                  entry.multiplier.eq(bits[base + 32:base + 64]),
                                  entry.shift.eq(bits[base + 64:base + 64 + len(entry.shift)])]
             else:
-                m.d.comb += port.data.eq(bits[:len(port.data.as_value())])
-            m.d.comb += [port.addr.eq(spad_addr), port.en.eq(write & (rec.target == target))]
+                m.d.sync += port.data.eq(bits[:len(port.data.as_value())])
+            m.d.sync += [port.addr.eq(spad_addr), port.en.eq(write & (rec.target == target))]

@@ -322,27 +322,34 @@ class GemmEngine(wiring.Component):
             reg = Signal(issue_layout, name=f"line_{stage + 1}")
             m.d.sync += reg.eq(line[-1])
             line.append(reg)
-        # The accumulator row is read two cycles before it is written and registered
-        # (``held``), so no path runs from the memory through the adder into the memory. A
-        # row written while a later row with the same address is between its read and its
-        # write is forwarded to it: the write of this cycle, or of the cycle before (the
-        # read of that cycle saw neither).
-        read_at, data_at, write_at = line[arr.latency], line[arr.latency + 1], \
-            line[arr.latency + 2]
+        # The accumulator row is read three cycles before it is written: the memory's
+        # output goes straight into a register (``acc_q``), and then, forwarded, into
+        # ``held``, so no path runs from the memory through a mux or the adder (a DP16KD's
+        # output is slow). A row written while a later row with the same address is between
+        # its read and ``held`` is forwarded to it: the write of this cycle, of the cycle
+        # before, or of the one before that (the read saw none of them).
+        read_at, data_at, write_at = (line[arr.latency - 1], line[arr.latency + 1],
+                                      line[arr.latency + 2])
         m.d.comb += acc_rd.addr.eq(read_at.acc_addr)
         m.d.comb += [acc_wr.addr.eq(write_at.acc_addr), acc_wr.en.eq(write_at.valid),
                      self.done.eq(write_at.valid & write_at.last)]
         held = Signal(self.acc_row)
-        last_write = Signal(data.StructLayout({"en": 1, "addr": len(acc_wr.addr),
-                                               "data": self.acc_row}))
+        acc_q = Signal(self.acc_row)
+        m.d.sync += acc_q.eq(acc_rd.data)
+        write_layout = data.StructLayout({"en": 1, "addr": len(acc_wr.addr),
+                                          "data": self.acc_row})
+        last_write = Signal(write_layout)
+        last_write2 = Signal(write_layout)
         m.d.sync += [last_write.en.eq(acc_wr.en), last_write.addr.eq(acc_wr.addr),
-                     last_write.data.eq(acc_wr.data)]
+                     last_write.data.eq(acc_wr.data), last_write2.eq(last_write)]
         with m.If(acc_wr.en & (acc_wr.addr == data_at.acc_addr)):
             m.d.sync += held.eq(acc_wr.data)
         with m.Elif(last_write.en & (last_write.addr == data_at.acc_addr)):
             m.d.sync += held.eq(last_write.data)
+        with m.Elif(last_write2.en & (last_write2.addr == data_at.acc_addr)):
+            m.d.sync += held.eq(last_write2.data)
         with m.Else():
-            m.d.sync += held.eq(acc_rd.data)
+            m.d.sync += held.eq(acc_q)
         for c in range(cols):
             previous = Mux(write_at.first, 0, held[c])
             m.d.comb += acc_wr.data[c].eq((previous + array.o[c])[:32])

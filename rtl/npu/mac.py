@@ -8,16 +8,17 @@ pipelined DSP product the requantiser uses too.
   MULT18X18D with those three registers inside it, as ``"ecp5_dsp"``: Yosys never packs
   fabric registers into the DSP itself, and without them an 8×8 array ran at 73 MHz
   instead of 161 MHz (design.md §5).
-- ``"lut"``: a shift-add tree of the partial products of ``b``'s bits (latency 2, one
-  register in the middle of the tree); never uses a DSP (~2-4x smaller than ``a * b``
+- ``"lut"``: a balanced adder tree of the partial products of ``b``'s bits (latency 2 or
+  more; every register goes into the tree, so a longer latency means fewer adders per
+  cycle: at 3, at most two); never uses a DSP (~2-4x smaller than ``a * b``
   synthesised with ``-nodsp``).
 - ``"ecp5_dsp"``: an ``Instance("MULT18X18D")`` with its input, pipeline and output
   registers enabled (latency 3) on every platform. ECP5 only: it neither simulates nor
   lints without the vendor cell library.
 
-``latency`` may ask for more cycles than the mapping needs: extra registers go on the
-product, so cells of different mappings line up in one array (``ecp5_mixed`` arrays pad
-their ``lut`` cells to the DSP cells' 3 cycles).
+``latency`` may ask for more cycles than the mapping needs, so cells of different mappings
+line up in one array: a ``lut`` tree spreads them over its levels, the others put them on
+the product (``ecp5_mixed`` arrays give their ``lut`` cells the DSP cells' 3 cycles).
 """
 
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
@@ -70,7 +71,8 @@ class Multiplier(wiring.Component):
                 self.width, self.width, vendor=True if self.kind == "ecp5_dsp" else None)
             m.d.comb += [dsp.a.eq(self.a), dsp.b.eq(self.b), dsp.en.eq(1),
                          product.eq(dsp.p)]
-        for index in range(self.latency - MAC_LATENCY[self.kind]):
+        pads = 0 if self.kind == "lut" else self.latency - MAC_LATENCY[self.kind]
+        for index in range(pads):
             padded = Signal(signed(2 * self.width), name=f"pad{index}")
             m.d.sync += padded.eq(product)
             product = padded
@@ -78,22 +80,48 @@ class Multiplier(wiring.Component):
         return m
 
     def _shift_add(self, m, product):
-        # b = -b[w-1]*2**(w-1) + sum b[i]*2**i: one partial product per bit of b, summed
-        # in pairs into a register, then the pairs summed into p.
+        # b = -b[w-1]*2**(w-1) + sum b[i]*2**i: one partial product per bit of b (an AND
+        # gate, which packs into the adder's LUT), summed by a balanced tree of two-input
+        # adders. The last bit's term is subtracted in the first level. Every value is
+        # kept to 2*width bits: the product fits them, and two's complement arithmetic
+        # modulo 2**(2*width) is exact. All ``latency`` registers go into the tree, spread
+        # over its levels as evenly as they go (9 terms: 4 levels; 3 registers put levels
+        # {1, 2}, {3} and {4} in one cycle each), so no cycle has more than two adders.
         width = self.width
+        full = 2 * width
         terms = []
         for bit in range(width):
-            term = Signal(signed(2 * width), name=f"pp{bit}")
-            shifted = (self.a << bit) if bit < width - 1 else -(self.a << bit)
+            term = Signal(signed(min(width + bit, full)), name=f"pp{bit}")
             with m.If(self.b[bit]):
-                m.d.comb += term.eq(shifted)
-            terms.append(term)
-        pairs = []
-        for index in range(0, len(terms), 2):
-            pair = Signal(signed(2 * width), name=f"pair{index // 2}")
-            m.d.sync += pair.eq(sum(terms[index:index + 2]))
-            pairs.append(pair)
-        m.d.sync += product.eq(sum(pairs))
+                m.d.comb += term.eq(self.a << bit)
+            terms.append((term, bit == width - 1))          # (value, subtract it)
+        # Pair the subtracted term with its neighbour, and leave term 0 alone if odd.
+        nodes = terms[::-1]
+        levels = max(len(nodes) - 1, 0).bit_length()
+        stage_of = [level * self.latency // max(levels, 1) for level in range(levels)]
+        registered = 0
+        for level in range(levels):
+            last_in_stage = level == levels - 1 or stage_of[level + 1] != stage_of[level]
+            registered += last_in_stage
+            paired = []
+            for index in range(0, len(nodes), 2):
+                group = nodes[index:index + 2]
+                value = group[0][0] if not group[0][1] else -group[0][0]
+                if len(group) == 2:
+                    value = value - group[1][0] if group[1][1] else value + group[1][0]
+                node = Signal(signed(full), name=f"sum{level}_{index // 2}")
+                if last_in_stage:
+                    m.d.sync += node.eq(value)
+                else:
+                    m.d.comb += node.eq(value)
+                paired.append((node, False))
+            nodes = paired
+        value = nodes[0][0] if not nodes[0][1] else -nodes[0][0]
+        for index in range(registered, self.latency):
+            stage = Signal(signed(full), name=f"tree_pad{index}")
+            m.d.sync += stage.eq(value)
+            value = stage
+        m.d.comb += product.eq(value)
 
 
 class DspProduct(wiring.Component):

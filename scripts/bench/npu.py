@@ -21,8 +21,9 @@
 ``quick`` (the smoke test): one small GEMM, a 4×4 array on ECP5 and a 2×2 on iCE40.
 Default: S in 32, 64, 128; an 8×8 array with MULT18X18D cells on ECP5; 4×4 on iCE40; the
 package's tile, engine and DMA.
-``full=True`` (``chipknit bench npu --full``) adds S = 256 and a 16×16
-ECP5 array, which takes 10–20 minutes or more to place and route (design.md §5).
+``full=True`` (``chipknit bench npu --full``) adds S = 256, a 16×16 ECP5 array and the
+package's tile with a 16×16 array (:func:`tile16_figure`), which take 30–60 minutes or more
+to place and route on a loaded machine (design.md §5).
 """
 
 import json
@@ -116,15 +117,23 @@ def package_tile_params():
     return top.tile_params[name]
 
 
-def tile_figures(*, seeds=(1,), parts=("tile", "engine", "dma"), progress=print) -> list[dict]:
+def tile_figures(*, seeds=(1,), parts=("tile", "engine", "dma"), array=(8, 8),
+                 progress=print) -> list[dict]:
     """Size and Fmax on the ULX3S (ECP5-85F) of the NPU tile as in the default package
-    (:func:`package_tile_params`: 8×8 array, its scratchpads, queue and DMA), isolated, and
-    of its GEMM engine (array, scratchpads, requantiser) and its DMA alone; one build per
-    part and nextpnr seed."""
+    (:func:`package_tile_params`: its scratchpads, queue and DMA, with an ``array`` of
+    rows × cols ``infer`` MACs, 8×8 by default; the package itself now ships 4×4),
+    isolated, and of its GEMM engine (array, scratchpads, requantiser) and its DMA alone;
+    one build per part and nextpnr seed."""
+    from dataclasses import replace
+
     from chipknit.rtl.npu.dma import Dma
     from chipknit.rtl.npu.engine import GemmEngine
     from chipknit.rtl.tiles.npu import NpuTile
     params = package_tile_params()
+    if array is not None:
+        engine = params.queue.engine
+        engine = replace(engine, array=replace(engine.array, rows=array[0], cols=array[1]))
+        params = replace(params, queue=replace(params.queue, engine=engine))
     rows, cols = params.queue.engine.array.rows, params.queue.engine.array.cols
     factories = {"tile": lambda: NpuTile(params),
                  "engine": lambda: GemmEngine(params.queue.engine),
@@ -138,6 +147,62 @@ def tile_figures(*, seeds=(1,), parts=("tile", "engine", "dma"), progress=print)
                      f"{entry['dsps']} DSP, {entry['brams']} BRAM, {entry['fmax_mhz']} MHz")
             figures.append(entry)
     return figures
+
+
+def tile16_params(dsp_cells=None):
+    """:func:`package_tile_params` with a 16×16 ``ecp5_mixed`` array: as many cells get a
+    MULT18X18D as the 85F has left after the tile's other DSPs (the requantiser's four per
+    lane and the queue's range-check product)."""
+    from dataclasses import replace
+    params = package_tile_params()
+    engine = params.queue.engine
+    if dsp_cells is None:
+        dsp_cells = ECP5_85F_DSPS - 4 * engine.requant_lanes - 1
+    array = ArrayParams(rows=16, cols=16, mac="ecp5_mixed", dsp_cells=dsp_cells)
+    return replace(params, queue=replace(params.queue, engine=replace(engine, array=array)))
+
+
+def tile16_figure(*, part="tile", seed=1, router="router2", allow_fail=False,
+                  progress=print) -> dict:
+    """Size and Fmax of the package's NPU tile (``part="tile"``) or its GEMM engine
+    (``"engine"``) with a 16×16 ``ecp5_mixed`` array (:func:`tile16_params`), isolated on
+    the ULX3S, with GOPS at Fmax (2·256 operations per cycle). Slow: 30–60 min or more on a
+    loaded 2-core machine (``chipknit bench npu --full``).
+
+    ``router``: nextpnr's router (``router2`` routes this design; ``router1`` had 102 k of
+    117 k arcs of the bare array still unrouted after 31 min). It goes to nextpnr through a
+    wrapper set as ``NEXTPNR_ECP5``, so the report's ``options`` do not show it; the entry's
+    ``nextpnr_extra`` does. ``allow_fail`` adds ``--timing-allow-fail``: only to learn the
+    critical path of a design that misses the board's clock, never for a figure.
+    """
+    import os
+    import stat
+
+    from chipknit.platforms.toolchain import toolchain_env
+    from chipknit.rtl.npu.engine import GemmEngine
+    from chipknit.rtl.tiles.npu import NpuTile
+    params = tile16_params()
+    component = NpuTile(params) if part == "tile" else GemmEngine(params.queue.engine)
+    extra = [f"--router {router}"] + (["--timing-allow-fail"] if allow_fail else [])
+    nextpnr = toolchain_env()["NEXTPNR_ECP5"]
+    saved = os.environ.get("NEXTPNR_ECP5")
+    with tempfile.TemporaryDirectory(prefix="chipknit-nextpnr-") as tmp:
+        wrapper = Path(tmp) / "nextpnr-ecp5"
+        wrapper.write_text(f'#!/bin/sh\nexec "{nextpnr}" "$@" {" ".join(extra)}\n')
+        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+        os.environ["NEXTPNR_ECP5"] = str(wrapper)
+        try:
+            entry = _fpga("ulx3s", f"{part}16x16-ecp5_mixed{params.queue.engine.array.dsp_cells}",
+                          component, progress, seed=seed)
+        finally:
+            if saved is None:
+                del os.environ["NEXTPNR_ECP5"]
+            else:
+                os.environ["NEXTPNR_ECP5"] = saved
+    entry["nextpnr_extra"] = " ".join(extra)
+    entry["gops_at_fmax"] = round(2 * 256 * entry["fmax_mhz"] / 1000, 2)
+    entry["lut_fraction"] = round(entry["luts"] / 83640, 4)
+    return entry
 
 
 def utilisation_over_fabric(*, size=64, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), latency=20,
@@ -218,6 +283,8 @@ def run(*, quick=False, full=False, plot=None, progress=print, seed=1) -> dict:
         figures["fpga"].append(_fpga("ulx3s", "requantiser-1lane",
                                      Requantiser(RequantParams(lanes=1)), progress))
         figures["tile"] = tile_figures(progress=progress)
+    if full:
+        figures["tile16x16"] = tile16_figure(progress=progress)
     figures["utilisation_over_fabric"] = fabric = utilisation_over_fabric(
         size=16 if quick else 64, bandwidths=(1.0,) if quick else (0.25, 0.5, 1.0, 2.0, 4.0),
         seed=seed, progress=progress)

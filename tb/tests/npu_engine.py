@@ -182,17 +182,18 @@ async def accumulate_across_commands(dut):
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
 async def overlapping_accumulators_back_to_back(dut):
     """Back-to-back commands whose accumulator rows overlap the previous command's last
-    rows: the next command's first row follows one cycle (then two cycles) after the row it
-    adds to, inside the accumulator's read-to-write pipeline (the engine forwards it)."""
+    rows: the next command's first row follows one cycle (then two, then three cycles)
+    after the row it adds to, inside the accumulator's read-to-write pipeline (the engine
+    forwards it)."""
     bench = EngineBench(dut)
     await reset(dut)
     gen = rng()
     p = bench.params
     rows, cols = p.array.rows, p.array.cols
     m = 2 * rows + cols + 1      # long enough that the weight reloads leave no gap
-    # Command j's row 0 adds to the row command j-1 wrote 1 (j = 1) and 2 (j = 2) cycles
-    # earlier.
-    bases = [0, m - 1, 2 * m - 3]
+    # Command j's row 0 adds to the row command j-1 wrote 1 (j = 1), 2 (j = 2) and 3
+    # (j = 3) cycles earlier.
+    bases = [0, m - 1, 2 * m - 3, 3 * m - 6]
     assert bases[-1] + m <= p.acc_depth
     driver = bench.driver
     total = bases[-1] + m
