@@ -69,12 +69,18 @@ def header_crc(fields: Value, width: int) -> Value:
     n = len(fields)
     parameters = header_crc_algorithm(width)(data_width=n)
     columns = [parameters.compute([1 << i]) for i in range(n)]
+    return _xor_matrix(columns, [fields[i] for i in range(n)], width)
+
+
+def _xor_matrix(columns, inputs, width: int) -> Value:
+    """A linear map over GF(2): bit ``b`` of the result is the XOR of every ``inputs[i]``
+    whose ``columns[i]`` (its image, from the software reference) has bit ``b`` set."""
     bits = []
     for b in range(width):
         term = Value.cast(0)
-        for i, column in enumerate(columns):
+        for column, bit in zip(columns, inputs, strict=True):
             if column >> b & 1:
-                term = term ^ fields[i]
+                term = term ^ bit
         bits.append(term)
     return Cat(*bits)
 
@@ -90,17 +96,8 @@ def crc_step(state: Value, word: Value) -> Value:
                              reflect_input=False, reflect_output=False, xor_output=0)
     from_state = [algorithm(1 << j)(data_width=n).compute([0]) for j in range(width)]
     from_word = [algorithm(0)(data_width=n).compute([1 << i]) for i in range(n)]
-    bits = []
-    for b in range(width):
-        term = Value.cast(0)
-        for j, column in enumerate(from_state):
-            if column >> b & 1:
-                term = term ^ state[j]
-        for i, column in enumerate(from_word):
-            if column >> b & 1:
-                term = term ^ word[i]
-        bits.append(term)
-    return Cat(*bits)
+    return _xor_matrix(from_state + from_word,
+                       [state[j] for j in range(width)] + [word[i] for i in range(n)], width)
 
 
 def _bits_for(value: int) -> int:

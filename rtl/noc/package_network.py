@@ -172,14 +172,9 @@ class PackageNetwork(wiring.Component):
             raise TypeError(f"Expected a Package, not {package!r}")
         self.package = package
         self.die_link = die_link or stand_in_die_link(link_latency)
-        numbers = [die.number for die in package.dies]
-        self.dies = frozenset(numbers if dies is None else dies)
-        unknown = sorted(self.dies - set(numbers))
-        if unknown or not self.dies:
-            raise ValueError(f"Package {package.name!r} has dies "
-                             f"{', '.join(map(str, numbers))}; cannot build "
-                             f"{', '.join(map(str, unknown)) or 'none of them'}")
-        self.mesh_params = {n: package.mesh_params(n) for n in numbers if n in self.dies}
+        self.dies = package.die_set(dies)
+        self.mesh_params = {die.number: package.mesh_params(die.number)
+                            for die in package.dies if die.number in self.dies}
         fmt, members = package.flit, {}
         for number, params in self.mesh_params.items():
             shape = (params.nodes, params.geometry.local_ports, fmt.vcs)
@@ -196,12 +191,7 @@ class PackageNetwork(wiring.Component):
     def cut_links(self) -> dict:
         """``index -> Endpoint``: the links with exactly one end on a built die, and that
         end."""
-        cut = {}
-        for index, link in enumerate(self.package.links):
-            inside = [end for end in (link.a, link.b) if end.die in self.dies]
-            if len(inside) == 1:
-                cut[index] = inside[0]
-        return cut
+        return self.package.cut_links(self.dies)
 
     def elaborate(self, platform):
         m = Module()

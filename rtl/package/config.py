@@ -263,6 +263,26 @@ class Package:
     def flit(self) -> FlitFormat:
         return self.noc.flit
 
+    def die_set(self, dies=None) -> frozenset:
+        """``dies`` (default all) as a set of die numbers, checked: what a top that builds
+        some of the dies builds."""
+        numbers = [die.number for die in self.dies]
+        chosen = frozenset(numbers if dies is None else dies)
+        if not chosen or not chosen <= set(numbers):
+            raise ValueError(f"Package {self.name!r} has dies "
+                             f"{', '.join(map(str, numbers))}, not {sorted(chosen)}")
+        return chosen
+
+    def cut_links(self, dies) -> dict:
+        """``index -> Endpoint``: the links with exactly one end on a die of ``dies``, and
+        that end (a top building only ``dies`` must end those links itself)."""
+        cut = {}
+        for index, link in enumerate(self.links):
+            inside = [end for end in (link.a, link.b) if end.die in dies]
+            if len(inside) == 1:
+                cut[index] = inside[0]
+        return cut
+
     def geometry(self, die: int) -> MeshGeometry:
         """Die ``die``'s routing: its mesh and its gateway to every other die."""
         return routing.geometry(self, die)

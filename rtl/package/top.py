@@ -320,19 +320,12 @@ class PackageTop(wiring.Component):
         self.timeout, self.target_depth = timeout, target_depth
         self.transaction = _transaction(package)
         self.map = address_map(package)
-        numbers = [die.number for die in package.dies]
-        self.dies = frozenset(numbers if dies is None else dies)
-        if not self.dies or not self.dies <= set(numbers):
-            raise ValueError(f"Package {package.name!r} has dies "
-                             f"{', '.join(map(str, numbers))}, not {sorted(self.dies)}")
+        self.dies = package.die_set(dies)
         self.tiles = [tile for tile in package.tiles if tile.die in self.dies]
         self.tile_params = {tile.name: self._tile_params(tile) for tile in package.tiles}
         self.link_end = link_end or package_link_end()
-        self.cut = {}
-        for index, link in enumerate(package.links):
-            inside = [end for end in (link.a, link.b) if end.die in self.dies]
-            if len(inside) == 1:
-                self.cut[index] = self.link_end(package, index, inside[0].die)
+        self.cut = {index: self.link_end(package, index, end.die)
+                    for index, end in package.cut_links(self.dies).items()}
         hosts = [t for t in self.tiles if t.kind == "host_bridge"]
         if len(hosts) > 1:
             raise ValueError(f"Package {package.name!r} has {len(hosts)} host bridges "
