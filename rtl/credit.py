@@ -91,32 +91,47 @@ class CreditSignature(wiring.Signature):
 class SaturatingCounter(wiring.Component):
     """An event counter that stops at its maximum instead of wrapping.
 
+    Parameters
+    ----------
+    width : int
+    registered : bool
+        Register ``inc`` before counting: ``count`` shows an event a cycle later, and the
+        logic that decides the event ends at a flip-flop instead of running on into the
+        counter's carry chain (status counters of fast blocks: the link, the host bridge).
+
     Members
     -------
     inc : In(1)
         Count one event this cycle.
     count : Out(width)
-        Events seen since reset, saturating at ``2**width - 1``.
+        Events seen since reset (up to the cycle before, if ``registered``), saturating at
+        ``2**width - 1``.
     """
 
-    def __init__(self, width):
+    def __init__(self, width, *, registered=False):
+        self.registered = registered
         super().__init__({"inc": In(1), "count": Out(width)})
 
     def elaborate(self, platform):
         m = Module()
-        with m.If(self.inc & (self.count != (1 << len(self.count)) - 1)):
+        inc = self.inc
+        if self.registered:
+            inc = Signal()
+            m.d.sync += inc.eq(self.inc)
+        with m.If(inc & (self.count != (1 << len(self.count)) - 1)):
             m.d.sync += self.count.eq(self.count + 1)
         return m
 
 
 def add_event_counters(m: Module, outputs, names, width: int) -> dict:
-    """Give each output ``outputs.<name>`` a :class:`SaturatingCounter` of ``width`` bits.
+    """Give each output ``outputs.<name>`` a :class:`SaturatingCounter` of ``width`` bits,
+    its events registered (the counts lag a cycle; no event logic reaches a carry chain).
 
     Returns ``{name: inc}``: drive ``inc`` high for one count per cycle.
     """
     increments = {}
     for name in names:
-        counter = SaturatingCounter(width)
+        counter = SaturatingCounter(width, registered=True)
         m.submodules[f"count_{name}"] = counter
         m.d.comb += getattr(outputs, name).eq(counter.count)
         increments[name] = counter.inc

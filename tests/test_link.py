@@ -9,7 +9,14 @@ from chipknit.rtl.link.commit_fifo import CommitFifo
 from chipknit.rtl.link.frame import LinkParams
 from chipknit.tb.benches import LINK_PAIR_PARAMS, get_testbench
 from chipknit.tb.harness import run
-from chipknit.tb.models.link import FrameFormat, crc16, go_back_n_goodput, header_crc
+from chipknit.tb.models.link import (
+    HEADER_CRC_INITIAL,
+    HEADER_CRC_POLYNOMIALS,
+    FrameFormat,
+    crc16,
+    go_back_n_goodput,
+    header_crc,
+)
 
 BENCH = get_testbench("link_pair")
 SMALL = {"flit_width": 32, "frame_flits": 4, "rx_credits": 8, "replay_frames": 2,
@@ -38,11 +45,35 @@ def test_default_frame_meets_efficiency_target():
 
 
 def test_crc_model_known_answer():
-    # CRC-16/UMTS check value over the ASCII bytes "123456789" is 0xFEE8.
-    assert crc16(b"123456789", 8) == 0xFEE8
-    # The header CRCs' catalogue check values ("123456789"): CRC-7/MMC 0x75, CRC-8/SMBUS 0xF4.
-    assert header_crc(int.from_bytes(b"123456789"), 72, 7) == 0x75
-    assert header_crc(int.from_bytes(b"123456789"), 72, 8) == 0xF4
+    # CRC-16/CMS check value over the ASCII bytes "123456789" is 0xAEE7.
+    assert crc16(b"123456789", 8) == 0xAEE7
+    # The header CRCs against Amaranth's software CRC with the same generator and initial
+    # value (an independent implementation), over "123456789".
+    from amaranth.lib.crc import Algorithm
+    for width, polynomial in HEADER_CRC_POLYNOMIALS.items():
+        algorithm = Algorithm(crc_width=width, polynomial=polynomial,
+                              initial_crc=HEADER_CRC_INITIAL[width], reflect_input=False,
+                              reflect_output=False, xor_output=0)
+        assert header_crc(int.from_bytes(b"123456789"), 72, width) == \
+            algorithm(data_width=8).compute(b"123456789"), width
+
+
+@pytest.mark.parametrize("beat_width", [16, 17, 20, 32])
+def test_stuck_lanes_never_make_a_good_frame(beat_width):
+    """Every lane stuck at 0 or at 1 (``valid`` still up) must not read as a frame with a
+    good CRC, at any frame length, nor as a header with a good header CRC, at any field
+    width: a CRC that starts from zero passes all-zero frames, and a live link whose lanes
+    all die would never retrain (tb/tests/link_training.py
+    ``every_lane_stuck_at_zero_mid_traffic``)."""
+    ones = (1 << beat_width) - 1
+    for beats in range(2, 200):
+        assert crc16([0] * beats, beat_width) != 0, beats
+        assert crc16([ones] * beats, beat_width) != 0xFFFF, beats
+    for width in HEADER_CRC_POLYNOMIALS:
+        for field_bits in range(4, 129):
+            assert header_crc(0, field_bits, width) != 0, (width, field_bits)
+            assert header_crc((1 << field_bits) - 1, field_bits, width) != (1 << width) - 1, \
+                (width, field_bits)
 
 
 @pytest.mark.parametrize("crc_width,field_bits", [(5, 11), (6, 10), (7, 9), (8, 7)])

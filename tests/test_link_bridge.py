@@ -248,6 +248,95 @@ def test_outbound_packs_flits_and_returns_credits():
             f"VC {vc}: the link stream does not carry the router's flits in order")
 
 
+@pytest.mark.parametrize("seed_", [1, 2, 3])
+def test_outbound_discards_whole_packets_while_the_link_cannot_train(seed_):
+    """Packets from the router on random VCs, random link backpressure, peer resets and
+    random ``discard`` windows: per VC the link carries the router's flits in order with
+    some left out, and what is left out is counted in ``discarded``; nothing is handed over
+    while discarding; every credit comes back (so the router never wedges); a packet whose
+    head was discarded is discarded to its tail, so every packet on the link starts with its
+    head."""
+    rng = random.Random(seed_)
+    depth, vcs = 4, 2
+    dut = _bridge(depth=depth, x=0)
+    packets = [[] for _ in range(vcs)]     # per VC: lists of flits (unique data)
+    for vc in range(vcs):
+        for number in range(60):
+            length = rng.randint(1, 5)
+            packets[vc].append([MODEL_FMT.encode(Flit(
+                head=i == 0, tail=i == length - 1, vc=vc, data=(number << 3) | i))
+                for i in range(length)])
+    got = [[] for _ in range(vcs)]
+    discarding = []                         # per cycle: discard was high
+
+    async def bench(ctx):
+        credits = [depth] * vcs
+        pending = [[f for packet in packets[vc] for f in packet] for vc in range(vcs)]
+        discard = 0
+        for cycle in range(6000):
+            if rng.random() < 0.01:
+                discard ^= 1
+            if cycle > 5000:
+                discard = 0
+            ctx.set(dut.discard, discard)
+            discarding.append(discard)
+            reset_now = rng.random() < 0.03
+            ctx.set(dut.peer_reset, reset_now)
+            ready = [rng.random() < 0.5 for _ in range(vcs)]
+            for vc in range(vcs):
+                ctx.set(dut.to_link[vc].ready, ready[vc])
+            can = [vc for vc in range(vcs) if pending[vc] and credits[vc]]
+            if can and rng.random() < 0.8:
+                vc = rng.choice(can)
+                credits[vc] -= 1
+                ctx.set(dut.noc_in.valid, 1)
+                ctx.set(dut.noc_in.payload.flit.as_value(), pending[vc].pop(0))
+            else:
+                ctx.set(dut.noc_in.valid, 0)
+            for vc in range(vcs):
+                if ctx.get(dut.to_link[vc].valid) and ready[vc]:
+                    assert not reset_now, "a flit was handed to the link during a peer reset"
+                    assert not discard, "a flit was handed to the link while discarding"
+                    got[vc].append(from_link(MODEL_FMT, vc, ctx.get(dut.to_link[vc].payload)))
+            returned = ctx.get(dut.noc_in.credit)
+            for vc in range(vcs):
+                if returned >> vc & 1:
+                    credits[vc] += 1
+                    assert credits[vc] <= depth, f"VC {vc}: more credits back than flits"
+            await ctx.tick()
+        assert not any(pending), "the router's flits were not all taken"
+        for vc in range(vcs):
+            assert credits[vc] == depth, f"VC {vc}: credits not all returned"
+            sent = sum(len(packet) for packet in packets[vc])
+            assert ctx.get(dut.status.flits_out[vc]) == len(got[vc])
+            assert ctx.get(dut.status.discarded[vc]) == sent - len(got[vc]), vc
+            dut_discarded[vc] = sent - len(got[vc])
+
+    dut_discarded = [0] * vcs
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert any(discarding) and not all(discarding)
+    for vc in range(vcs):
+        flits = [f for packet in packets[vc] for f in packet]
+        position = 0
+        for flit in got[vc]:       # in order, a subsequence of what the router sent
+            while position < len(flits) and flits[position] != flit:
+                position += 1
+            assert position < len(flits), f"VC {vc}: {flit} out of order or never sent"
+            position += 1
+        on_link = {(MODEL_FMT.decode(f).data >> 3, MODEL_FMT.decode(f).data & 7)
+                   for f in got[vc]}
+        whole = 0
+        for number, packet in enumerate(packets[vc]):
+            delivered = [i for i in range(len(packet)) if (number, i) in on_link]
+            # What went out of a packet is a prefix of it: never a body without its head.
+            assert delivered == list(range(len(delivered))), (vc, number, delivered)
+            whole += len(delivered) == len(packet)
+        assert dut_discarded[vc] > 0 and whole > 0, (vc, dut_discarded[vc], whole)
+
+
 # ---- two dies across the link (cocotb, Verilator) ----------------------------------------
 
 def test_cross_link(seed):

@@ -160,6 +160,7 @@ def test_trainer_elaborates_in_other_shapes():
     ({"frame_cycles": 40}, "frame_cycles must be at least 71"),
     ({"deskew_range": 40}, "4 × \\(deskew_range \\+ 1\\)"),
     ({"retrain_window": 10}, "retrain_window must cover at least two link frames"),
+    ({"retrain_window": 256, "retrain_errors": 5}, "retrain_errors \\(5\\) must be reachable"),
     ({"test_frames": 0}, "test_frames must be a positive integer, not 0"),
     ({"link": LinkParams(beat_width=16), "lanes": LaneParams(8, 1)}, "cannot carry"),
 ])

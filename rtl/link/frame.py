@@ -14,12 +14,18 @@ other slots           the other slots; slots fill from slot 0, unfilled ones    
                       are zero
 ``trailer_beats``     trailer: number of filled slots, cumulative               yes
                       credit-return counters, one per VC
-``1``                 CRC-16 (x^16 + x^15 + x^2 + 1, init 0, not reflected:     —
-                      CRC-16/UMTS), in the low 16 bits of the beat
+``1``                 CRC-16 (x^16 + x^15 + x^2 + 1, init 0xFFFF, not reflected: —
+                      CRC-16/CMS), in the low 16 bits of the beat
 ====================  =========================================================  ===========
 
 A frame with ``count == 0`` (header ``data`` = 0) is a control frame: it carries ACK/NAK and
 credits, consumes no sequence number and is never replayed.
+
+Neither CRC starts from zero, so a frame of stuck lanes never passes: with an initial value
+of zero, all-zero beats (every lane stuck at 0, ``valid`` still up) are a frame with a good
+CRC, and a live link whose lanes all die would go on "receiving" empty control frames,
+never retrain and replay for ever. Frames and headers that are all zeros or all ones fail
+(``tests/test_link.py`` checks every frame length and header width).
 
 The header has its own CRC (:func:`header_crc`, 5 to 8 bits, whatever the header beats leave
 after the fields), so the receiver acts on the ACK and NAK it carries as soon as the header
@@ -47,10 +53,15 @@ from amaranth.lib.crc import catalog
 
 __all__ = ["LinkParams", "CRC", "HEADER_CRC_POLYNOMIALS", "header_crc", "crc_step"]
 
-#: The frame CRC: x^16 + x^15 + x^2 + 1 (0x8005), init 0, not reflected (CRC-16/UMTS).
-CRC = catalog.CRC16_UMTS
+#: The frame CRC: x^16 + x^15 + x^2 + 1 (0x8005), init 0xFFFF, not reflected (CRC-16/CMS).
+CRC = catalog.CRC16_CMS
 
-#: Header CRC polynomial by width (init 0, not reflected, no final XOR): CRC-5/USB's,
+#: Header CRC initial value by width: the smallest for which neither all-zero nor all-one
+#: fields and check pass, for any field width up to 128 bits (all-ones init fails that for
+#: 5 and 6 bits at some widths).
+HEADER_CRC_INITIAL = {5: 0x03, 6: 0x01, 7: 0x07, 8: 0x07}
+
+#: Header CRC polynomial by width (not reflected, no final XOR): CRC-5/USB's,
 #: CRC-6/ITU's, CRC-7/MMC's and CRC-8/SMBUS's generator polynomials. Any of them detects every
 #: single-bit and every burst of up to its width in the header.
 HEADER_CRC_POLYNOMIALS = {5: 0x05, 6: 0x03, 7: 0x09, 8: 0x07}
@@ -59,17 +70,19 @@ MIN_HEADER_CRC, MAX_HEADER_CRC = min(HEADER_CRC_POLYNOMIALS), max(HEADER_CRC_POL
 
 def header_crc_algorithm(width: int) -> crc.Algorithm:
     return crc.Algorithm(crc_width=width, polynomial=HEADER_CRC_POLYNOMIALS[width],
-                         initial_crc=0, reflect_input=False, reflect_output=False,
-                         xor_output=0)
+                         initial_crc=HEADER_CRC_INITIAL[width], reflect_input=False,
+                         reflect_output=False, xor_output=0)
 
 
 def header_crc(fields: Value, width: int) -> Value:
     """The header CRC of ``fields`` (the header's fields packed LSB first, as one word fed MSB
-    first), combinationally: the CRC is linear, so each bit is an XOR of field bits."""
+    first), combinationally: the CRC is affine, so each bit is an XOR of field bits and of
+    the CRC of zero fields."""
     n = len(fields)
     parameters = header_crc_algorithm(width)(data_width=n)
-    columns = [parameters.compute([1 << i]) for i in range(n)]
-    return _xor_matrix(columns, [fields[i] for i in range(n)], width)
+    of_zero = parameters.compute([0])
+    columns = [parameters.compute([1 << i]) ^ of_zero for i in range(n)]
+    return _xor_matrix(columns, [fields[i] for i in range(n)], width) ^ of_zero
 
 
 def _xor_matrix(columns, inputs, width: int) -> Value:

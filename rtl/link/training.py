@@ -25,7 +25,7 @@ complement, then a PRBS-7 that restarts each frame.
   frame boundary. If either end's adapter is *fresh* (reset since it last carried traffic),
   the other resets its adapter too before ``GO`` (a *link reset*).
 - **ACTIVE**: ``valid`` is high on every lane every cycle. The end retrains when more than
-  ``retrain_errors`` frames fail their CRC within ``retrain_window`` cycles, or when the
+  ``retrain_errors`` frames fail their CRC within ``retrain_window`` received beats, or when the
   peer's ``valid`` drops (the peer retrains or was reset). The transmitter stops only at a
   frame boundary, so a retrain that keeps both adapters loses nothing: go-back-N replays.
 
@@ -101,7 +101,8 @@ class TrainingParams:
         Training frames each lane must pass without a single error in ``TEST``.
     retrain_window, retrain_errors : int
         Retrain when ``retrain_errors`` frames fail their CRC within ``retrain_window``
-        cycles (windows are consecutive, not sliding).
+        received beats (windows are consecutive, not sliding; at half width a window lasts
+        twice as many cycles and holds the same number of frames).
     train_timeout : int
         Cycles from entering ``DETECT`` to ``ACTIVE`` before training fails.
     error_backoff : int
@@ -152,7 +153,11 @@ class TrainingParams:
                              f"{4 * (self.deskew_range + 1)}, not {self.frame_cycles}")
         if self.retrain_window < self.link.frame_beats * 2:
             raise ValueError(f"retrain_window must cover at least two link frames "
-                             f"({2 * self.link.frame_beats} cycles), not {self.retrain_window}")
+                             f"({2 * self.link.frame_beats} beats), not {self.retrain_window}")
+        if self.retrain_errors > self.retrain_window // self.link.frame_beats:
+            raise ValueError(f"retrain_errors ({self.retrain_errors}) must be reachable: a "
+                             f"window of {self.retrain_window} beats holds at least "
+                             f"{self.retrain_window // self.link.frame_beats} frame ends")
 
     @property
     def slots(self) -> int:
@@ -507,9 +512,12 @@ class LinkTrainer(wiring.Component):
         m.d.sync += last_crc.eq(self.crc_errors)
         crc_event = Signal()
         m.d.comb += crc_event.eq(self.crc_errors != last_crc)
+        # The window counts received beats, not cycles, so it holds as many frames at half
+        # width (a beat every other cycle) as at full width.
         with m.If(state == TrainingState.ACTIVE):
-            m.d.sync += window.eq(Mux(window == p.retrain_window - 1, 0, window + 1))
-            with m.If(window == p.retrain_window - 1):
+            with m.If(rxg.beats.valid):
+                m.d.sync += window.eq(Mux(window == p.retrain_window - 1, 0, window + 1))
+            with m.If(rxg.beats.valid & (window == p.retrain_window - 1)):
                 m.d.sync += window_errors.eq(0)
             with m.Elif(crc_event & (window_errors != p.retrain_errors)):
                 m.d.sync += window_errors.eq(window_errors + 1)

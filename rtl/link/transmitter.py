@@ -407,7 +407,7 @@ class LinkTransmitter(wiring.Component):
         pending_first = Signal()   # ... and it was a frame's first beat
         crc_state = Signal(CRC.crc_width)
         crc_now = Signal(CRC.crc_width)  # the CRC over the frame's beats sent so far
-        m.d.comb += crc_now.eq(Mux(pending, crc_step(Mux(pending_first, 0, crc_state),
+        m.d.comb += crc_now.eq(Mux(pending, crc_step(Mux(pending_first, CRC.initial_crc, crc_state),
                                                      last_beat), crc_state))
         m.d.sync += [crc_state.eq(crc_now), pending.eq(send & ~at["at_crc"])]
         with m.If(send):

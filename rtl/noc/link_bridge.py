@@ -47,6 +47,17 @@ head flit inside a packet being   the dropped packet ends; ``malformed`` + 1; th
 dropped                           starts its packet
 ================================  ============================================================
 
+A link that cannot train
+    While ``discard`` is high — the link failed to train and is not up again (the far die is
+    off, or too many lanes are dead) — the bridge takes every outbound flit from its buffers
+    and throws it away, returning its credit and counting it in ``discarded``, so packets
+    toward the far die cannot back up into the router and the die's other traffic keeps
+    moving; their senders end at their own timeouts. Discarding ends only at a packet
+    boundary: a packet whose first flit was discarded is discarded to its tail, so the link
+    never carries a packet without its head once it is up again. (A packet already partly
+    handed to the link when ``discard`` rose loses the rest; the far end closed it when the
+    link went down, as below.)
+
 Reset
     The bridge belongs to its die's reset. While ``peer_reset`` is high — the link or the die
     behind it is in reset (today a top drives it; once link training exists, the adapter's
@@ -150,6 +161,7 @@ def BridgeStatus(params: LinkBridgeParams) -> wiring.Signature:
         "malformed",    # flits dropped outside a packet, dropped packets cut by a head
         "unroutable",   # packets dropped because the route computer could not route them
         "truncated",    # packets closed with a synthetic tail (head inside, peer reset)
+        "discarded",    # outbound flits thrown away while the link could not train
     )})
 
 
@@ -177,6 +189,8 @@ class LinkBridge(wiring.Component):
         From the adapter's ``o``.
     peer_reset : In(1)
         The link or the far die is in reset (see the module documentation).
+    discard : In(1)
+        The link cannot carry traffic: outbound packets are discarded (see above).
     status : Out(BridgeStatus(params))
     """
 
@@ -197,6 +211,7 @@ class LinkBridge(wiring.Component):
             "to_link": Out(flits).array(p.flit.vcs),
             "from_link": In(flits).array(p.flit.vcs),
             "peer_reset": In(1),
+            "discard": In(1),
             "status": Out(BridgeStatus(p)),
         })
 
@@ -208,7 +223,8 @@ class LinkBridge(wiring.Component):
         status = self.status
 
         def count(name, vc, event):
-            counter = m.submodules[f"count_{name}_v{vc}"] = SaturatingCounter(p.counter_width)
+            counter = m.submodules[f"count_{name}_v{vc}"] = SaturatingCounter(
+                p.counter_width, registered=True)
             m.d.comb += [counter.inc.eq(event), getattr(status, name)[vc].eq(counter.count)]
 
         # ---- Outbound: the router's downstream buffer, one FIFO per VC --------------------
@@ -222,16 +238,26 @@ class LinkBridge(wiring.Component):
             queue = m.submodules[f"out_v{v}"] = fifo.SyncFIFO(width=layout.size, depth=depth)
             out = self.to_link[v]
             handed = Signal(name=f"handed_v{v}")
+            # Discarding: while ``discard`` is high, and on to the tail of a packet whose
+            # flits are being discarded.
+            in_discarded = Signal(name=f"out_v{v}_in_discarded")
+            draining = Signal(name=f"out_v{v}_draining")
+            discarded = Signal(name=f"out_v{v}_discarded")
             m.d.comb += [
                 queue.w_data.eq(packed),
                 queue.w_en.eq(self.noc_in.valid & (arriving.vc == v)),
+                draining.eq(self.discard | in_discarded),
                 out.payload.eq(queue.r_data),
-                out.valid.eq(queue.r_rdy & ~self.peer_reset),
-                queue.r_en.eq(out.ready & ~self.peer_reset),
+                out.valid.eq(queue.r_rdy & ~self.peer_reset & ~draining),
+                queue.r_en.eq(draining | (out.ready & ~self.peer_reset)),
                 handed.eq(out.valid & out.ready),
+                discarded.eq(draining & queue.r_rdy),
             ]
-            m.d.sync += credit_back[v].eq(handed)
+            with m.If(discarded):
+                m.d.sync += in_discarded.eq(~layout(queue.r_data).tail)
+            m.d.sync += credit_back[v].eq(handed | discarded)
             count("flits_out", v, handed)
+            count("discarded", v, discarded)
 
         # ---- Inbound: framing per VC, route, credits, round-robin onto the router link ------
         route_width = len(self.noc_out.payload.route)

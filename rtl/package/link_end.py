@@ -17,12 +17,16 @@ be built with the same lanes (both boards use the same pin map).
 While the adapter is held in reset (training, retraining, the far chip absent) the bridge
 sees ``peer_reset``: it closes a packet it was delivering to the router with a synthetic
 tail, so no inbound wormhole stays wedged (``truncated``), and hands nothing to the link:
-outbound flits wait in the bridge, and behind it in the router, until the link is up. The
-flits adapter resets lose are bounded by ``lost_flits``; requests whose responses are lost
-or held too long end at their initiator's timeout.
+outbound flits wait in the bridge, and behind it in the router, while the link trains. Once
+a training attempt has failed (``ERROR``: the far chip is off, or too many lanes are dead),
+and until the link is next ``ACTIVE``, the bridge discards outbound packets whole instead
+(counted per VC in ``discarded``), so traffic toward a die that is not there cannot back up
+into this die's network. The flits adapter resets lose are bounded by ``lost_flits``;
+requests whose responses are lost, discarded or held too long end at their initiator's
+timeout.
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,7 +34,7 @@ from ..link.frame import LinkParams
 from ..link.lanes import LaneParams, LaneSignature
 from ..link.receiver import ReceiverStatus
 from ..link.trained_pair import TrainedLinkEnd
-from ..link.training import TrainingParams, TrainingStatus
+from ..link.training import TrainingParams, TrainingState, TrainingStatus
 from ..link.transmitter import TransmitterStatus
 from ..noc.cross_link import bridge_link_end
 from ..noc.flit import LinkSignature
@@ -129,6 +133,13 @@ class PackageLinkEnd(wiring.Component):
                                  self.end, self.geometry, link)
         m.d.comb += [bridge.peer_reset.eq(link.link_down), link.restart.eq(self.restart),
                      self.lost_flits.eq(link.lost_flits)]
+        # From a failed training attempt until the link is next up: discard outbound.
+        failed = Signal()
+        with m.If(link.training.state == TrainingState.ERROR):
+            m.d.sync += failed.eq(1)
+        with m.Elif(link.training.state == TrainingState.ACTIVE):
+            m.d.sync += failed.eq(0)
+        m.d.comb += bridge.discard.eq(failed)
         wiring.connect(m, link.lanes_tx, wiring.flipped(self.lanes_tx))
         wiring.connect(m, wiring.flipped(self.lanes_rx), link.lanes_rx)
         for name in ("training", "tx_status", "rx_status"):

@@ -468,7 +468,7 @@ class PackageTop(wiring.Component):
                         f"link {index}: bit errors injected into the beats {end} received",
                         ("link", index, side, "bit_errors", None))
                 for name in ("flits_out", "flits_in", "malformed", "unroutable",
-                             "truncated"):
+                             "truncated", "discarded"):
                     for vc in range(package.flit.vcs):
                         add(f"link{index}_vc{vc}_{name}", 16,
                             f"link {index} bridge, VC {vc}: {name}",

@@ -1,6 +1,6 @@
 """Reference model of the link protocol (imports no RTL).
 
-- :func:`crc16` — CRC-16/UMTS bit by bit (poly 0x8005, init 0, no reflection), independent of
+- :func:`crc16` — CRC-16/CMS bit by bit (poly 0x8005, init 0xFFFF, no reflection), independent of
   Amaranth's table-free implementation; :func:`header_crc` — the header's own 5- to 8-bit CRC
   the same way.
 - :class:`FrameFormat` — the frame layout of ``docs/link.md`` computed from the same
@@ -13,12 +13,14 @@ from dataclasses import dataclass
 __all__ = ["crc16", "header_crc", "FrameFormat", "Frame", "go_back_n_goodput",
            "frame_error_rate"]
 
-#: Header CRC generator polynomial by width (init 0, not reflected, no final XOR).
+#: Header CRC generator polynomial by width (not reflected, no final XOR).
 HEADER_CRC_POLYNOMIALS = {5: 0x05, 6: 0x03, 7: 0x09, 8: 0x07}
+#: Header CRC initial value by width (docs/link.md: no all-zero or all-one header passes).
+HEADER_CRC_INITIAL = {5: 0x03, 6: 0x01, 7: 0x07, 8: 0x07}
 
 
-def _crc(words, width: int, crc_width: int, polynomial: int) -> int:
-    crc, top, mask = 0, crc_width - 1, (1 << crc_width) - 1
+def _crc(words, width: int, crc_width: int, polynomial: int, initial: int) -> int:
+    crc, top, mask = initial, crc_width - 1, (1 << crc_width) - 1
     for word in words:
         for bit in reversed(range(width)):
             feedback = ((crc >> top) & 1) ^ ((word >> bit) & 1)
@@ -29,13 +31,14 @@ def _crc(words, width: int, crc_width: int, polynomial: int) -> int:
 
 
 def crc16(words, width: int) -> int:
-    """CRC-16/UMTS over ``words`` of ``width`` bits each, most significant bit first."""
-    return _crc(words, width, 16, 0x8005)
+    """CRC-16/CMS over ``words`` of ``width`` bits each, most significant bit first."""
+    return _crc(words, width, 16, 0x8005, 0xFFFF)
 
 
 def header_crc(fields: int, field_bits: int, crc_width: int) -> int:
     """The header CRC over its fields, one ``field_bits`` word, most significant bit first."""
-    return _crc([fields], field_bits, crc_width, HEADER_CRC_POLYNOMIALS[crc_width])
+    return _crc([fields], field_bits, crc_width, HEADER_CRC_POLYNOMIALS[crc_width],
+                HEADER_CRC_INITIAL[crc_width])
 
 
 @dataclass(frozen=True)
