@@ -456,6 +456,7 @@ class LinkTrainer(wiring.Component):
 
         # --- CONFIG: the peer's fields, read from the first good lane.
         ref = Signal(range(n))
+        usable_wires = Signal(n)       # the usable receive lanes TEST found, by wire
         ref_bit = Signal()
         with m.Switch(ref):
             for j in range(n - 1):
@@ -468,18 +469,25 @@ class LinkTrainer(wiring.Component):
             m.d.sync += captured.eq(Cat(captured[1:], ref_bit))
         peer = data.View(data.StructLayout({"phase": FramePhase, "have_peer": 1, "fresh": 1,
                                             "mask": n}), captured[:F])
+        # The complement check and the mask comparison are registered: the fields are
+        # complete at ``prbs_start`` and used a cycle later, so neither wide compare is on
+        # the path into the lane mapper's start.
+        peer_mask = status.tx_lane_map
+        fields_ok = Signal()
+        mask_differs = Signal()
+        m.d.sync += [fields_ok.eq(captured[:F] == ~captured[F:]),
+                     mask_differs.eq(peer_mask != peer.mask)]
         decoded = Signal()             # a frame's fields passed their complement check
-        m.d.comb += decoded.eq((rc == p.prbs_start) & (captured[:F] == ~captured[F:])
+        m.d.comb += decoded.eq((rc == p.prbs_start + 1) & fields_ok
                                & (state == TrainingState.CONFIG) & ~rx_active)
         peer_seen = Signal()
         peer_have = Signal()
         peer_fresh = Signal()
-        peer_mask = status.tx_lane_map
         with m.If(decoded & ((peer.phase == FramePhase.CONFIG)
                              | (peer.phase == FramePhase.GO))):
             m.d.sync += [peer_seen.eq(1), peer_have.eq(peer.have_peer),
                          peer_fresh.eq(peer.fresh)]
-            with m.If(~peer_seen | (peer_mask != peer.mask)):
+            with m.If(~peer_seen | mask_differs):
                 m.d.sync += peer_mask.eq(peer.mask)
                 m.d.comb += tx_mapper.start.eq(~tx_active)
             # Before this end commits to GO: a fresh peer means both adapters restart.
@@ -581,10 +589,8 @@ class LinkTrainer(wiring.Component):
                     m.d.sync += [reversed_.eq(rev),
                                  my_mask.eq(Mux(rev, Cat(*reversed(list(usable))),
                                                 usable)),
+                                 usable_wires.eq(usable),
                                  mapping.eq(1)]
-                    for j in reversed(range(n)):
-                        with m.If(usable[j]):
-                            m.d.sync += ref.eq(j)
             with m.If(mapping & ~rx_mapper.busy & ~rx_mapper.start):
                 with m.If(rx_mapper.mode == LaneMode.NONE):
                     m.d.comb += [fail.eq(1), fail_cause.eq(ErrorCause.LANES)]
@@ -623,8 +629,14 @@ class LinkTrainer(wiring.Component):
             m.d.sync += [state.eq(TrainingState.DETECT), timer.eq(0), quiet.eq(0),
                          measuring.eq(0), seen.eq(0)]
 
-        # The mapper starts when TEST decides (the cycle after `mapping` rises).
+        # The mapper starts when TEST decides (the cycle after `mapping` rises). In that
+        # cycle the first usable wire (CONFIG reads the peer's fields from it) is found from
+        # the registered mask, not in the cycle that decides it; CONFIG is 2+ cycles away.
         mapping_started = Signal()
+        with m.If(mapping & ~mapping_started):
+            for j in reversed(range(n)):
+                with m.If(usable_wires[j]):
+                    m.d.sync += ref.eq(j)
         with m.If(state != TrainingState.TEST):
             m.d.sync += mapping_started.eq(0)
         with m.Elif(mapping & ~mapping_started):
