@@ -48,8 +48,9 @@ def test_bridge(seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("params", [
     {"data_width": 64, "addr_width": 24, "length_bits": 5, "buffer_beats": 8},
-    {"data_width": 16, "tag_bits": 2, "buffer_beats": 256, "bus_timeout": 100},
-], ids=["w64-a24-l5", "w16-t2-b256"])
+    {"data_width": 32, "addr_width": 16, "length_bits": 8, "tag_bits": 2,
+     "buffer_beats": 128, "bus_timeout": 100},
+], ids=["w64-a24-l5", "w32-a16-t2-b128"])
 def test_bridge_shapes(params, seed):
     result = run_bench(BRIDGE, simulator="verilator", params=params, seed=seed)
     result.check()
