@@ -21,8 +21,9 @@ block's contract says its caller does.
   and not yet credited back (so it never overflows), and the allocator's matching holds
   inside the router.
 
-k-induction needs the state invariants (one-hot arbiter and pre-selection registers) stated
-as assertions too; they are part of each wrapper.
+k-induction needs the state invariants (one-hot arbiter and pre-selection registers, an
+arbiter's precedence registers equal to the order after its last grant) stated as
+assertions too; they are part of each wrapper.
 """
 
 from amaranth.hdl import Assert, Assume, Cat, Module, Mux, ResetSignal, Signal
@@ -72,6 +73,7 @@ class RoundRobinProperties(wiring.Component):
             Assert(grant.any() == self.requests.any()),
             Assert(one_hot(arbiter.last)),
         ]
+        priority_matches_last(m, arbiter)
         used = self.advance & self.requests.any()
         for k in range(count):
             waited = Signal(range(count + 1), name=f"waited{k}")
@@ -168,6 +170,17 @@ def state_invariants(m, dut):
     for arbiter in dut.arbiters:
         if arbiter is not None and arbiter.count > 1:
             m.d.comb += Assert(one_hot(arbiter.last))
+            priority_matches_last(m, arbiter)
+
+
+def priority_matches_last(m, arbiter):
+    """A :class:`RoundRobin`'s precedence registers (``before``, which the grant reads) are
+    the cyclic order after its one-hot ``last`` (which the fairness argument is about)."""
+    count = arbiter.count
+    for (j, k), bit in arbiter.before.items():
+        expected = Cat(arbiter.last[q] for q in range(count)
+                       if RoundRobin.order_after(q, j, k, count)).any()
+        m.d.comb += Assert(bit == expected)
 
 
 def matching(m, dut, requests, connections):

@@ -94,12 +94,17 @@ ALLOCATOR = (allocator, "PreselectAllocator")
 ROUND_ROBIN = (allocator, "RoundRobin")
 ROUTER = (router, "Router")
 MUTANTS = {
-    # The round-robin priority never moves: a fixed-priority arbiter starves requesters.
-    "rr_fixed_priority": (ROUND_ROBIN, "m.d.sync += last.eq(self.grant)",
-                          "m.d.sync += last.eq(last)"),
+    # The round-robin priority never moves (neither ``last`` nor the precedence registers):
+    # a fixed-priority arbiter starves requesters.
+    "rr_fixed_priority": (ROUND_ROBIN, "with m.If(self.advance & requests.any()):",
+                          "with m.If(0):"),
     # Every requester is granted, not only the first after the last one served.
-    "rr_grants_all": (ROUND_ROBIN, "bits[k] = self.requests[k] & nobody_before",
-                      "bits[k] = self.requests[k]"),
+    "rr_grants_all": (ROUND_ROBIN, "self.grant.eq(requests & ~self.blocked)",
+                      "self.grant.eq(requests)"),
+    # The precedence registers are updated as if the order started at the requester served
+    # (off by one): the grant no longer follows the round-robin order.
+    "rr_order_off_by_one": (ROUND_ROBIN, "bit.eq(~self.grant[j:k].any())",
+                            "bit.eq(~self.grant[j + 1:k + 1].any())"),
     # The pre-selection moves on from a VC that lost (the allocator before the formal
     # checks): a VC offered every other cycle can lose every time to an output's
     # round-robin, so it starves (found by this check).

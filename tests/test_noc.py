@@ -143,6 +143,35 @@ def test_round_robin_grants_one_and_serves_everyone_within_count(count):
     sim.run()
 
 
+@pytest.mark.parametrize("count", [2, 4, 5])
+def test_round_robin_grants_the_first_requester_after_the_last_served(count):
+    """The grant (read from the precedence registers) is exactly the first requester after
+    the last one served in cyclic order, with random requests and ``advance``."""
+    dut = RoundRobin(count)
+    rng = random.Random(10 + count)
+
+    async def bench(ctx):
+        last = count - 1
+        for _ in range(3000):
+            requests = rng.getrandbits(count)
+            advance = rng.random() < 0.7
+            ctx.set(dut.requests, requests)
+            ctx.set(dut.advance, advance)
+            order = [(last + 1 + k) % count for k in range(count)]
+            first = next((k for k in order if requests >> k & 1), None)
+            assert ctx.get(dut.grant) == (0 if first is None else 1 << first), \
+                (requests, last)
+            assert ctx.get(dut.last) == 1 << last
+            if advance and first is not None:
+                last = first
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def test_preselect_allocator_grants_a_matching_and_serves_every_vc():
     inputs, vcs, outputs = 5, 2, 5
     dut = PreselectAllocator(inputs, vcs, outputs)

@@ -7,7 +7,8 @@ kept for comparison. Both are combinational apart from their priority state; the
 registers their grants (the switch traverses in the next cycle). An arbiter's priority moves
 past the requester it granted only when that grant is *used*, so every requester that keeps
 asking is served within ``count`` uses (tests/test_noc.py checks this bound exhaustively on
-small arbiters).
+small arbiters). :class:`RoundRobin` reads its priority from a precedence matrix kept beside
+the one-hot last grant, so its grant is an AND of two-input terms.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -19,6 +20,11 @@ __all__ = ["RoundRobin", "SeparableAllocator", "PreselectAllocator"]
 
 class RoundRobin(wiring.Component):
     """A round-robin arbiter over ``count`` requesters.
+
+    The priority is kept as a precedence matrix (``before``: one register per pair of
+    requesters) as well as the one-hot last requester served: a requester is granted when
+    no requester that precedes it asks, an AND of 2-input terms, which maps to two LUT
+    levels for up to five requesters with no priority decode in the grant's path.
 
     Members
     -------
@@ -39,29 +45,40 @@ class RoundRobin(wiring.Component):
         #: One-hot: who was served last (the formal properties read it). Reset: the last
         #: requester, so requester 0 goes first.
         self.last = Signal(count, init=1 << (count - 1), name="last")
+        #: ``before[(j, k)]`` for ``j < k``: requester ``j`` comes before ``k`` in the cyclic
+        #: order that starts after ``last`` (so it is a function of ``last``, kept in
+        #: registers of its own; the formal properties assert that it matches).
+        self.before = {(j, k): Signal(init=1, name=f"before_{j}_{k}")
+                       for j in range(count) for k in range(j + 1, count)}
+        #: Bit ``k``: a requester that comes before ``k`` asks (``k`` cannot be granted).
+        self.blocked = Signal(count, name="blocked")
+
+    def precedes(self, j: int, k: int):
+        """Requester ``j`` comes before requester ``k`` (``j != k``) in the current order."""
+        return self.before[j, k] if j < k else ~self.before[k, j]
+
+    @staticmethod
+    def order_after(last: int, j: int, k: int, count: int) -> bool:
+        """Whether ``j`` comes before ``k`` in the cyclic order that starts after ``last``."""
+        return (j - last - 1) % count < (k - last - 1) % count
 
     def elaborate(self, platform):
         m = Module()
         count = self.count
         if count == 1:
-            m.d.comb += self.grant.eq(self.requests)
+            m.d.comb += [self.grant.eq(self.requests), self.blocked.eq(0)]
             return m
         last = self.last
-        choices = []
-        for p in range(count):
-            order = [(p + 1 + k) % count for k in range(count)]
-            bits = [0] * count
-            for position, k in enumerate(order):
-                blocked = [self.requests[j] for j in order[:position]]
-                nobody_before = ~Cat(*blocked).any() if blocked else 1
-                bits[k] = self.requests[k] & nobody_before
-            choices.append(Cat(*bits) & last[p].replicate(count))
-        grant = choices[0]
-        for choice in choices[1:]:
-            grant = grant | choice
-        m.d.comb += self.grant.eq(grant)
-        with m.If(self.advance & self.requests.any()):
+        requests = self.requests
+        blocked = [Cat(requests[j] & self.precedes(j, k) for j in range(count) if j != k).any()
+                   for k in range(count)]
+        m.d.comb += [self.blocked.eq(Cat(blocked)), self.grant.eq(requests & ~self.blocked)]
+        with m.If(self.advance & requests.any()):
             m.d.sync += last.eq(self.grant)
+            # Requester g served: the order now starts after g, so j < k keeps j first
+            # unless j <= g < k.
+            for (j, k), bit in self.before.items():
+                m.d.sync += bit.eq(~self.grant[j:k].any())
         return m
 
 

@@ -12,7 +12,8 @@ Size and speed: one 5-port router (32-bit flits, 2 VCs × 4 entries, at (1, 1) o
 mesh) placed alone (:class:`~chipknit.platforms.isolate.IsolatedComponent`: registered
 inputs, XOR-folded outputs, the wrapper's XOR tree included in the LUTs).
 
-``--quick`` runs a 2×2 mesh at two loads and skips the FPGA builds (a smoke test).
+``--quick`` runs a 2×2 mesh at two loads and skips the FPGA builds (a smoke test);
+:func:`router_fpga` runs the router builds alone, at several seeds if asked.
 """
 
 import json
@@ -67,29 +68,39 @@ def _saturation(points):
     return best
 
 
-def _router_fpga(progress):
+def router_fpga(progress=print, boards=("ulx3s", "icebreaker"), seeds=(1,)):
+    """The router part of the bench alone: one 5-port router placed on each board, once per
+    nextpnr seed (build folders ``build/bench/noc-router-<board>[-s<seed>]``). Returns
+    ``{board: figures}`` for one seed, ``{board: [figures per seed]}`` for several; a board
+    the router does not fit gets ``{"fits": False, "error": ...}``. Without the latency
+    sweep: ``python -c "from chipknit.bench.noc import router_fpga;
+    print(router_fpga(boards=['ulx3s'], seeds=[1, 2, 3]))"``."""
     from chipknit.platforms.build import BuildError, build
     from chipknit.platforms.isolate import IsolatedComponent
     from chipknit.tb.tests.noc_common import router_top
 
     figures = {}
-    for board in ("ulx3s", "icebreaker"):
-        progress(f"placing one 5-port router on {board}")
-        router = router_top(columns=4, rows=4, x=1, y=1)
-        try:
-            report = build(board, top=IsolatedComponent(router), progress=None,
-                           build_dir=Path("build", "bench", f"noc-router-{board}")).report
-        except BuildError as error:
-            figures[board] = {"fits": False, "error": str(error).splitlines()[0]}
-            continue
-        ports = router.params.ports
-        figures[board] = {
-            "design": "router, 5 ports, 32-bit flits, 2 VCs x 4 entries, isolated",
-            "device": report["device"], "fits": True, "luts": report["luts"],
-            "luts_per_port": round(report["luts"] / ports, 1), "ffs": report["ffs"],
-            "fmax_mhz": report["fmax_mhz"]["sync"], "seed": report["seed"],
-            "logic_levels": report["critical_paths"]["sync"]["logic_levels"],
-        }
+    for board in boards:
+        runs = []
+        for seed in seeds:
+            progress(f"placing one 5-port router on {board} (seed {seed})")
+            router = router_top(columns=4, rows=4, x=1, y=1)
+            folder = f"noc-router-{board}" + ("" if seed == 1 else f"-s{seed}")
+            try:
+                report = build(board, top=IsolatedComponent(router), progress=None, seed=seed,
+                               build_dir=Path("build", "bench", folder)).report
+            except BuildError as error:
+                runs.append({"fits": False, "error": str(error).splitlines()[0]})
+                break
+            ports = router.params.ports
+            runs.append({
+                "design": "router, 5 ports, 32-bit flits, 2 VCs x 4 entries, isolated",
+                "device": report["device"], "fits": True, "luts": report["luts"],
+                "luts_per_port": round(report["luts"] / ports, 1), "ffs": report["ffs"],
+                "fmax_mhz": report["fmax_mhz"]["sync"], "seed": report["seed"],
+                "logic_levels": report["critical_paths"]["sync"]["logic_levels"],
+            })
+        figures[board] = runs[0] if len(seeds) == 1 or not runs[0]["fits"] else runs
     return figures
 
 
@@ -131,7 +142,7 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
         progress(f"{name}: zero-load {curve[0]['latency']} cycles, saturation "
                  f"{figures['saturation_throughput'][name]} flits/node/cycle")
     if not quick:
-        figures["fpga"] = _router_fpga(progress)
+        figures["fpga"] = router_fpga(progress)
     if plot:
         _plot(figures, plot)
         figures["plot"] = str(plot)
