@@ -97,6 +97,51 @@ def test_header_crc_rtl_matches_model(crc_width, field_bits):
     sim.run()
 
 
+def _frame_formats():
+    from chipknit.rtl.link.lanes import LaneParams
+    from chipknit.rtl.package.config import Package
+    from chipknit.rtl.package.link_end import cut_link_params
+    from chipknit.rtl.package.top import die_link_params
+    package = Package.load("default")
+    fields = ("flit_width", "vcs", "beat_width", "frame_flits", "seq_bits", "rx_credits")
+    for params in (LinkParams(), die_link_params(package, 0),
+                   cut_link_params(package, LaneParams(18, 1)).link):
+        yield FrameFormat(**{name: getattr(params, name) for name in fields})
+
+
+@pytest.mark.parametrize("fmt", list(_frame_formats()), ids=["default", "die-link", "cut-link"])
+def test_no_repeated_beat_makes_a_wholly_good_frame(fmt):
+    """Lanes stuck at any levels (one bit per lane) repeat one beat value ``c`` in every beat.
+    For each of the 2^W values, the frame must fail its CRC or its header's CRC (the
+    trainer counts both): with both CRCs affine in ``c``, every value is checked exactly
+    from W + 1 evaluations of the model, and a sample against the frame decoder."""
+    import numpy as np
+    W, beats = fmt.beat_width, fmt.frame_beats
+    assert fmt.header_beats == 1 and fmt.header_field_bits + fmt.header_crc_width <= W
+    fb, cw = fmt.header_field_bits, fmt.header_crc_width
+
+    def frame_syndrome(c):      # 0 when the frame CRC passes
+        return crc16([c] * (beats - 1), W) ^ (c & 0xFFFF)
+
+    def header_syndrome(c):     # 0 when the header CRC passes
+        return header_crc(c & ((1 << fb) - 1), fb, cw) ^ ((c >> fb) & ((1 << cw) - 1))
+
+    values = np.arange(1 << W, dtype=np.uint32)
+    passes = np.ones(1 << W, dtype=bool)
+    for syndrome in (frame_syndrome, header_syndrome):
+        base = syndrome(0)
+        acc = np.full(1 << W, base, dtype=np.uint32)
+        for i in range(W):
+            acc ^= np.where((values >> i) & 1, syndrome(1 << i) ^ base, 0).astype(np.uint32)
+        passes &= acc == 0
+        for c in random.Random(W).sample(range(1 << W), 50):   # the linear shortcut holds
+            assert int(acc[c]) == syndrome(c), (syndrome.__name__, c)
+    for c in random.Random(beats).sample(range(1 << W), 20):
+        frame = fmt.decode([c] * beats)
+        assert passes[c] == (frame.crc_ok and frame.header_ok), c
+    assert not passes.any(), [hex(int(c)) for c in values[passes][:8]]
+
+
 def test_default_frame_layout_and_timers():
     """Header mid-frame with a 7-bit CRC in one beat; replay timers derived from the frame."""
     p = LinkParams()

@@ -21,11 +21,12 @@ other slots           the other slots; slots fill from slot 0, unfilled ones    
 A frame with ``count == 0`` (header ``data`` = 0) is a control frame: it carries ACK/NAK and
 credits, consumes no sequence number and is never replayed.
 
-Neither CRC starts from zero, so a frame of stuck lanes never passes: with an initial value
-of zero, all-zero beats (every lane stuck at 0, ``valid`` still up) are a frame with a good
-CRC, and a live link whose lanes all die would go on "receiving" empty control frames,
-never retrain and replay for ever. Frames and headers that are all zeros or all ones fail
-(``tests/test_link.py`` checks every frame length and header width).
+Neither CRC starts from zero: with an initial value of zero, all-zero beats (every lane
+stuck at 0, ``valid`` still up) are a frame with a good CRC and a good header, and a live
+link whose lanes all die would go on "receiving" empty control frames, never retrain and
+replay for ever. Frames and headers that are all zeros or all ones fail, and no repeated
+beat value (lanes stuck at any levels) passes both CRCs; one passes the frame CRC alone, so
+the trainer counts header CRC failures too (``tests/test_link.py`` checks these).
 
 The header has its own CRC (:func:`header_crc`, 5 to 8 bits, whatever the header beats leave
 after the fields), so the receiver acts on the ACK and NAK it carries as soon as the header
@@ -56,9 +57,9 @@ __all__ = ["LinkParams", "CRC", "HEADER_CRC_POLYNOMIALS", "header_crc", "crc_ste
 #: The frame CRC: x^16 + x^15 + x^2 + 1 (0x8005), init 0xFFFF, not reflected (CRC-16/CMS).
 CRC = catalog.CRC16_CMS
 
-#: Header CRC initial value by width: the smallest for which neither all-zero nor all-one
-#: fields and check pass, for any field width up to 128 bits (all-ones init fails that for
-#: 5 and 6 bits at some widths).
+#: Header CRC initial value by width: one for which neither all-zero nor all-one fields and
+#: check pass, for any field width up to 128 bits (the smallest such for 5 to 7 bits;
+#: all-ones fails that for 5, 6 and 7 bits at some widths).
 HEADER_CRC_INITIAL = {5: 0x03, 6: 0x01, 7: 0x07, 8: 0x07}
 
 #: Header CRC polynomial by width (not reflected, no final XOR): CRC-5/USB's,

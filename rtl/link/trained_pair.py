@@ -104,7 +104,8 @@ class TrainedLinkEnd(wiring.Component):
         wiring.connect(m, adapter.tx_status, wiring.flipped(self.tx_status))
         wiring.connect(m, adapter.rx_status, wiring.flipped(self.rx_status))
         m.d.comb += [trainer.restart.eq(self.restart),
-                     trainer.crc_errors.eq(adapter.rx_status.crc_errors)]
+                     trainer.crc_errors.eq(adapter.rx_status.crc_errors),
+                     trainer.header_errors.eq(adapter.rx_status.header_errors)]
 
         # At the first cycle of an adapter reset its credits still hold what was in flight.
         resetting = Signal()

@@ -24,10 +24,11 @@ complement, then a PRBS-7 that restarts each frame.
   the peer's; when both have both, each sends one ``GO`` frame and data follows at the next
   frame boundary. If either end's adapter is *fresh* (reset since it last carried traffic),
   the other resets its adapter too before ``GO`` (a *link reset*).
-- **ACTIVE**: ``valid`` is high on every lane every cycle. The end retrains when more than
-  ``retrain_errors`` frames fail their CRC within ``retrain_window`` received beats, or when the
-  peer's ``valid`` drops (the peer retrains or was reset). The transmitter stops only at a
-  frame boundary, so a retrain that keeps both adapters loses nothing: go-back-N replays.
+- **ACTIVE**: ``valid`` is high on every lane every cycle. The end retrains when
+  ``retrain_errors`` frame or header CRC failures come within ``retrain_window`` received
+  beats, or when the peer's ``valid`` drops (the peer retrains or was reset). The
+  transmitter stops only at a frame boundary, so a retrain that keeps both adapters loses
+  nothing: go-back-N replays.
 
 Every training state shares one timer (``train_timeout`` cycles from ``DETECT`` to
 ``ACTIVE``); expiring it is an ``ERROR`` (cause ``TIMEOUT``). ``ERROR`` sends training
@@ -100,9 +101,9 @@ class TrainingParams:
     test_frames : int
         Training frames each lane must pass without a single error in ``TEST``.
     retrain_window, retrain_errors : int
-        Retrain when ``retrain_errors`` frames fail their CRC within ``retrain_window``
-        received beats (windows are consecutive, not sliding; at half width a window lasts
-        twice as many cycles and holds the same number of frames).
+        Retrain when ``retrain_errors`` CRC failures (frame or header) come within
+        ``retrain_window`` received beats (windows are consecutive, not sliding; at half
+        width a window lasts twice as many cycles and holds the same number of frames).
     train_timeout : int
         Cycles from entering ``DETECT`` to ``ACTIVE`` before training fails.
     error_backoff : int
@@ -231,6 +232,11 @@ class LinkTrainer(wiring.Component):
     lanes_rx : In(LaneSignature(lanes))
     crc_errors : In(32)
         The adapter's receiver's CRC error counter (``rx_status.crc_errors``).
+    header_errors : In(32)
+        Its header CRC error counter (``rx_status.header_errors``). Both count toward a
+        retrain: a frame whose beats all repeat one value can pass the frame CRC and fail
+        only the header's (one 16-bit value does at the default), and it must not keep the
+        link ACTIVE.
     restart : In(1)
         Restart training from ``RESET`` (this end is being reset); counters are kept.
     adapter_reset : Out(1)
@@ -250,6 +256,7 @@ class LinkTrainer(wiring.Component):
             "lanes_tx": Out(LaneSignature(p.lanes)),
             "lanes_rx": In(LaneSignature(p.lanes)),
             "crc_errors": In(32),
+            "header_errors": In(32),
             "restart": In(1),
             "adapter_reset": Out(1),
             "status": Out(TrainingStatus(p)),
@@ -355,6 +362,7 @@ class LinkTrainer(wiring.Component):
         delays = status.deskew
         aligned_data = Signal(n * b)
         aligned_valid = Signal(n)
+        picked_valid = []              # per lane: the valid bit aligned_valid takes next
         for j in range(n):
             taps = [Cat(raw_data[j * b:(j + 1) * b], raw_valid[j])]
             for d in range(1, D + 1):
@@ -370,11 +378,21 @@ class LinkTrainer(wiring.Component):
                     m.d.comb += picked.eq(taps[D])
             m.d.sync += [aligned_data[j * b:(j + 1) * b].eq(picked[:b]),
                          aligned_valid[j].eq(picked[b])]
+            picked_valid.append(picked[b])
 
         alive = Signal(n)              # lanes whose marker arrived in DETECT (physical)
         reversed_ = status.reversed
+        # A marker on any live lane: (aligned_valid & alive) != 0, registered beside
+        # aligned_valid (from the same picked bits), so the 18-lane reduction is not on the
+        # paths into the state machine. It uses last cycle's ``alive``, which differs from
+        # this cycle's only in the first cycle of TEST (``alive`` is set on entering it):
+        # there no aligned marker can arrive (the frame's markers are half a frame away,
+        # and frame_cycles >= 4 (deskew_range + 1)), so TEST's readers mask that cycle
+        # (``test_first``) and see what the unregistered reduction would give.
         any_marker = Signal()
-        m.d.comb += any_marker.eq((aligned_valid & alive) != 0)
+        m.d.sync += any_marker.eq((Cat(picked_valid) & alive) != 0)
+        test_first = Signal()          # the first cycle of TEST
+        m.d.sync += test_first.eq(0)
 
         # Logical (by wire) aligned lanes: reversal undone.
         logical = Signal(n * b)
@@ -406,7 +424,7 @@ class LinkTrainer(wiring.Component):
         # Receive training-frame cycle, locked to the deskewed markers while training.
         rc = Signal(range(T))
         locking = Signal()
-        with m.If(locking & any_marker & ~rx_go_pending & ~rx_active):
+        with m.If(locking & any_marker & ~test_first & ~rx_go_pending & ~rx_active):
             m.d.sync += rc.eq(1)
         with m.Else():
             m.d.sync += rc.eq(Mux(rc == T - 1, 0, rc + 1))
@@ -473,6 +491,8 @@ class LinkTrainer(wiring.Component):
         # complete at ``prbs_start`` and used a cycle later, so neither wide compare is on
         # the path into the lane mapper's start.
         peer_mask = status.tx_lane_map
+        remap = Signal()               # a decoded frame changed the peer's mask
+        remap_pending = Signal()
         fields_ok = Signal()
         mask_differs = Signal()
         m.d.sync += [fields_ok.eq(captured[:F] == ~captured[F:]),
@@ -489,7 +509,7 @@ class LinkTrainer(wiring.Component):
                          peer_fresh.eq(peer.fresh)]
             with m.If(~peer_seen | mask_differs):
                 m.d.sync += peer_mask.eq(peer.mask)
-                m.d.comb += tx_mapper.start.eq(~tx_active)
+                m.d.comb += remap.eq(~tx_active)
             # Before this end commits to GO: a fresh peer means both adapters restart.
             # (After it, the peer may still say fresh until its own GO; a peer reset later
             # shows as a lost frame phase and a new training.)
@@ -497,7 +517,11 @@ class LinkTrainer(wiring.Component):
                 m.d.comb += link_reset.eq(1)
             with m.If(peer.phase == FramePhase.GO):
                 m.d.sync += rx_go_pending.eq(1)
-        m.d.comb += tx_mapper.mask.eq(Mux(tx_mapper.start, peer.mask, peer_mask))
+        # The transmit lane mapper starts the cycle after the frame that changed the peer's
+        # mask (a register: the frame checks are not on the path into the mapper's state);
+        # by then ``peer_mask`` holds the new mask. GO waits for both cycles.
+        m.d.sync += remap_pending.eq(remap)
+        m.d.comb += [tx_mapper.start.eq(remap_pending), tx_mapper.mask.eq(peer_mask)]
         m.d.comb += have_peer.eq(peer_seen)
         with m.If(rx_go_pending & (rc == T - 1)):
             m.d.sync += [rx_active.eq(1), rx_go_pending.eq(0)]
@@ -509,7 +533,7 @@ class LinkTrainer(wiring.Component):
 
         # GO: decided at a transmit frame start.
         m.d.comb += go_now.eq((state == TrainingState.CONFIG) & (tc == 0) & peer_seen
-                              & peer_have & ~tx_mapper.busy & ~tx_mapper.start
+                              & peer_have & ~tx_mapper.busy & ~tx_mapper.start & ~remap
                               & (tx_mapper.mode != LaneMode.NONE)
                               & (fresh | ~peer_fresh) & ~link_reset & ~tx_active & ~tx_go)
 
@@ -517,9 +541,11 @@ class LinkTrainer(wiring.Component):
         window = Signal(range(p.retrain_window))
         window_errors = Signal(range(p.retrain_errors + 1))
         last_crc = Signal(32)
-        m.d.sync += last_crc.eq(self.crc_errors)
+        last_header = Signal(32)
+        m.d.sync += [last_crc.eq(self.crc_errors), last_header.eq(self.header_errors)]
         crc_event = Signal()
-        m.d.comb += crc_event.eq(self.crc_errors != last_crc)
+        m.d.comb += crc_event.eq((self.crc_errors != last_crc)
+                                 | (self.header_errors != last_header))
         # The window counts received beats, not cycles, so it holds as many frames at half
         # width (a beat every other cycle) as at full width.
         with m.If(state == TrainingState.ACTIVE):
@@ -570,14 +596,14 @@ class LinkTrainer(wiring.Component):
                 with m.If(latest > D):
                     m.d.comb += [fail.eq(1), fail_cause.eq(ErrorCause.SKEW)]
                 with m.Else():
-                    m.d.sync += [alive.eq(seen), state.eq(TrainingState.TEST),
+                    m.d.sync += [alive.eq(seen), state.eq(TrainingState.TEST), test_first.eq(1),
                                  test_frame.eq(0), mapping.eq(0), prbs_bad.eq(0),
                                  id_straight_bad.eq(0), id_reversed_bad.eq(0)]
                     for j in range(n):
                         m.d.sync += delays[j].eq(Mux(seen[j], latest - arrival[j], 0))
 
         with m.Elif(state == TrainingState.TEST):
-            with m.If(~mapping & any_marker):
+            with m.If(~mapping & any_marker & ~test_first):
                 m.d.sync += test_frame.eq(test_frame + 1)
                 with m.If(test_frame == p.test_frames):
                     # Decide orientation and the usable lanes.
@@ -632,16 +658,22 @@ class LinkTrainer(wiring.Component):
         # The mapper starts when TEST decides (the cycle after `mapping` rises). In that
         # cycle the first usable wire (CONFIG reads the peer's fields from it) is found from
         # the registered mask, not in the cycle that decides it; CONFIG is 2+ cycles away.
+        # Outside TEST ``mapping_started`` is cleared, so ``start`` stays high there (the
+        # mapper's mode and select, and ``ref``, hold: restarting only clears its counters).
+        # Gating it with the state is cleaner but made the yowasp ABC9 of this build crash
+        # (exit 1, no message) on 2026-11-26; this form synthesises.
         mapping_started = Signal()
-        with m.If(mapping & ~mapping_started):
+        map_start = Signal()
+        m.d.comb += map_start.eq(mapping & ~mapping_started)
+        with m.If(map_start):
             for j in reversed(range(n)):
                 with m.If(usable_wires[j]):
                     m.d.sync += ref.eq(j)
         with m.If(state != TrainingState.TEST):
             m.d.sync += mapping_started.eq(0)
-        with m.Elif(mapping & ~mapping_started):
+        with m.Elif(map_start):
             m.d.sync += mapping_started.eq(1)
-        m.d.comb += rx_mapper.start.eq(mapping & ~mapping_started)
+        m.d.comb += rx_mapper.start.eq(map_start)
 
         with m.If(fail):
             m.d.sync += status.cause.eq(fail_cause)

@@ -54,9 +54,10 @@ A link that cannot train
     toward the far die cannot back up into the router and the die's other traffic keeps
     moving; their senders end at their own timeouts. Discarding ends only at a packet
     boundary: a packet whose first flit was discarded is discarded to its tail, so the link
-    never carries a packet without its head once it is up again. (A packet already partly
-    handed to the link when ``discard`` rose loses the rest; the far end closed it when the
-    link went down, as below.)
+    never carries a packet without its head once it is up again. A packet already partly
+    handed to the link when ``discard`` rose loses the rest: the far end must close it,
+    as after a peer reset (below; :class:`~chipknit.rtl.package.link_end.PackageLinkEnd`
+    raises ``peer_reset`` while its training has failed, so both ends do).
 
 Reset
     The bridge belongs to its die's reset. While ``peer_reset`` is high — the link or the die

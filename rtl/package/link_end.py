@@ -14,16 +14,20 @@ The lanes come from the board, not the package config: ``lanes`` physical lanes 
 and the link flit the smallest whole number of beats that holds a NoC flit. Both ends must
 be built with the same lanes (both boards use the same pin map).
 
-While the adapter is held in reset (training, retraining, the far chip absent) the bridge
-sees ``peer_reset``: it closes a packet it was delivering to the router with a synthetic
-tail, so no inbound wormhole stays wedged (``truncated``), and hands nothing to the link:
-outbound flits wait in the bridge, and behind it in the router, while the link trains. Once
-a training attempt has failed (``ERROR``: the far chip is off, or too many lanes are dead),
-and until the link is next ``ACTIVE``, the bridge discards outbound packets whole instead
-(counted per VC in ``discarded``), so traffic toward a die that is not there cannot back up
-into this die's network. The flits adapter resets lose are bounded by ``lost_flits``;
-requests whose responses are lost, discarded or held too long end at their initiator's
-timeout.
+The bridge sees ``peer_reset`` while the adapter is held in reset (a restart, or a link
+reset when either end's adapter is fresh) and from a failed training attempt until the
+link is next ``ACTIVE``: it closes a packet it was delivering to the router with a synthetic
+tail, so no inbound wormhole stays wedged (``truncated``), and takes nothing from the link.
+A retrain that keeps the adapters does neither: outbound flits wait in the bridge (and
+behind it in the router) and the adapters' replay carries on once the link is back. Once a
+training attempt has failed (``ERROR``: the far chip is off, or too many lanes are dead),
+and until the link is next ``ACTIVE``, the bridge also discards outbound packets whole
+(counted per VC in ``discarded``), so traffic toward a die that is not there cannot back
+up into this die's network. A packet the link was carrying when it failed loses the rest
+of its flits at the sender and is closed by a synthetic tail at the receiver (both ends'
+training fails: the receiving end stops seeing data). The flits adapter resets lose are
+bounded by ``lost_flits``; requests whose responses are lost, discarded or held too long
+end at their initiator's timeout.
 """
 
 from amaranth.hdl import Module, Signal
@@ -131,15 +135,15 @@ class PackageLinkEnd(wiring.Component):
         m.submodules.link = link = TrainedLinkEnd(self.params)
         bridge = bridge_link_end(m, "bridge", self.noc_in, self.noc_out, self.bridge_params,
                                  self.end, self.geometry, link)
-        m.d.comb += [bridge.peer_reset.eq(link.link_down), link.restart.eq(self.restart),
-                     self.lost_flits.eq(link.lost_flits)]
-        # From a failed training attempt until the link is next up: discard outbound.
+        # From a failed training attempt until the link is next up: discard outbound, and
+        # close any inbound packet left open (the far end does the same with ours).
         failed = Signal()
         with m.If(link.training.state == TrainingState.ERROR):
             m.d.sync += failed.eq(1)
         with m.Elif(link.training.state == TrainingState.ACTIVE):
             m.d.sync += failed.eq(0)
-        m.d.comb += bridge.discard.eq(failed)
+        m.d.comb += [bridge.peer_reset.eq(link.link_down | failed), bridge.discard.eq(failed),
+                     link.restart.eq(self.restart), self.lost_flits.eq(link.lost_flits)]
         wiring.connect(m, link.lanes_tx, wiring.flipped(self.lanes_tx))
         wiring.connect(m, wiring.flipped(self.lanes_rx), link.lanes_rx)
         for name in ("training", "tx_status", "rx_status"):
