@@ -77,3 +77,46 @@ def test_queue_params_are_validated():
         QueueParams(depth=0)
     with pytest.raises(ValueError, match="a_depth must be below 4096"):
         QueueParams(EngineParams(a_depth=4096))
+
+
+@pytest.mark.parametrize("a_depth", [1, 64, 256, 4095])
+def test_a_range_check_matches_the_rule(a_depth):
+    """The queue's COMPUTE check ``a_base + k_blocks·m > a_depth`` (product halves made by
+    shift-add as a command enters the FIFO, carry-save sum against the bound as it leaves)
+    against the rule itself, in Amaranth simulation: random fields and fields at the
+    boundary (one row under, at, and over the end)."""
+    import random
+
+    from amaranth.hdl import Module, Signal
+    from amaranth.lib import data
+    from amaranth.sim import Simulator
+
+    from chipknit.rtl.npu.commands import _PARTIAL_BITS, _a_out_of_range, _times_nibble
+
+    m = Module()
+    k_blocks, rows, a_base, over = Signal(8), Signal(12), Signal(12), Signal()
+    partial = Signal(data.StructLayout({"low": _PARTIAL_BITS, "high": _PARTIAL_BITS}))
+    m.d.comb += [partial.low.eq(_times_nibble(k_blocks[:4], rows)),
+                 partial.high.eq(_times_nibble(k_blocks[4:], rows)),
+                 over.eq(_a_out_of_range(m, partial, a_base, a_depth))]
+    checked = {False: 0, True: 0}
+
+    async def bench(ctx):
+        gen = random.Random(a_depth)
+        for _ in range(3000):
+            k, r, b = gen.randrange(256), gen.randrange(4096), gen.randrange(4096)
+            if gen.random() < 0.5:
+                k = gen.randrange(1, min(256, a_depth + 1))
+                r = gen.randrange(1, a_depth // k + 1)
+                b = max(0, min(4095, a_depth - k * r + gen.randrange(-1, 2)))
+            ctx.set(k_blocks, k)
+            ctx.set(rows, r)
+            ctx.set(a_base, b)
+            expected = b + k * r > a_depth
+            assert ctx.get(over) == expected, (k, r, b)
+            checked[expected] += 1
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert min(checked.values()) > 300, checked

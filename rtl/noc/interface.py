@@ -13,6 +13,11 @@ with both an initiator and a target uses two local ports.
   response (never sent; ``decode_errors`` counts it) when no region holds it, when it is
   not beat aligned, or when the burst runs past the end of its region. A refused write's
   data beats are taken and dropped.
+- *Request entry.* ``bus.request.ready`` is a register: a request that arrives while the
+  command stage is busy waits in a one-entry skid buffer, which the stage takes first as
+  it frees. No path runs from the network side (``inject.ready``, the slots) back into the
+  tile's request logic, and requests still enter back to back (one arriving at an idle
+  stage enters it directly, with no added latency).
 - *Slots.* Each request takes a slot (``2**tag_bits`` of them, in ring order); the slot
   number is the packet's tag, and the tile's own tag is kept in the slot and given back.
   Responses leave in the order requests came (the ring).
@@ -330,24 +335,42 @@ class InitiatorInterface(wiring.Component):
                          over[i].eq(req_last >= region.end // t.beat_bytes)]
         unaligned = req.addr[:t.align_bits].any() if t.align_bits else Const(0)
 
+        # A request and its decode flags, as the command stage and the skid entry hold them.
+        entry_layout = data.StructLayout({
+            "write": 1, "length": t.length_bits, "tag": t.tag_bits, "addr": t.addr_width,
+            "hit": count, "over": count, "unaligned": 1})
+        incoming = Signal(entry_layout)
+        m.d.comb += [incoming.write.eq(req.write), incoming.length.eq(req.length),
+                     incoming.tag.eq(req.tag), incoming.addr.eq(req.addr),
+                     incoming.hit.eq(hit), incoming.over.eq(over),
+                     incoming.unaligned.eq(unaligned)]
+        cmd = Signal(entry_layout)
         cmd_valid = Signal()
-        cmd_write = Signal()
-        cmd_length = Signal(t.length_bits)
-        cmd_tag = Signal(t.tag_bits)
-        cmd_addr = Signal(t.addr_width)
-        cmd_hit = Signal(count)
-        cmd_over = Signal(count)
-        cmd_unaligned = Signal()
+        cmd_write, cmd_length, cmd_tag, cmd_addr = cmd.write, cmd.length, cmd.tag, cmd.addr
+        cmd_hit, cmd_over, cmd_unaligned = cmd.hit, cmd.over, cmd.unaligned
         cmd_take = Signal()
-        m.d.comb += bus.request.ready.eq(~cmd_valid | cmd_take)
-        with m.If(bus.request.valid & bus.request.ready):
-            m.d.sync += [
-                cmd_valid.eq(1), cmd_write.eq(req.write), cmd_length.eq(req.length),
-                cmd_tag.eq(req.tag), cmd_addr.eq(req.addr), cmd_hit.eq(hit),
-                cmd_over.eq(over), cmd_unaligned.eq(unaligned),
-            ]
-        with m.Elif(cmd_take):
-            m.d.sync += cmd_valid.eq(0)
+        # The skid entry: ``bus.request.ready`` is a register (the entry is empty), so no
+        # path runs from the network side (``inject.ready``, the slots, ``cmd_take``) back
+        # into the tile's request logic. A request arriving while the command stage is
+        # busy waits here, and the stage takes it first as it frees: requests still enter
+        # back to back, and one arriving at an idle stage enters it directly, as before.
+        skid = Signal(entry_layout)
+        skid_valid = Signal()
+        cmd_load = Signal()
+        accept = Signal()
+        m.d.comb += [bus.request.ready.eq(~skid_valid), cmd_load.eq(~cmd_valid | cmd_take),
+                     accept.eq(bus.request.valid & ~skid_valid)]
+        with m.If(cmd_load):
+            with m.If(skid_valid):
+                m.d.sync += [cmd.eq(skid), cmd_valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [cmd.eq(incoming), cmd_valid.eq(accept)]
+        with m.Elif(accept):
+            m.d.sync += skid_valid.eq(1)
+        # The entry's data follows the input while the entry is empty (an enable from a
+        # register: ``cmd_take`` only decides whether the entry becomes valid).
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(incoming)
         cmd_refused = Signal()
         m.d.comb += cmd_refused.eq(~cmd_hit.any() | cmd_unaligned | (cmd_hit & cmd_over).any())
         # The regions are disjoint, so at most one bit of cmd_hit is set: OR the constants.
@@ -472,6 +495,10 @@ class InitiatorInterface(wiring.Component):
         fill_bank = Signal()
         fill_index = Signal(range(spf))
         fill_left = Signal(t.length_bits + 1)
+        # ``fill_left == 0`` and ``== 1`` as registers, kept with it (they decide
+        # ``wdata.ready`` and, for a refused write, ``cmd_take``).
+        fill_idle = Signal(init=1)
+        fill_one = Signal()
         drain_bank = Signal()
         drain_index = Signal(range(spf + 1))  # 0: strobe flit, then beats 1..n
         drain_left = Signal(t.length_bits + 1)
@@ -482,20 +509,22 @@ class InitiatorInterface(wiring.Component):
         fill_started = Signal()
         with m.If(cmd_take):
             m.d.sync += fill_started.eq(0)
-        with m.Elif(cmd_valid & cmd_write & ~fill_started & (fill_left == 0)):
+        with m.Elif(cmd_valid & cmd_write & ~fill_started & fill_idle):
             m.d.sync += [fill_started.eq(1), fill_left.eq(cmd_length + 1),
+                         fill_idle.eq(0), fill_one.eq(cmd_length == 0),
                          discard.eq(cmd_refused)]
         fill_go = Signal()
         m.d.comb += [
-            bus.wdata.ready.eq((fill_left != 0) & (discard | ~full.bit_select(fill_bank, 1))),
+            bus.wdata.ready.eq(~fill_idle & (discard | ~full.bit_select(fill_bank, 1))),
             fill_go.eq(bus.wdata.valid & bus.wdata.ready),
             buf_wr.addr.eq(Cat(fill_index, fill_bank)),
             buf_wr.data.eq(bus.wdata.payload.data),
             buf_wr.en.eq(fill_go & ~discard),
         ]
-        fill_close = fill_go & ~discard & ((fill_index == spf - 1) | (fill_left == 1))
+        fill_close = fill_go & ~discard & ((fill_index == spf - 1) | fill_one)
         with m.If(fill_go):
-            m.d.sync += fill_left.eq(fill_left - 1)
+            m.d.sync += [fill_left.eq(fill_left - 1), fill_idle.eq(fill_one),
+                         fill_one.eq(fill_left == 2)]
             with m.If(~discard):
                 m.d.sync += fill_index.eq(Mux(fill_close, 0, fill_index + 1))
                 for b in range(2):
@@ -582,7 +611,7 @@ class InitiatorInterface(wiring.Component):
         with m.Elif(send_state == S_DISCARD):
             # A refused write: its beats are taken and dropped, then it is done (the cycle
             # after its last beat: the command stage reloads from registers only).
-            with m.If(fill_started & (fill_left == 0)):
+            with m.If(fill_started & fill_idle):
                 m.d.comb += cmd_take.eq(1)
                 m.d.sync += send_state.eq(S_HEAD)
         return self._responses(m, p, eject, head_slot, owed, live, expired, retire,

@@ -20,7 +20,7 @@ queue*); ``tb/models/npu_isa.py`` encodes the same bits.
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -92,6 +92,39 @@ class _Kind(enum.Enum, shape=2):
     COMPUTE = 1     # completes with the engine's next ``done``
     REQUANT = 2     # completes when ``o`` has carried its last beat
     DMA = 3         # completes with the DMA's next ``done`` (LOAD, STORE)
+
+
+#: Width of one half of the COMPUTE range check's ``k_blocks·m`` (4 bits × 12 bits).
+_PARTIAL_BITS = 4 + FIELD.width
+
+
+def _times_nibble(nibble, value):
+    """``nibble * value`` for a 4-bit ``nibble``, as a two-level adder tree of ``value``
+    shifted and masked by each bit (LUTs: an inferred ``*`` becomes a DSP on ECP5)."""
+    terms = [Mux(nibble[bit], value << bit, 0) for bit in range(len(nibble))]
+    return (terms[0] + terms[1]) + (terms[2] + terms[3])
+
+
+def _a_out_of_range(m, partial, a_base, a_depth):
+    """``a_base + k_blocks·m > a_depth`` from the product's halves, with one carry chain:
+    ``low + (high << 4) + a_base + (2**W − a_depth − 1)`` reaches ``2**W`` exactly when the
+    rows run past the end. The four terms are reduced to two by two carry-save levels
+    (XOR and majority, in LUTs), and the carry out of their sum is the answer."""
+    # 2**width exceeds any a_base + k_blocks·m (12-bit base, 8 × 12-bit product).
+    width = max(FIELD.width, 8 + FIELD.width) + 1
+    bias = (1 << width) - a_depth - 1
+
+    def csa(a, b, c):
+        return a ^ b ^ c, ((a & b) | (a & c) | (b & c)) << 1
+
+    terms = [Signal(width + 1, name=name) for name in ("a_low", "a_high", "a_base_t")]
+    m.d.comb += [terms[0].eq(partial.low), terms[1].eq(partial.high << 4),
+                 terms[2].eq(a_base)]
+    sum1, carry1 = csa(*terms)
+    sum2, carry2 = csa(sum1[:width + 1], carry1[:width + 1], Const(bias, width + 1))
+    total = Signal(width + 2, name="a_total")
+    m.d.comb += total.eq(sum2[:width + 1] + carry2[:width + 1])
+    return total[width]
 
 
 @dataclass(frozen=True)
@@ -201,14 +234,25 @@ class CommandQueue(wiring.Component):
             m.d.comb += [self.o.valid.eq(engine.o.valid), engine.o.ready.eq(self.o.ready)]
 
         # --- Command FIFO. --------------------------------------------------------------
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(
-            width=command_layout.size, depth=p.depth)
-        m.d.comb += [queue.w_data.eq(self.cmd.payload), queue.w_en.eq(self.cmd.valid),
+        # The COMPUTE range check needs ``k_blocks·m``. It is computed in two halves as the
+        # command enters the FIFO (shift-add in LUTs, two adder levels each: no multiplier,
+        # no DSP in the command path) and travels with the command; the halves are summed
+        # and compared as the command leaves (see below).
+        partial_layout = data.StructLayout({"low": unsigned(_PARTIAL_BITS),
+                                            "high": unsigned(_PARTIAL_BITS)})
+        entry = data.StructLayout({"command": command_layout, "partial": partial_layout})
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=entry.size, depth=p.depth)
+        incoming = Signal(entry)
+        k_in, m_in = self.cmd.payload.args.compute.k_blocks, self.cmd.payload.args.compute.m
+        m.d.comb += [incoming.command.eq(self.cmd.payload),
+                     incoming.partial.low.eq(_times_nibble(k_in[:4], m_in)),
+                     incoming.partial.high.eq(_times_nibble(k_in[4:], m_in)),
+                     queue.w_data.eq(incoming), queue.w_en.eq(self.cmd.valid),
                      self.cmd.ready.eq(queue.w_rdy)]
-        fifo_head = data.View(command_layout, queue.r_data)
+        fifo_entry = data.View(entry, queue.r_data)
+        fifo_head = fifo_entry.command
 
-        # --- Range checks, all but the one that needs ``k_blocks·m``, on the FIFO's output
-        # and registered with the command. -------------------------------------------------
+        # --- Range checks on the FIFO's output, registered with the command. --------------
         early_code = Signal(StatusCode)
         early_noop = Signal()
         c, r, cf = fifo_head.args.compute, fifo_head.args.requantise, fifo_head.args.configure
@@ -218,8 +262,10 @@ class CommandQueue(wiring.Component):
                 m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
         with m.Elif(fifo_head.opcode == Opcode.COMPUTE):
             m.d.comb += early_noop.eq((c.m == 0) | (c.k_blocks == 0))
+            a_over = _a_out_of_range(m, fifo_entry.partial, c.a_base, e.a_depth)
             with m.If(~early_noop & ((c.acc_base + c.m > e.acc_depth)
-                                     | (c.w_base + c.k_blocks * rows > e.w_depth))):
+                                     | (c.w_base + c.k_blocks * rows > e.w_depth)
+                                     | a_over)):
                 m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
         with m.Elif(fifo_head.opcode == Opcode.REQUANTISE):
             m.d.comb += early_noop.eq(r.m == 0)
@@ -244,28 +290,18 @@ class CommandQueue(wiring.Component):
         with m.Elif((fifo_head.opcode != Opcode.FENCE) & (fifo_head.opcode != Opcode.STRIDE)):
             m.d.comb += early_code.eq(StatusCode.ILLEGAL_OPCODE)
 
-        # --- Decode stage: the command, its checks and the product its COMPUTE range check
-        # needs, registered (a multiplier and the checks after it take more than a cycle). --
+        # --- Decode stage: the command and the outcome of its checks, registered. --------
         head = Signal(command_layout)
         head_valid = Signal()
-        head_code = Signal(StatusCode)
+        code = Signal(StatusCode)
         noop = Signal()
-        product = Signal(len(fifo_head.args.compute.k_blocks) + len(fifo_head.args.compute.m))
         # The decode stage moves on whenever the skid entry (below) is free: a register, so
         # the FIFO read and the decode registers do not hang off ``retire``.
         skid_valid = Signal()
         with m.If(~head_valid | ~skid_valid):
             m.d.comb += queue.r_en.eq(1)
             m.d.sync += [head_valid.eq(queue.r_rdy), head.eq(fifo_head),
-                         head_code.eq(early_code), noop.eq(early_noop),
-                         product.eq(fifo_head.args.compute.k_blocks * fifo_head.args.compute.m)]
-
-        # The last check: the COMPUTE's A rows, ``a_base + k_blocks·m``.
-        code = Signal(StatusCode)
-        m.d.comb += code.eq(head_code)
-        with m.If((head.opcode == Opcode.COMPUTE) & ~noop & (head_code == StatusCode.OK)
-                  & (head.args.compute.a_base + product > e.a_depth)):
-            m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+                         code.eq(early_code), noop.eq(early_noop)]
 
         kind = Signal(_Kind)
         with m.If((code == StatusCode.OK) & ~noop):
@@ -314,8 +350,13 @@ class CommandQueue(wiring.Component):
             "kind": _Kind, "code": StatusCode, "opcode": unsigned(4), "seq": unsigned(8),
             "target": beat_count,
         })
-        m.submodules.done_fifo = done_fifo = fifo.SyncFIFO(width=entry_layout.size,
-                                                           depth=p.in_flight)
+        # Buffered: the head entry is a register, so the status path (is the oldest command
+        # complete: for a REQUANTISE ``beats_out`` against its target) starts from it, not
+        # from the memory's read. (An entry shows one cycle later; a depth of one would take
+        # a write only every other cycle, so at least two, with ``room`` keeping the limit.)
+        m.submodules.done_fifo = done_fifo = fifo.SyncFIFOBuffered(
+            width=entry_layout.size, depth=max(p.in_flight, 2))
+        room = done_fifo.w_rdy if p.in_flight > 1 else done_fifo.level == 0
         # One assignment of the whole entry: Icarus 11 loops at time 0 on a signal that
         # several always_comb blocks each drive a part of.
         target = Signal(beat_count)
@@ -338,11 +379,12 @@ class CommandQueue(wiring.Component):
         # only fall, and ``beats_out`` only catches up), so last cycle's value is safe; a
         # FENCE retires one cycle after its condition holds.
         fence_go = Signal()
+        store_go = Signal()         # the same for a STORE
         # LOADs wait here for the DMA, in order (see the LOAD dispatch below).
         dma_layout = dma_command_layout(p.dma)
         m.submodules.dma_cmds = dma_cmds = fifo.SyncFIFOBuffered(width=dma_layout.size,
                                                                  depth=p.dma_queue)
-        with m.If(cur_valid & done_fifo.w_rdy):
+        with m.If(cur_valid & room):
             with m.If(cur_kind == _Kind.COMPUTE):
                 m.d.comb += [engine.cmd.valid.eq(1), retire.eq(engine.cmd.ready)]
             with m.Elif(cur_kind == _Kind.REQUANT):
@@ -359,9 +401,13 @@ class CommandQueue(wiring.Component):
             with m.Elif(cur_kind == _Kind.DMA):
                 # STORE: the requantiser and the DMA start together, once the results of
                 # earlier REQUANTISEs have left ``o`` and the DMA has taken every earlier
-                # LOAD (straight to the DMA, past the empty FIFO).
-                with m.If(engine.rq_cmd.ready & dma.cmd.ready & ~engine.rq_busy
-                          & (dma_cmds.level == 0)):
+                # LOAD (straight to the DMA, past the empty FIFO). The condition is
+                # registered, as a FENCE's: while the STORE waits in ``cur`` nothing is
+                # dispatched, so it only turns from false to true and last cycle's value is
+                # safe; a STORE leaves one cycle after its condition holds.
+                m.d.sync += store_go.eq(~store_go & engine.rq_cmd.ready & dma.cmd.ready
+                                        & ~engine.rq_busy & (dma_cmds.level == 0))
+                with m.If(store_go):
                     m.d.comb += [engine.rq_cmd.valid.eq(1), dma.cmd.valid.eq(1),
                                  retire.eq(1)]
             with m.Else():
@@ -374,7 +420,7 @@ class CommandQueue(wiring.Component):
                                 & (beats_issued == beats_out))
                 m.d.comb += retire.eq(~cur_fence | fence_go)
                 m.d.sync += fence_go.eq(cur_fence & ~fence_go
-                                        & Mux(cur.flags[0], partial_done, ~done_fifo.r_rdy))
+                                        & Mux(cur.flags[0], partial_done, done_fifo.level == 0))
                 with m.If((cur.opcode == Opcode.CONFIGURE) & (cur_code == StatusCode.OK)):
                     m.d.sync += config.eq(cur.args.configure)
                 with m.If(retire & (cur.opcode == Opcode.STRIDE)):
@@ -460,7 +506,7 @@ class CommandQueue(wiring.Component):
         ]
         # (The FIFO's level, not just r_rdy: a command written is not readable at once.)
         m.d.comb += self.busy.eq((queue.level != 0) | head_valid | skid_valid | cur_valid
-                                 | done_fifo.r_rdy)
+                                 | (done_fifo.level != 0))
         return m
 
     def _remote_out_of_range(self, remote):

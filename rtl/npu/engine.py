@@ -209,7 +209,7 @@ class GemmEngine(wiring.Component):
         # --- Weight loader: one K block's weights into the shadow chain at a time. -------
         pass_layout = data.StructLayout({
             "a_ptr": cmd_layout["a_base"].shape,
-            "m": cmd_layout["m"].shape,
+            "final": cmd_layout["m"].shape,      # m − 1: the index of the last row
             "acc_base": cmd_layout["acc_base"].shape,
             "first": unsigned(1),
             "last": unsigned(1),
@@ -249,7 +249,7 @@ class GemmEngine(wiring.Component):
             with m.If(j == rows - 1):
                 m.d.sync += [
                     shadow_full.eq(1),
-                    pending.a_ptr.eq(a_ptr), pending.m.eq(cmd.m),
+                    pending.a_ptr.eq(a_ptr), pending.final.eq(cmd.m - 1),
                     pending.acc_base.eq(cmd.acc_base), pending.first.eq(first),
                     pending.last.eq(kb == cmd.k_blocks - 1),
                     pending.a_zero_point.eq(cmd.a_zero_point),
@@ -279,7 +279,9 @@ class GemmEngine(wiring.Component):
         i = Signal.like(cmd.m)
         last_row = Signal()
         take = Signal()
-        m.d.comb += [last_row.eq(feeding & (i == current.m - 1)),
+        # (``final`` comes with the pass, so no subtractor sits before the compare: the
+        # last row decides ``take``, which loads every feeder register.)
+        m.d.comb += [last_row.eq(feeding & (i == current.final)),
                      take.eq(shadow_full & (~feeding | last_row))]
         with m.If(take):
             m.d.sync += [current.eq(pending), feeding.eq(1), i.eq(0), shadow_full.eq(0),

@@ -16,7 +16,7 @@ __all__ = ["RequantParams", "Requantiser", "channel_layout", "requant_input_layo
 
 SHIFT_WIDTH = 6
 #: Pipeline stages from an accepted input to its result at the output.
-LATENCY = 12
+LATENCY = 13
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -69,9 +69,11 @@ class Requantiser(wiring.Component):
     (a readout of raw accumulators).
 
     Protocol: ``i`` and ``o`` are ``lib.stream`` interfaces. The pipeline is :data:`LATENCY`
-    stages deep and stalls as a whole while ``o`` is not ready, so ``i.ready`` follows
-    ``o.ready`` combinationally (one gate). Results leave in the order beats entered. A reset
-    drops every beat in flight.
+    stages deep. A result that ``o`` does not take moves into an output skid register, and
+    the pipeline stalls as a whole while that register is full, so ``i.ready`` is a register
+    (no path from ``o.ready`` into the stages); the cycle the skid register empties, the
+    pipeline still holds (one cycle per stall). Results leave in the order beats entered. A
+    reset drops every beat in flight.
 
     Attributes
     ----------
@@ -94,13 +96,25 @@ class Requantiser(wiring.Component):
         lanes = self.params.lanes
         valid = Signal(LATENCY)
         advance = Signal()
+        # The output skid register: a last-stage beat that ``o`` does not take waits here,
+        # and the pipeline holds while it is full. ``advance`` (every stage's enable, and
+        # ``i.ready``) is that register's emptiness, so ``o.ready`` reaches no stage.
+        skid_valid = Signal()
+        skid = Signal(self.o.payload.shape())
+        last = Signal(self.o.payload.shape())
         m.d.comb += [
-            advance.eq(~valid[-1] | self.o.ready),
+            advance.eq(~skid_valid),
             self.i.ready.eq(advance),
-            self.o.valid.eq(valid[-1]),
+            self.o.valid.eq(valid[-1] | skid_valid),
+            self.o.payload.eq(Mux(skid_valid, skid, last)),
         ]
         with m.If(advance):
             m.d.sync += valid.eq(Cat(self.i.valid, valid[:-1]))
+        with m.If(skid_valid):
+            with m.If(self.o.ready):
+                m.d.sync += skid_valid.eq(0)
+        with m.Elif(valid[-1] & ~self.o.ready):
+            m.d.sync += [skid_valid.eq(1), skid.eq(last)]
 
         def stage(value, name):
             """A register that loads ``value`` when the pipeline advances."""
@@ -117,7 +131,7 @@ class Requantiser(wiring.Component):
 
         # 1: the input beat, registered (it comes straight from the engine's memories).
         p = data.View(self.i.payload.shape(), stage(self.i.payload.as_value(), "input1"))
-        zero_point = carry(p.out_zero_point, LATENCY - 3, "out_zero_point")
+        zero_point = carry(p.out_zero_point, LATENCY - 4, "out_zero_point")
         act_min = carry(p.act_min, LATENCY - 2, "act_min")
         act_max = carry(p.act_max, LATENCY - 2, "act_max")
         bypass = carry(p.bypass, LATENCY - 2, "bypass")
@@ -180,8 +194,17 @@ class Requantiser(wiring.Component):
                            & ~(high8[31] & ~(high8 & below8).any()), f"round9_{lane}")
             # 11: round, then add the output zero point (wraps).
             z10 = stage((quotient9 + round9 + zero_point[-1])[:32].as_signed(), f"z10_{lane}")
-            # 12: clamp, or the raw accumulator.
-            clamped = Mux(z10 < act_min[-1], act_min[-1], Mux(z10 > act_max[-1], act_max[-1], z10))
-            out11 = stage(Mux(bypass[-1], raw[-1], clamped), f"out11_{lane}")
-            m.d.comb += self.o.payload[lane].eq(out11)
+            # 12: the clamp's decisions, registered. The bounds are int8, so no 32-bit
+            # compare: z10 is int8 when bits 31..7 are all equal, and then its low byte is
+            # compared; otherwise its sign says which bound it is past.
+            upper = z10[7:]
+            fits = upper.all() | ~upper.any()
+            low = z10[:8].as_signed()
+            below11 = stage(Mux(fits, low < act_min[-2], z10[31]), f"below11_{lane}")
+            above11 = stage(Mux(fits, low > act_max[-2], ~z10[31]), f"above11_{lane}")
+            low11 = stage(low, f"low11_{lane}")
+            # 13: the clamped int8, or the raw accumulator.
+            clamped = Mux(below11, act_min[-1], Mux(above11, act_max[-1], low11))
+            out12 = stage(Mux(bypass[-1], raw[-1], clamped), f"out12_{lane}")
+            m.d.comb += last[lane].eq(out12)
         return m

@@ -152,12 +152,12 @@ def tile_figures(*, seeds=(1,), parts=("tile", "engine", "dma"), array=(8, 8),
 def tile16_params(dsp_cells=None):
     """:func:`package_tile_params` with a 16×16 ``ecp5_mixed`` array: as many cells get a
     MULT18X18D as the 85F has left after the tile's other DSPs (the requantiser's four per
-    lane and the queue's range-check product)."""
+    lane; the queue's range check uses none since it lost its multiplier)."""
     from dataclasses import replace
     params = package_tile_params()
     engine = params.queue.engine
     if dsp_cells is None:
-        dsp_cells = ECP5_85F_DSPS - 4 * engine.requant_lanes - 1
+        dsp_cells = ECP5_85F_DSPS - 4 * engine.requant_lanes
     array = ArrayParams(rows=16, cols=16, mac="ecp5_mixed", dsp_cells=dsp_cells)
     return replace(params, queue=replace(params.queue, engine=replace(engine, array=array)))
 

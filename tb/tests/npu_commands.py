@@ -191,7 +191,12 @@ async def illegal_and_out_of_range_commands(dut):
             isa.requantise(m=1, acc_base=lim.acc_depth),
             isa.requantise(m=1, qp_base=lim.qp_depth - lim.cols // lim.lanes + 1),
             isa.configure(act_min=5, act_max=4),
+            a_range_compute(gen, lim, over=1), a_range_compute(gen, lim, over=1, high=True),
+            a_range_compute(gen, lim, over=int(gen.integers(2, 4096))),
         ]
+        if lim.acc_depth * (lim.w_depth // lim.rows) > lim.a_depth:
+            # The product alone is past the end.
+            words.append(isa.compute(m=lim.acc_depth, k_blocks=lim.w_depth // lim.rows))
         gen.shuffle(words)
         return words[:int(gen.integers(3, len(words) + 1))]
 
@@ -205,6 +210,26 @@ async def illegal_and_out_of_range_commands(dut):
     beats = len(bench.beats)
     await bench.finish()
     assert len(bench.beats) == beats
+    # The A range check (``a_base + k_blocks·m``, computed in halves as a command enters the
+    # FIFO) at its boundary, back to back: exactly at the end is legal, one row over is not;
+    # K blocks past 15 use the product's high half. ``finish`` checks every status.
+    words = [a_range_compute(gen, lim, over=over, high=high)
+             for _ in range(6) for over in (0, 1) for high in (False, True)]
+    bench.send(words)
+    await bench.finish()
+    codes = [code for code, *_ in bench.statuses[-len(words):]]
+    assert codes.count(isa.Status.OK) == codes.count(isa.Status.OUT_OF_RANGE) == 12, codes
+
+
+def a_range_compute(gen, lim, *, over, high=False):
+    """A COMPUTE whose A rows end ``over`` rows past the A scratchpad (0: exactly at its
+    end), in range otherwise; ``high``: 16 K blocks or more where the W scratchpad allows."""
+    k_max = lim.w_depth // lim.rows
+    k_low = 16 if high and k_max >= 16 else 1
+    k_blocks = int(gen.integers(k_low, k_max + 1))
+    m = int(gen.integers(1, min(lim.acc_depth, max(lim.a_depth // k_blocks, 1)) + 1))
+    a_base = min(lim.a_depth - k_blocks * m + over, 4095)    # (a 12-bit field)
+    return isa.compute(m=m, k_blocks=k_blocks, a_base=a_base)
 
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
