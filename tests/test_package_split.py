@@ -30,9 +30,10 @@ def test_split_package(seed):
 @pytest.mark.timeout(3600)
 def test_split_default_package_gemm(seed):
     """The default package split in two (what two ULX3S boards run): GEMMs on die 1's NPUs
-    with operands in die 0's memory, over the trained link; and a die reset."""
+    with operands in die 0's memory, over the trained link. (The die-reset tests reset the
+    memory's die, which on ``default`` is the host's own: they run on ``minimal``.)"""
     run(BENCH, simulator="verilator", seed=seed, params={"package": "default"},
-        testcase="gemm_over_the_trained_link|die_reset_mid_transfer").check()
+        testcase="gemm_over_the_trained_link").check()
 
 
 @pytest.mark.parametrize("name", ["default", "minimal", "four_die"])
