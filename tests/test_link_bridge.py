@@ -190,6 +190,43 @@ def test_inbound_stalled_vc_does_not_block_the_other():
 
 # ---- outbound: router → link --------------------------------------------------------------
 
+async def _outbound_cycle(ctx, dut, rng, pending, credits, depth, got, *, reset_rate,
+                          ready_rate, discard=False):
+    """One cycle of router traffic into the bridge's outbound side: a random peer reset,
+    random link readiness per VC, and the next pending flit of a VC with a credit offered
+    (80 % of the time). Flits handed to the link are appended to ``got[vc]`` (never during
+    a peer reset or while ``discard``); credits coming back are counted into ``credits``.
+    Returns the flit offered as ``(vc, flit)``, or None."""
+    vcs = len(pending)
+    reset_now = rng.random() < reset_rate
+    ctx.set(dut.peer_reset, reset_now)
+    ready = [rng.random() < ready_rate for _ in range(vcs)]
+    for vc in range(vcs):
+        ctx.set(dut.to_link[vc].ready, ready[vc])
+    offered = None
+    can = [vc for vc in range(vcs) if pending[vc] and credits[vc]]
+    if can and rng.random() < 0.8:
+        vc = rng.choice(can)
+        offered = vc, pending[vc].pop(0)
+        credits[vc] -= 1
+        ctx.set(dut.noc_in.valid, 1)
+        ctx.set(dut.noc_in.payload.flit.as_value(), offered[1])
+    else:
+        ctx.set(dut.noc_in.valid, 0)
+    for vc in range(vcs):
+        if ctx.get(dut.to_link[vc].valid) and ready[vc]:
+            assert not reset_now, "a flit was handed to the link during a peer reset"
+            assert not discard, "a flit was handed to the link while discarding"
+            got[vc].append(ctx.get(dut.to_link[vc].payload))
+    returned = ctx.get(dut.noc_in.credit)
+    for vc in range(vcs):
+        if returned >> vc & 1:
+            credits[vc] += 1
+            assert credits[vc] <= depth, f"VC {vc}: more credits back than flits"
+    await ctx.tick()
+    return offered
+
+
 def test_outbound_packs_flits_and_returns_credits():
     """Flits from the router on random VCs (on credit), random link backpressure and peer
     resets: each VC's link stream carries the packed flits in order; one credit per flit
@@ -209,31 +246,10 @@ def test_outbound_packs_flits_and_returns_credits():
                                          vc=vc, data=rng.getrandbits(30)))
             pending[vc].append(flit)
         for _ in range(3000):
-            reset_now = rng.random() < 0.05
-            ctx.set(dut.peer_reset, reset_now)
-            ready = [rng.random() < 0.4 for _ in range(vcs)]
-            for vc in range(vcs):
-                ctx.set(dut.to_link[vc].ready, ready[vc])
-            can = [vc for vc in range(vcs) if pending[vc] and credits[vc]]
-            if can and rng.random() < 0.8:
-                vc = rng.choice(can)
-                flit = pending[vc].pop(0)
-                credits[vc] -= 1
-                ctx.set(dut.noc_in.valid, 1)
-                ctx.set(dut.noc_in.payload.flit.as_value(), flit)
-                want[vc].append(flit)
-            else:
-                ctx.set(dut.noc_in.valid, 0)
-            for vc in range(vcs):
-                if ctx.get(dut.to_link[vc].valid) and ready[vc]:
-                    assert not reset_now, "a flit was handed to the link during a peer reset"
-                    got[vc].append(ctx.get(dut.to_link[vc].payload))
-            returned = ctx.get(dut.noc_in.credit)
-            for vc in range(vcs):
-                if returned >> vc & 1:
-                    credits[vc] += 1
-                    assert credits[vc] <= depth, f"VC {vc}: more credits back than flits"
-            await ctx.tick()
+            offered = await _outbound_cycle(ctx, dut, rng, pending, credits, depth, got,
+                                            reset_rate=0.05, ready_rate=0.4)
+            if offered is not None:
+                want[offered[0]].append(offered[1])
         assert not any(pending), "the router's flits were not all taken"
         for vc in range(vcs):
             assert ctx.get(dut.status.flits_out[vc]) == len(want[vc])
@@ -266,7 +282,8 @@ def test_outbound_discards_whole_packets_while_the_link_cannot_train(seed_):
             packets[vc].append([MODEL_FMT.encode(Flit(
                 head=i == 0, tail=i == length - 1, vc=vc, data=(number << 3) | i))
                 for i in range(length)])
-    got = [[] for _ in range(vcs)]
+    handed = [[] for _ in range(vcs)]      # link flits as the bridge handed them over
+    got = [[] for _ in range(vcs)]         # ... as the NoC flits they stand for
     discarding = []                         # per cycle: discard was high
 
     async def bench(ctx):
@@ -280,30 +297,10 @@ def test_outbound_discards_whole_packets_while_the_link_cannot_train(seed_):
                 discard = 0
             ctx.set(dut.discard, discard)
             discarding.append(discard)
-            reset_now = rng.random() < 0.03
-            ctx.set(dut.peer_reset, reset_now)
-            ready = [rng.random() < 0.5 for _ in range(vcs)]
-            for vc in range(vcs):
-                ctx.set(dut.to_link[vc].ready, ready[vc])
-            can = [vc for vc in range(vcs) if pending[vc] and credits[vc]]
-            if can and rng.random() < 0.8:
-                vc = rng.choice(can)
-                credits[vc] -= 1
-                ctx.set(dut.noc_in.valid, 1)
-                ctx.set(dut.noc_in.payload.flit.as_value(), pending[vc].pop(0))
-            else:
-                ctx.set(dut.noc_in.valid, 0)
-            for vc in range(vcs):
-                if ctx.get(dut.to_link[vc].valid) and ready[vc]:
-                    assert not reset_now, "a flit was handed to the link during a peer reset"
-                    assert not discard, "a flit was handed to the link while discarding"
-                    got[vc].append(from_link(MODEL_FMT, vc, ctx.get(dut.to_link[vc].payload)))
-            returned = ctx.get(dut.noc_in.credit)
-            for vc in range(vcs):
-                if returned >> vc & 1:
-                    credits[vc] += 1
-                    assert credits[vc] <= depth, f"VC {vc}: more credits back than flits"
-            await ctx.tick()
+            await _outbound_cycle(ctx, dut, rng, pending, credits, depth, handed,
+                                  reset_rate=0.03, ready_rate=0.5, discard=discard)
+        for vc in range(vcs):
+            got[vc] = [from_link(MODEL_FMT, vc, f) for f in handed[vc]]
         assert not any(pending), "the router's flits were not all taken"
         for vc in range(vcs):
             assert credits[vc] == depth, f"VC {vc}: credits not all returned"

@@ -357,51 +357,50 @@ async def lane_dies_mid_traffic(dut):
     assert snap["b.rx.crc_errors"] > 0, snap
 
 
-@cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
-async def most_lanes_die_mid_traffic(dut):
-    """Most a → b lanes stick at once on an ACTIVE link (``valid`` stays up): b retrains,
-    training fails (cause LANES, counted) and is retried; once the wires heal the link
-    trains again and the traffic completes exactly once (the adapters were kept)."""
+async def _lanes_stick_mid_traffic(dut, stick, on_failure=lambda bench: None):
+    """Traffic on an ACTIVE link, then ``stick(bench, rng)`` gives ``(value, mask)`` for a → b
+    lanes to stick at (``valid`` stays up): b retrains, its training fails and is retried
+    (``on_failure(bench)`` checks it then); once the wires heal the link trains again and
+    the traffic completes exactly once (the adapters were kept)."""
     bench = await start(dut)
     rng = random.Random(random.getrandbits(32))
-    n = bench.lanes
     await reset(dut)
     await bench.wait_active()
     bench.send_random(300)
     await ClockCycles(dut.clk, rng.randrange(500, 1500))
-    dead = rng.sample(range(n), n - bench.slots // 2 + 1)
-    bench.set("ab_stuck_value", rng.getrandbits(n))
-    bench.set("ab_stuck_mask", sum(1 << i for i in dead))
+    value, mask = stick(bench, rng)
+    bench.set("ab_stuck_value", value)
+    bench.set("ab_stuck_mask", mask)
     await bench.wait_for(lambda: bench.get("b", "retrains") >= 1, 20_000, "b retrains")
     await bench.wait_for(lambda: bench.get("b", "training_errors") >= 1, 40_000,
                          "b's training fails")
-    assert bench.get("b", "cause") == CAUSES["LANES"], bench.snapshot()
+    on_failure(bench)
     bench.set("ab_stuck_mask", 0)
     await bench.wait_active(limit=60_000)
     await bench.drain()
     bench.check_no_loss()
+
+
+@cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
+async def most_lanes_die_mid_traffic(dut):
+    """More a → b lanes than half a beat stick at random levels on an ACTIVE link: b
+    retrains, training fails with cause LANES (counted) and is retried; healed, no loss."""
+    def stick(bench, rng):
+        n = bench.lanes
+        dead = rng.sample(range(n), n - bench.slots // 2 + 1)
+        return rng.getrandbits(n), sum(1 << i for i in dead)
+
+    def lanes_cause(bench):
+        assert bench.get("b", "cause") == CAUSES["LANES"], bench.snapshot()
+
+    await _lanes_stick_mid_traffic(dut, stick, lanes_cause)
 
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
 async def every_lane_stuck_at_zero_mid_traffic(dut):
-    """Every a → b data lane sticks at 0 on an ACTIVE link (``valid`` stays up), so b
-    receives all-zero beats: they must not pass for frames. b retrains, training fails
-    and is retried; once the wires heal, the traffic completes exactly once."""
-    bench = await start(dut)
-    rng = random.Random(random.getrandbits(32))
-    await reset(dut)
-    await bench.wait_active()
-    bench.send_random(300)
-    await ClockCycles(dut.clk, rng.randrange(500, 1500))
-    bench.set("ab_stuck_value", 0)
-    bench.set("ab_stuck_mask", (1 << bench.lanes) - 1)
-    await bench.wait_for(lambda: bench.get("b", "retrains") >= 1, 20_000, "b retrains")
-    await bench.wait_for(lambda: bench.get("b", "training_errors") >= 1, 40_000,
-                         "b's training fails")
-    bench.set("ab_stuck_mask", 0)
-    await bench.wait_active(limit=60_000)
-    await bench.drain()
-    bench.check_no_loss()
+    """Every a → b lane sticks at 0 on an ACTIVE link, so b receives all-zero beats: they
+    must not pass for frames. b retrains, training fails and is retried; healed, no loss."""
+    await _lanes_stick_mid_traffic(dut, lambda bench, rng: (0, (1 << bench.lanes) - 1))
 
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
