@@ -26,6 +26,11 @@ from .tests.package_common import split_top as package_split_top
 __all__ = ["TESTBENCHES", "get_testbench"]
 
 
+def register_slice(width: int = 36):
+    from chipknit.rtl.register_slice import RegisterSlice
+    return RegisterSlice(width)
+
+
 def credit_loopback(payload_width: int = 32, depth: int = 4, latency: int = 1):
     return CreditLoopback(CreditParams(payload_width=payload_width, depth=depth),
                           latency=latency)
@@ -181,6 +186,13 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.credit_loopback",
         params={"payload_width": 32, "depth": 4, "latency": 1},
         description="credit sender + wire + receiver: order, rate, lost/spurious credits, resets",
+    ),
+    Testbench(
+        name="register_slice",
+        top=register_slice,
+        module="chipknit.tb.tests.register_slice",
+        params={"width": 36},
+        description="stream register slice: order, full rate, stalls, reset mid-transfer",
     ),
     Testbench(
         name="credit_rate",

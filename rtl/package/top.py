@@ -24,7 +24,9 @@ interfaces, the NoC of every die, the die links, the host bridge's byte streams 
   ============  =====================================================================
 
   A ``traffic`` tile, or a second host bridge, is refused with a message. A local port no
-  tile takes drains what reaches it (its requests time out at their initiator).
+  tile takes drains what reaches it (its requests time out at their initiator). Between
+  each interface and its router port sits a register slice each way (``port_slices``), so
+  no timing path runs from a tile through its router and back.
 - every initiator has the same global address map (:func:`address_map`), derived from the
   config: memory tiles from 0, each at a multiple of the largest memory's size rounded up
   to a power of two; NPU register windows from ``0x4000_0000``, counter banks from
@@ -78,6 +80,7 @@ from ..noc.transaction import TransactionParams
 from ..npu.array import ArrayParams
 from ..npu.commands import QueueParams
 from ..npu.engine import EngineParams
+from ..register_slice import RegisterSlice
 from ..registers import Register, RegisterBank
 from ..tiles.memory import MemoryParams, MemoryTile
 from ..tiles.npu import NpuTile, NpuTileParams
@@ -290,6 +293,11 @@ class PackageTop(wiring.Component):
     link_end : callable, optional
         ``link_end(package, index, die)`` makes the end on die ``die`` of cut link
         ``index`` (default :func:`~.link_end.package_link_end` ``()``).
+    port_slices : bool
+        A :class:`~chipknit.rtl.register_slice.RegisterSlice` each way between every
+        network interface and its router port (default): the handshakes between a tile and
+        its router, which the placer may put far apart, are then one route long each, at one
+        cycle more each way. ``False`` connects them directly.
 
     Members
     -------
@@ -312,10 +320,11 @@ class PackageTop(wiring.Component):
     """
 
     def __init__(self, package: Package, *, die_link=None, timeout: int = 8192,
-                 target_depth: int = 4, dies=None, link_end=None):
+                 target_depth: int = 4, dies=None, link_end=None, port_slices: bool = True):
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
         self.package = package
+        self.port_slices = bool(port_slices)
         self.die_link = die_link or package_die_link()
         self.timeout, self.target_depth = timeout, target_depth
         self.transaction = _transaction(package)
@@ -551,17 +560,30 @@ class PackageTop(wiring.Component):
             return (getattr(network, f"die{tile.die}_inject")[node][local],
                     getattr(network, f"die{tile.die}_eject")[node][local])
 
-        def attach(interface, tile, local):
+        def attach(interface, name, tile, local):
             inject, eject = port(tile, local)
             for vc in range(package.flit.vcs):
-                wiring.connect(m, interface.inject[vc], inject[vc])
-                wiring.connect(m, eject[vc], interface.eject[vc])
+                if not self.port_slices:
+                    wiring.connect(m, interface.inject[vc], inject[vc])
+                    wiring.connect(m, eject[vc], interface.eject[vc])
+                    continue
+                # Both handshakes through registers: no path from the interface's packet
+                # logic through the router's buffer state and back (the default package's
+                # critical path at ede8b41 ran NI -> router -> NI).
+                up = m.submodules[f"{name}_inject{vc}_slice"] = RegisterSlice(
+                    package.flit.layout)
+                down = m.submodules[f"{name}_eject{vc}_slice"] = RegisterSlice(
+                    package.flit.layout)
+                wiring.connect(m, interface.inject[vc], up.i)
+                wiring.connect(m, up.o, inject[vc])
+                wiring.connect(m, eject[vc], down.i)
+                wiring.connect(m, down.o, interface.eject[vc])
 
         def initiator(tile, local):
             ni = m.submodules[f"{tile.name}_ni"] = InitiatorInterface(InitiatorParams(
                 transaction=t, node=Node(tile.x, tile.y, local, tile.die),
                 address_map=address_map, timeout=self.timeout))
-            attach(ni, tile, local)
+            attach(ni, f"{tile.name}_ni", tile, local)
             for what in ni.COUNTERS:
                 sources[("initiator", tile.name, what)] = getattr(ni, what)
             return ni
@@ -569,7 +591,7 @@ class PackageTop(wiring.Component):
         def target(tile, local):
             ni = m.submodules[f"{tile.name}_ti"] = TargetInterface(TargetParams(
                 transaction=t, depth=self.target_depth))
-            attach(ni, tile, local)
+            attach(ni, f"{tile.name}_ti", tile, local)
             for what in ni.COUNTERS:
                 sources[("target", tile.name, what)] = getattr(ni, what)
             return ni
