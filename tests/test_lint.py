@@ -5,8 +5,13 @@ import pytest
 from chipknit.tb.lint import WAIVERS, lint, lint_sv
 from chipknit.tops import TOPS
 
+# The whole-package tops take ~30-55 s each to lint: started first (tests/conftest.py).
+HEAVY_TOPS = {"package_e2e": 55, "package_split": 30, "noc_package": 32, "noc_mesh": 29}
 
-@pytest.mark.parametrize("name", sorted(TOPS))
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.heavy(HEAVY_TOPS[name])) if name in HEAVY_TOPS else name
+    for name in sorted(TOPS)])
 def test_top_lints_clean(name):
     result = lint(TOPS[name](), name)
     assert result.clean, str(result)

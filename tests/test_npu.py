@@ -132,6 +132,7 @@ def test_array_latency_and_widths():
     assert kinds.count("ecp5_dsp") == 156 and kinds[:156] == ["ecp5_dsp"] * 156
 
 
+@pytest.mark.heavy(35)
 def test_bench_npu_quick(tmp_path):
     from chipknit.cli import main
     out = tmp_path / "npu.json"

@@ -25,6 +25,7 @@ DEFAULT_TESTS = "memory_and_errors|gemm_over_the_link|gemm_with_link_errors"
 
 
 # A cold Verilator build of the package is ~8.5 min here (docs/package.md, *Measured*).
+@pytest.mark.heavy(200)
 @pytest.mark.timeout(3600)
 def test_package_e2e(seed):
     run(BENCH, simulator="verilator", seed=seed, testcase=DEFAULT_TESTS).check()

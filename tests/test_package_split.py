@@ -19,6 +19,7 @@ DEFAULT_TESTS = ("trains_through_skew_and_dead_lanes|die_reset_mid_transfer|"
                  "far_die_powered_later|lanes_beyond_repair|errors_on_the_trained_link")
 
 
+@pytest.mark.heavy(55)
 @pytest.mark.timeout(1800)
 def test_split_package(seed):
     """The minimal package split in two: training, a die reset, the far die powered late,
