@@ -178,10 +178,12 @@ def test_request_ready_is_registered_and_requests_stay_back_to_back():
             stats["accepted"] += ctx.get(request.valid) and ctx.get(request.ready)
             await ctx.tick()
         # Back to back: 8 in-range reads (one target, so no issue restriction), the network
-        # always ready; after a reset of the traffic above, by the time-out of its slots.
+        # always ready; after a reset of the traffic above, by the time-out of its slots
+        # (the oldest waits ``timeout`` cycles, then the next: 16 slots of 32 cycles, and
+        # the last one's quarantine).
         ctx.set(request.valid, 0)
         ctx.set(inject.ready, 1)
-        await ctx.tick().repeat(200)
+        await ctx.tick().repeat(16 * 32 + 64)
         sent = 0
         first = None
         for cycle in range(40):

@@ -17,7 +17,9 @@ with both an initiator and a target uses two local ports.
   command stage is busy waits in a one-entry skid buffer, which the stage takes first as
   it frees. No path runs from the network side (``inject.ready``, the slots) back into the
   tile's request logic, and requests still enter back to back (one arriving at an idle
-  stage enters it directly, with no added latency).
+  stage enters it directly). The head is sent from registered decisions (a free slot,
+  the refusal, the issue restriction): a request that finds the stage idle leaves a
+  cycle later than it could, one that waited in the skid entry leaves at once.
 - *Slots.* Each request takes a slot (``2**tag_bits`` of them, in ring order); the slot
   number is the packet's tag, and the tile's own tag is kept in the slot and given back.
   Responses leave in the order requests came (the ring).
@@ -347,7 +349,7 @@ class InitiatorInterface(wiring.Component):
         cmd = Signal(entry_layout)
         cmd_valid = Signal()
         cmd_write, cmd_length, cmd_tag, cmd_addr = cmd.write, cmd.length, cmd.tag, cmd.addr
-        cmd_hit, cmd_over, cmd_unaligned = cmd.hit, cmd.over, cmd.unaligned
+        cmd_hit = cmd.hit
         cmd_take = Signal()
         # The skid entry: ``bus.request.ready`` is a register (the entry is empty), so no
         # path runs from the network side (``inject.ready``, the slots, ``cmd_take``) back
@@ -371,16 +373,24 @@ class InitiatorInterface(wiring.Component):
         # register: ``cmd_take`` only decides whether the entry becomes valid).
         with m.If(~skid_valid):
             m.d.sync += skid.eq(incoming)
+        def refusal(entry):
+            return ~entry.hit.any() | entry.unaligned | (entry.hit & entry.over).any()
+
+        def destination(entry):
+            # The regions are disjoint, so at most one bit of hit is set: OR the constants.
+            bits = Const(0, fmt.dest_layout.size)
+            for i, region in enumerate(regions):
+                bits = bits | Mux(entry.hit[i], region.node.const(t).as_value(), 0)
+            return bits
+
         cmd_refused = Signal()
-        m.d.comb += cmd_refused.eq(~cmd_hit.any() | cmd_unaligned | (cmd_hit & cmd_over).any())
-        # The regions are disjoint, so at most one bit of cmd_hit is set: OR the constants.
         cmd_dest = Signal(fmt.dest_layout)
         base = Signal(t.addr_width)
-        dest_bits, base_bits = Const(0, len(cmd_dest.as_value())), Const(0, t.addr_width)
+        base_bits = Const(0, t.addr_width)
         for i, region in enumerate(regions):
-            dest_bits = dest_bits | Mux(cmd_hit[i], region.node.const(t).as_value(), 0)
             base_bits = base_bits | Mux(cmd_hit[i], region.base, 0)
-        m.d.comb += [cmd_dest.eq(dest_bits), base.eq(base_bits)]
+        m.d.comb += [cmd_refused.eq(refusal(cmd)), cmd_dest.eq(destination(cmd)),
+                     base.eq(base_bits)]
         # The offset is needed from the address flit on, at least a cycle after the command
         # stage loads (the head goes first), so it is registered from the stage every cycle.
         cmd_offset = Signal(t.addr_width)
@@ -464,10 +474,31 @@ class InitiatorInterface(wiring.Component):
                 m.d.sync += issued[k].eq(now_then)
 
         # ---- Request side: head, address, strobe + data flits -----------------------------
+        # The head's go/no-go reads only registers: whether a slot is free, whether the
+        # command was refused, whether its destination may be sent to now (issue
+        # restriction), each registered from last cycle's state. A command that the stage
+        # loads from the skid entry has its refusal and destination check registered from
+        # the entry as it loads, so requests still leave back to back. Otherwise these can
+        # only turn against sending by a slot allocation or by a command entering from the
+        # tile directly, and they are not used in the cycle after either (``settle``); any
+        # other change (a response freeing a slot or ending ``busy``) only delays a head by
+        # a cycle. The head decision is then two LUT levels, and no path runs from the slot
+        # ring, the region decode or the destination compare through it into the slots.
         busy = (live & ~expired).any()
         cur_dest = Signal(fmt.dest_layout)
-        slot_free = (used != slots) & ~live.bit_select(alloc, 1)
-        dest_ok = ~busy | (cur_dest.as_value() == cmd_dest.as_value())
+        slot_free = Signal()
+        refused = Signal()
+        dest_ok = Signal()
+        settle = Signal(init=1)
+        from_skid = cmd_load & skid_valid
+        next_entry = Mux(from_skid, skid.as_value(), cmd.as_value())
+        next_entry = entry_layout(next_entry)
+        m.d.sync += [
+            slot_free.eq((used != slots) & ~live.bit_select(alloc, 1)),
+            refused.eq(refusal(next_entry)),
+            dest_ok.eq(~busy | (cur_dest.as_value() == destination(next_entry))),
+            settle.eq((cmd_load & ~skid_valid) | do_alloc),
+        ]
 
         head = Signal(fmt.head_layout)
         req_head = Signal(t.request_head_layout)
@@ -559,9 +590,9 @@ class InitiatorInterface(wiring.Component):
             with m.If(open_packet):
                 # Reset in the middle of a packet: end it with a lone tail flit.
                 m.d.comb += [inject.valid.eq(1), flit_tail.eq(1)]
-            with m.Elif(cmd_valid & slot_free):
+            with m.Elif(cmd_valid & ~settle & slot_free):
                 m.d.comb += [inject.payload.head.eq(1), flit_data.eq(head)]
-                with m.If(cmd_refused):
+                with m.If(refused):
                     m.d.comb += [do_alloc.eq(1), refused_now.eq(1)]
                     with m.If(cmd_write):
                         m.d.sync += send_state.eq(S_DISCARD)
