@@ -27,7 +27,34 @@ from .flit import FlitFormat, LinkSignature
 from .mesh import Mesh
 from .route import MeshGeometry, RouteComputer
 
-__all__ = ["LinkPipe", "StandInDieLink", "PackageNetwork"]
+__all__ = ["LinkRegister", "LinkPipe", "StandInDieLink", "PackageNetwork"]
+
+
+class LinkRegister(wiring.Component):
+    """One register stage on a router-to-router channel: flits forward, credits back.
+
+    ``valid`` and ``payload`` (the flit and its lookahead route, unchanged) go through one
+    register from ``i`` to ``o``; credit pulses go back through one register from ``o`` to
+    ``i``. Nothing is buffered, so the sender's credits stay exactly the receiver's free
+    entries, a cycle later each way. Put next to a router's edge port, it keeps a far
+    sender's registers (a die link's bridge) off the router's allocation paths.
+
+    Members
+    -------
+    i : In(LinkSignature(fmt, ports))
+    o : Out(LinkSignature(fmt, ports))
+    """
+
+    def __init__(self, fmt: FlitFormat, ports: int):
+        self.fmt = fmt
+        super().__init__({"i": In(LinkSignature(fmt, ports)),
+                          "o": Out(LinkSignature(fmt, ports))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload),
+                     self.i.credit.eq(self.o.credit)]
+        return m
 
 
 class LinkPipe(wiring.Component):
@@ -150,6 +177,10 @@ class PackageNetwork(wiring.Component):
         holds. A link between two of them is a ``die_link``; a link with one end among them
         is *cut*: its gateway router's edge port becomes ``link{i}_out``/``link{i}_in``, for
         the caller's link end; a link with neither end among them is left out.
+    edge_registers : bool
+        A :class:`LinkRegister` at each gateway router's edge port, both directions (a
+        cycle more each way for flits and credits): the die link's ends, which the placer
+        may put far from the router, then reach no router logic in the same cycle.
 
     Members
     -------
@@ -166,13 +197,15 @@ class PackageNetwork(wiring.Component):
         the router's lookahead route, as a die link's ``a_out``).
     """
 
-    def __init__(self, package, *, die_link=None, link_latency: int = 1, dies=None):
+    def __init__(self, package, *, die_link=None, link_latency: int = 1, dies=None,
+                 edge_registers: bool = False):
         from ..package.config import Package  # the package layer builds on the NoC
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
         self.package = package
         self.die_link = die_link or stand_in_die_link(link_latency)
         self.dies = package.die_set(dies)
+        self.edge_registers = bool(edge_registers)
         self.mesh_params = {die.number: package.mesh_params(die.number)
                             for die in package.dies if die.number in self.dies}
         fmt, members = package.flit, {}
@@ -213,7 +246,15 @@ class PackageNetwork(wiring.Component):
         def edge(end):
             mesh = meshes[end.die]
             index = mesh.params.geometry.edge_ports.index((end.x, end.y, end.direction))
-            return mesh.edge_out[index], mesh.edge_in[index]
+            if not self.edge_registers:
+                return mesh.edge_out[index], mesh.edge_in[index]
+            ports = mesh.params.geometry.ports
+            name = f"die{end.die}_{end.x}_{end.y}_{end.direction.name.lower()}"
+            out = m.submodules[f"{name}_out_register"] = LinkRegister(self.package.flit, ports)
+            into = m.submodules[f"{name}_in_register"] = LinkRegister(self.package.flit, ports)
+            wiring.connect(m, mesh.edge_out[index], out.i)
+            wiring.connect(m, into.o, mesh.edge_in[index])
+            return out.o, into.i
 
         cut = self.cut_links()
         for index, link in enumerate(self.package.links):

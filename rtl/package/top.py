@@ -295,7 +295,9 @@ class PackageTop(wiring.Component):
         ``index`` (default :func:`~.link_end.package_link_end` ``()``).
     port_slices : bool
         A :class:`~chipknit.rtl.register_slice.RegisterSlice` each way between every
-        network interface and its router port (default): the handshakes between a tile and
+        network interface and its router port, and a
+        :class:`~chipknit.rtl.noc.package_network.LinkRegister` each way at every gateway
+        router's die-link port (default): the handshakes between a tile or a link end and
         its router, which the placer may put far apart, are then one route long each, at one
         cycle more each way. ``False`` connects them directly.
 
@@ -521,7 +523,8 @@ class PackageTop(wiring.Component):
                     raise ValueError(f"Die link {index} lacks {', '.join(missing)}, which "
                                      f"its factory's link_counters promised")
         m.submodules.network = network = PackageNetwork(
-            package, die_link=lambda _package, index: links[index], dies=self.dies)
+            package, die_link=lambda _package, index: links[index], dies=self.dies,
+            edge_registers=self.port_slices)
         for index, end in self.cut.items():
             m.submodules[f"link{index}_end"] = end
             wiring.connect(m, getattr(network, f"link{index}_out"), end.noc_in)
