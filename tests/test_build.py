@@ -14,13 +14,7 @@ from amaranth.hdl import Elaboratable, Fragment, Instance, Module, Signal
 from amaranth.lib import io
 
 from chipknit.platforms.boards import BOARDS, DEFAULT_BOARD, Board, get_board
-from chipknit.platforms.build import (
-    BuildError,
-    build,
-    format_summary,
-    nextpnr_extra_opts,
-    read_nextpnr_report,
-)
+from chipknit.platforms.build import BuildError, build, format_summary, read_nextpnr_report
 from chipknit.platforms.package_board import PackageBoard
 from chipknit.platforms.toolchain import YOWASP_TOOLS, toolchain_env
 from chipknit.platforms.top import (
@@ -127,29 +121,7 @@ def test_read_nextpnr_report():
     assert (ice["luts"], ice["ffs"]) == (20, 7)
 
 
-def test_nextpnr_extra_opts_for_large_designs():
-    package = {"LUT4": 23649, "TRELLIS_FF": 21283, "CCU2C": 3243}  # the default package
-    assert nextpnr_extra_opts("ecp5", package) == "--placer static --router router2"
-    assert nextpnr_extra_opts("ecp5", {"LUT4": 9999}) == ""
-    assert nextpnr_extra_opts("ecp5", {"LUT4": 10_000}) != ""
-    assert nextpnr_extra_opts("ecp5", {}) == ""  # no statistics: nextpnr's defaults
-    assert nextpnr_extra_opts("ice40", {"SB_LUT4": 5000, "LUT4": 50_000}) == ""
-
-
-def test_large_design_options_reach_nextpnr(tmp_path, monkeypatch):
-    # The self-test is far below the threshold; lower it to see the options used and recorded.
-    from chipknit.platforms import build as build_module
-    monkeypatch.setitem(build_module.NEXTPNR_LARGE_OPTS, "ecp5",
-                        ("--placer static --router router2", 1))
-    result = build("ulx3s", seed=3, build_dir=tmp_path, top=small_top, progress=None)
-    report = _check_report(result, "ulx3s", seed=3, large=True)
-    assert report["options"]["nextpnr"].endswith("--placer static --router router2")
-    pnr_log = (tmp_path / report["files"]["log_pnr"]).read_text()
-    assert pnr_log.splitlines()[0].endswith("--placer static --router router2")
-    assert "Running Static placer" in pnr_log and "Running router2" in pnr_log
-
-
-def _check_report(result, board_name, seed, large=False):
+def _check_report(result, board_name, seed):
     report = json.loads(result.report_path.read_text())
     assert report == result.report
     board = BOARDS[board_name]
@@ -158,8 +130,6 @@ def _check_report(result, board_name, seed, large=False):
     assert report["design"] == "chipknit.rtl.selftest.CreditSelfTest"
     assert report["seed"] == seed
     assert f"--seed {seed}" in report["options"]["nextpnr"]
-    # Small designs keep nextpnr's default placer and router.
-    assert ("--placer" in report["options"]["nextpnr"]) == large
     for key in ("luts", "ffs", "dsps", "brams"):
         assert isinstance(report[key], int) and report[key] >= 0
         assert report[key] <= report["capacity"][key]
