@@ -11,7 +11,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from chipknit.rtl.noc.flit import Direction
-from chipknit.rtl.noc.package_network import LinkPipe, PackageNetwork
+from chipknit.rtl.noc.package_network import LinkPipe, LinkRegister, PackageNetwork
 from chipknit.rtl.noc.route import RouteComputer
 from chipknit.rtl.package import deadlock
 from chipknit.rtl.package.config import (
@@ -22,6 +22,7 @@ from chipknit.rtl.package.config import (
     dump_toml,
     shipped,
 )
+from chipknit.rtl.package.top import PackageTop
 from chipknit.tb.benches import get_testbench
 from chipknit.tb.harness import run
 from chipknit.tb.hdl import to_sv
@@ -376,6 +377,62 @@ def test_link_pipe_delays_flits_and_credits_and_recomputes_the_route(latency):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_link_register_delays_flits_and_credits_by_one_cycle():
+    """Flits (valid, flit and route unchanged) come out one cycle later; credit pulses go
+    back one cycle later; nothing is lost, added or reordered."""
+    package = Package.named("default")
+    fmt, model = package_model(package)
+    dut = LinkRegister(package.flit, 5)
+    rng = random.Random(5)
+    cycles = 200
+    sent = [None] * cycles     # (flit value, route) or None per cycle
+    credits = [rng.getrandbits(2) for _ in range(cycles)]
+
+    async def bench(ctx):
+        for t in range(cycles + 2):
+            if t < cycles and rng.random() < 0.6:
+                dest = Dest(x=rng.randrange(2), y=rng.randrange(2), die=rng.randrange(2))
+                sent[t] = (fmt.encode(model_flit(fmt, dest, rng)), rng.randrange(5))
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload.flit.as_value(), sent[t][0])
+                ctx.set(dut.i.payload.route, sent[t][1])
+            else:
+                ctx.set(dut.i.valid, 0)
+            ctx.set(dut.o.credit, credits[t] if t < cycles else 0)
+            want = sent[t - 1] if 0 <= t - 1 < cycles else None
+            assert ctx.get(dut.o.valid) == (want is not None), t
+            if want is not None:
+                assert ctx.get(dut.o.payload.flit.as_value()) == want[0], t
+                assert ctx.get(dut.o.payload.route) == want[1], t
+            assert ctx.get(dut.i.credit) == (credits[t - 1] if 0 <= t - 1 < cycles else 0), t
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_package_top_registers_every_die_link_port():
+    """``PackageTop`` puts a :class:`LinkRegister` each way at both ends of the default
+    package's die link, and none with ``port_slices=False``."""
+    from amaranth.hdl import Fragment
+
+    def registers(top):
+        network = Fragment.get(top, None).subfragments
+        names = []
+        for fragment, name, *_ in network:
+            if name == "network":
+                names = [n for _f, n, *_r in fragment.subfragments if n.endswith("_register")]
+        return sorted(names)
+
+    package = Package.named("default")
+    assert registers(PackageTop(package)) == [
+        "die0_1_1_east_in_register", "die0_1_1_east_out_register",
+        "die1_0_1_west_in_register", "die1_0_1_west_out_register"]
+    assert registers(PackageTop(package, port_slices=False)) == []
 
 
 def model_flit(fmt, dest, rng):
