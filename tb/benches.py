@@ -229,8 +229,9 @@ TESTBENCHES = {bench.name: bench for bench in [
         top=noc_mesh_top,
         module="chipknit.tb.tests.noc_mesh",
         params={"columns": 3, "rows": 3, "depth": 4, "data_width": 32, "vcs": 2,
-                "local_ports": 1},
-        description="NoC mesh: uniform/transpose/hotspot, latency per hop, unroutable, reset",
+                "local_ports": 1, "credit_registers": False},
+        description="NoC mesh: uniform/transpose/hotspot, latency per hop, full rate, "
+                    "unroutable, reset",
     ),
     Testbench(
         name="noc_package",

@@ -44,11 +44,12 @@ def test_router(simulator, params, seed):
 
 @pytest.mark.parametrize("params", [
     {"columns": 2, "rows": 2},
-], ids=["2x2"])
+    {"columns": 2, "rows": 2, "credit_registers": True},
+], ids=["2x2", "2x2-credit-registers"])
 def test_mesh(params, seed):
     result = run(MESH, simulator="verilator", params=params, seed=seed)
     result.check()
-    assert result.tests == 7  # 6 tests, and measure_load (skipped unless a benchmark asks)
+    assert result.tests == 8  # 7 tests, and measure_load (skipped unless a benchmark asks)
 
 
 @pytest.mark.slow

@@ -10,9 +10,10 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from chipknit.rtl.noc.flit import Direction
+from chipknit.rtl.noc.flit import Direction, FlitFormat
+from chipknit.rtl.noc.mesh import Mesh, MeshParams
 from chipknit.rtl.noc.package_network import LinkPipe, LinkRegister, PackageNetwork
-from chipknit.rtl.noc.route import RouteComputer
+from chipknit.rtl.noc.route import MeshGeometry, RouteComputer
 from chipknit.rtl.package import deadlock
 from chipknit.rtl.package.config import (
     Die,
@@ -395,24 +396,67 @@ def test_link_register_delays_flits_and_credits_by_one_cycle():
                       lambda _value, route_in: route_in, seed=5)
 
 
-def test_package_top_registers_every_die_link_port():
+def test_package_top_registers_every_die_link_port_and_mesh_credit():
     """``PackageTop`` puts a :class:`LinkRegister` each way at both ends of the default
-    package's die link, and none with ``port_slices=False``."""
+    package's die link and registers the credits inside both dies' meshes; none of it
+    with ``port_slices=False``."""
     from amaranth.hdl import Fragment
 
     def registers(top):
         network = Fragment.get(top, None).subfragments
-        names = []
+        names, meshes = [], {}
         for fragment, name, *_ in network:
             if name == "network":
                 names = [n for _f, n, *_r in fragment.subfragments if n.endswith("_register")]
-        return sorted(names)
+                meshes = {n: f.origins[0] for f, n, *_r in fragment.subfragments
+                          if isinstance(f.origins[0], Mesh)}
+        return sorted(names), {n: mesh.credit_registers for n, mesh in meshes.items()}
 
     package = Package.named("default")
-    assert registers(PackageTop(package)) == [
+    assert registers(PackageTop(package)) == ([
         "die0_1_1_east_in_register", "die0_1_1_east_out_register",
-        "die1_0_1_west_in_register", "die1_0_1_west_out_register"]
-    assert registers(PackageTop(package, port_slices=False)) == []
+        "die1_0_1_west_in_register", "die1_0_1_west_out_register"],
+        {"die0": True, "die1": True})
+    assert registers(PackageTop(package, port_slices=False)) == (
+        [], {"die0": False, "die1": False})
+
+
+def test_mesh_credit_registers_delay_credits_by_one_cycle():
+    """With ``credit_registers``, a credit router (1, 0) returns for a flit from router
+    (0, 0) reaches (0, 0) one cycle after it leaves; without, in the same cycle."""
+    from amaranth.hdl import Fragment
+
+    fmt = FlitFormat(data_width=16, vcs=2)
+    params = MeshParams(flit=fmt, geometry=MeshGeometry(columns=2, rows=1))
+    for registered in (False, True):
+        fragment = Fragment.get(Mesh(params, credit_registers=registered), None)
+        mesh = fragment.origins[0]
+        routers = {name: f.origins[0] for f, name, *_ in fragment.subfragments}
+        sent = routers["router_1_0"].link_in[Direction.WEST].credit
+        received = routers["router_0_0"].link_out[Direction.EAST].credit
+        trace = []
+
+        async def bench(ctx, mesh=mesh, sent=sent, received=received, trace=trace):
+            flit = mesh.inject[0][0][1]
+            ctx.set(flit.payload.data, fmt.head_layout.const({"dest": {"x": 1}}).as_value())
+            ctx.set(flit.payload.head, 1)
+            ctx.set(flit.payload.tail, 1)
+            ctx.set(flit.valid, 1)
+            await ctx.tick()
+            ctx.set(flit.valid, 0)
+            ctx.set(mesh.eject[1][0][1].ready, 1)
+            for _ in range(12):
+                trace.append((ctx.get(sent), ctx.get(received)))
+                await ctx.tick()
+
+        sim = Simulator(fragment)
+        sim.add_clock(1e-6)
+        sim.add_testbench(bench)
+        sim.run()
+        sends = [t for t, (s, _r) in enumerate(trace) if s]
+        arrivals = [t for t, (_s, r) in enumerate(trace) if r]
+        assert sends == [sends[0]] and trace[sends[0]][0] == 0b10, trace  # one, on VC 1
+        assert arrivals == [sends[0] + registered], (registered, trace)
 
 
 def model_flit(fmt, dest, rng):

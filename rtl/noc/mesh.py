@@ -72,12 +72,20 @@ class Mesh(wiring.Component):
     edge_in : In(LinkSignature(flit, ports)).array(len(geometry.edge_ports))
         Only with gateways: the link into each gateway edge port; ``payload.route`` must
         be this die's route from that router.
+
+    Parameters
+    ----------
+    params : MeshParams
+    credit_registers : bool
+        A register on every credit returned between two routers of the mesh (module
+        documentation). The edge ports' credits are the die link's business.
     """
 
-    def __init__(self, params: MeshParams):
+    def __init__(self, params: MeshParams, *, credit_registers: bool = False):
         if not isinstance(params, MeshParams):
             raise TypeError(f"Expected MeshParams, not {params!r}")
         self.params = params
+        self.credit_registers = bool(credit_registers)
         geometry, fmt = params.geometry, params.flit
         shape = (params.nodes, geometry.local_ports, fmt.vcs)
         members = {
@@ -120,7 +128,14 @@ class Mesh(wiring.Component):
             for direction in DIRECTIONS:
                 dx, dy = direction.delta
                 neighbour = routers.get((x + dx, y + dy))
-                if neighbour is not None:
-                    wiring.connect(m, router.link_out[direction],
-                                   neighbour.link_in[direction.opposite])
+                if neighbour is None:
+                    continue
+                sender, receiver = router.link_out[direction], neighbour.link_in[
+                    direction.opposite]
+                if not self.credit_registers:
+                    wiring.connect(m, sender, receiver)
+                    continue
+                m.d.comb += [receiver.valid.eq(sender.valid),
+                             receiver.payload.eq(sender.payload)]
+                m.d.sync += sender.credit.eq(receiver.credit)
         return m

@@ -181,6 +181,10 @@ class PackageNetwork(wiring.Component):
         A :class:`LinkRegister` at each gateway router's edge port, both directions (a
         cycle more each way for flits and credits): the die link's ends, which the placer
         may put far from the router, then reach no router logic in the same cycle.
+    credit_registers : bool
+        Each die's :class:`Mesh` with ``credit_registers``: a register on every credit
+        returned between two of its routers (the credit loop takes 4 cycles, still one
+        flit a cycle per VC at ``depth >= 4``).
 
     Members
     -------
@@ -198,7 +202,7 @@ class PackageNetwork(wiring.Component):
     """
 
     def __init__(self, package, *, die_link=None, link_latency: int = 1, dies=None,
-                 edge_registers: bool = False):
+                 edge_registers: bool = False, credit_registers: bool = False):
         from ..package.config import Package  # the package layer builds on the NoC
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
@@ -206,6 +210,7 @@ class PackageNetwork(wiring.Component):
         self.die_link = die_link or stand_in_die_link(link_latency)
         self.dies = package.die_set(dies)
         self.edge_registers = bool(edge_registers)
+        self.credit_registers = bool(credit_registers)
         self.mesh_params = {die.number: package.mesh_params(die.number)
                             for die in package.dies if die.number in self.dies}
         fmt, members = package.flit, {}
@@ -230,7 +235,8 @@ class PackageNetwork(wiring.Component):
         m = Module()
         meshes = {}
         for number, params in self.mesh_params.items():
-            mesh = meshes[number] = m.submodules[f"die{number}"] = Mesh(params)
+            mesh = meshes[number] = m.submodules[f"die{number}"] = Mesh(
+                params, credit_registers=self.credit_registers)
             for node in range(params.nodes):
                 for local in range(params.geometry.local_ports):
                     for vc in range(params.flit.vcs):

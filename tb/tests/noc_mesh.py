@@ -166,6 +166,33 @@ async def zero_load_two_cycles_per_hop(dut):
 
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
+async def one_flit_per_cycle_across_the_mesh(dut):
+    """A long packet from a corner to the far corner, offered every cycle and taken every
+    cycle, comes out one flit a cycle on each VC in turn: no hop's credit loop (3 cycles, 4
+    with the mesh's ``credit_registers``) is longer than ``depth`` allows."""
+    bench = MeshBench(dut, inject_pause=0, eject_pauses=None)
+    await reset(dut)
+    g = bench.geometry
+    far = g.nodes - 1
+    x, y = g.position(far)
+    length = 48
+    for vc in range(bench.vcs):
+        bench.send(0, 0, Dest(x=x, y=y), vc, length)
+        valid = bench.dut._id(f"eject__{far}__0__{vc}__valid", extended=False)
+        cycles = []
+        for cycle in range(20 * length):
+            await RisingEdge(dut.clk)
+            if int(valid.value):
+                cycles.append(cycle)
+                if len(cycles) == length:
+                    break
+        assert len(cycles) == length, f"VC {vc}: {len(cycles)} of {length} flits came out"
+        gaps = [b - a for a, b in zip(cycles, cycles[1:], strict=False) if b - a != 1]
+        assert not gaps, f"VC {vc}: the packet stalled {len(gaps)} times ({gaps[:8]} cycles)"
+    await bench.drain()
+
+
+@cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
 async def unroutable_destinations(dut):
     """Packets to addresses outside the mesh are dropped and counted where they entered;
     the traffic around them arrives."""
