@@ -148,13 +148,26 @@ def test_default_frame_layout_and_timers():
     assert (p.seq_bits, p.header_beats, p.header_crc_width) == (3, 1, 7)
     assert p.header_start == 7 * 4 and p.first_trailer_beat == 61 and p.crc_beat == 62
     assert [p.slot_beat_index(n) for n in (0, 27, 28, 59)] == [0, 27, 29, 60]
-    assert p.replay_timeout == p.frame_beats + p.ack_round_trip == 163
-    assert p.nak_holdoff == p.frame_beats + 2 * p.lane_latency + p.header_beats + 4 == 100
+    # The receiver's registered CRC compare adds a cycle to both (late_check).
+    assert p.late_check
+    assert p.replay_timeout == p.frame_beats + p.ack_round_trip == 164
+    assert p.nak_holdoff == p.frame_beats + 2 * p.lane_latency + p.header_beats + 5 == 101
     assert LinkParams(replay_timeout=500, nak_holdoff=7).replay_timeout == 500
     # A wider sequence number needs a second header beat (and the efficiency falls).
     assert LinkParams(seq_bits=6).header_beats == 2
     model = FrameFormat()
     assert (model.header_start, model.header_crc_width) == (p.header_start, 7)
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"beat_width": 64}, {"beat_width": 64, "frame_flits": 1}, {"beat_width": 32}])
+def test_receiver_decides_late_unless_a_one_beat_flit_comes_first(params):
+    """The model's ``late_check`` (which the latency test reads) is the RTL's: a registered
+    CRC compare unless a flit is one beat and a slot starts the frame."""
+    p = LinkParams(**params)
+    model = FrameFormat(**params)
+    assert model.late_check == p.late_check
+    assert p.late_check == (params.get("beat_width") != 64 or params.get("frame_flits") == 1)
 
 
 def test_go_back_n_bound():

@@ -154,7 +154,8 @@ class LinkParams:
     nak_holdoff : int or None
         After a replay of the oldest unacknowledged frame starts, the cycles during which a
         repeated NAK for the same frame is taken as stale (sent before the peer could see the
-        replay). Default (``None``): one frame plus both lane flights and the header.
+        replay). Default (``None``): one frame plus both lane flights and the header (and
+        the receiver's registered CRC compare, :attr:`late_check`).
     """
     flit_width: int = 64
     vcs: int = 2
@@ -183,7 +184,7 @@ class LinkParams:
             object.__setattr__(self, "replay_timeout", self.frame_beats + self.ack_round_trip)
         if self.nak_holdoff is None:
             object.__setattr__(self, "nak_holdoff", self.frame_beats + 2 * self.lane_latency
-                               + self.header_beats + 4)
+                               + self.header_beats + 4 + self.late_check)
         for name in ("replay_timeout", "nak_holdoff"):
             positive(name)
         if self.beat_width < CRC.crc_width:
@@ -218,11 +219,20 @@ class LinkParams:
         return self.flit_width // self.beat_width
 
     @property
+    def late_check(self) -> bool:
+        """The receiver compares the CRC beat into a register and decides the frame's end a
+        cycle later. Not when a flit is one beat and a flit slot comes first in the frame:
+        the next frame's first flit would then reach the receive buffer in that cycle."""
+        return self.beats_per_flit > 1 or self.header_start == 0
+
+    @property
     def ack_round_trip(self) -> int:
         """The longest, on a clean link, from a frame's last beat leaving to its ACK being
-        used: the lanes, the peer's check (1), the wait for the peer's next header (up to a
-        frame), the header back through the lanes and its check (1), and 2 of margin."""
-        return (2 * self.lane_latency + self.frame_beats + self.header_beats + 4)
+        used: the lanes, the peer's check (1, or 2 with :attr:`late_check`), the wait for the
+        peer's next header (up to a frame), the header back through the lanes and its check
+        (1), and 2 of margin."""
+        return (2 * self.lane_latency + self.frame_beats + self.header_beats + 4
+                + self.late_check)
 
     @property
     def header_field_bits(self) -> int:

@@ -4,6 +4,8 @@ Each flit is written to its VC's :class:`~chipknit.rtl.link.commit_fifo.CommitFi
 arrives and becomes visible only when the frame's CRC has passed and its sequence number is
 the one expected (store-and-forward at frame granularity: a flit's delivery waits for the end
 of its frame). A frame that fails is taken back whole, counted, and answered with a NAK.
+The CRC beat is compared into a register and the frame's end is decided a cycle later
+(``LinkParams.late_check``), so no path runs from the lanes through the compare to the buffers.
 Flits leave through two output registers per VC (one cycle), so that ``o`` comes from
 flip-flops and the consumer's ``ready`` reaches neither the buffer's RAM nor its fill level.
 
@@ -91,7 +93,8 @@ class LinkReceiver(wiring.Component):
         #: The per-VC receive buffers (made here so that formal properties can name them).
         self.buffers = [CommitFifo(p.flit_width, p.rx_buffer_depth, p.frame_flits)
                         for _ in range(p.vcs)]
-        #: High in the cycle a frame's CRC beat arrives and the frame passes its CRC.
+        #: High when a frame's CRC has passed: in the cycle after its CRC beat arrives
+        #: (``params.late_check``: the compare is registered), else in that cycle.
         self.frame_ok = Signal()
         #: Per VC, flits in the output registers (read from the buffer, not yet taken).
         self.held = [Signal(range(3), name=f"held_{vc}") for vc in range(p.vcs)]
@@ -219,9 +222,17 @@ class LinkReceiver(wiring.Component):
         in_sequence = Signal()
         duplicate = Signal()
         is_data = Signal()
+        if p.late_check:
+            # The CRC compare goes into a register, and the frame end acts on it a cycle
+            # after the CRC beat: the compare is then the only logic after the lanes, and
+            # what the decision drives (the buffers' pointers, the NAK, the counters) starts
+            # at flip-flops. Everything else it reads still holds this frame's values then.
+            m.d.sync += [frame_end.eq(take & at["at_crc"]),
+                         crc_ok.eq(beat[:CRC.crc_width] == checker.crc)]
+        else:
+            m.d.comb += [frame_end.eq(take & at["at_crc"]),
+                         crc_ok.eq(beat[:CRC.crc_width] == checker.crc)]
         m.d.comb += [
-            frame_end.eq(take & at["at_crc"]),
-            crc_ok.eq(beat[:CRC.crc_width] == checker.crc),
             sane.eq(vc_valid & count_valid & kind_valid & ~overrun),
             is_data.eq(trailer.count != 0),
             in_sequence.eq(header.seq == self.expected_seq),

@@ -111,6 +111,12 @@ class FrameFormat:
         """The header follows the first ``frame_flits // 2`` slots."""
         return self.frame_flits // 2 * (self.flit_width // self.beat_width)
 
+    @property
+    def late_check(self):
+        """The receiver decides a frame's end a cycle after its CRC beat (a registered CRC
+        compare), except when a flit is one beat and a flit slot comes first in the frame."""
+        return self.flit_width // self.beat_width > 1 or self.header_start == 0
+
     def decode(self, beats: list[int]) -> Frame:
         """Read one frame from its beats (header fields LSB first, as the RTL packs them)."""
         assert len(beats) == self.frame_beats, f"{len(beats)} beats, want {self.frame_beats}"
