@@ -198,7 +198,10 @@ class RegisterBank(wiring.Component):
         tag = Signal(p.tag_bits)
         refused = Signal()
 
-        m.submodules.errors = errors = SaturatingCounter(self.counter_width)
+        # The event is registered: the decode (an address sum and compare) ends at a
+        # flip-flop, and the count, which a package's counters bank reads from across the
+        # die, starts from one (it was the default package's critical path at 100 MHz).
+        m.submodules.errors = errors = SaturatingCounter(self.counter_width, registered=True)
         m.d.comb += self.errors.eq(errors.count)
 
         request = bus.request.payload

@@ -126,10 +126,17 @@ def _read(signals, index):
 
 
 class _SaturatingSum:
-    """A saturating counter that may count several events in one cycle."""
+    """A saturating counter that may count several events in one cycle. The events are
+    registered first (the count lags them by a cycle): the logic that decides them ends at
+    a flip-flop, and the counter, which a package's counters bank reads across the die,
+    starts from one."""
 
     def __init__(self, m, target, events):
         limit = (1 << len(target)) - 1
+        if events:
+            held = Signal(len(events), name=f"{target.name}_events")
+            m.d.sync += held.eq(Cat(*events))
+            events = list(held)
         total = sum(events[1:], events[0]) if events else 0
         nxt = target + total
         m.d.sync += target.eq(Mux(nxt > limit, limit, nxt))

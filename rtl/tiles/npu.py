@@ -131,7 +131,7 @@ class NpuTile(wiring.Component):
         # The host never writes the scratchpads directly: the DMA does.
         for port in ("a_wr", "w_wr", "qp_wr"):
             m.d.comb += getattr(queue, port).en.eq(0)
-        m.submodules.discarded = discarded = SaturatingCounter(p.counter_width)
+        m.submodules.discarded = discarded = SaturatingCounter(p.counter_width, registered=True)
         m.d.comb += [queue.o.ready.eq(1), discarded.inc.eq(queue.o.valid),
                      self.discarded.eq(discarded.count)]
 
