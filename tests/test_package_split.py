@@ -37,6 +37,16 @@ def test_split_default_package_gemm(seed):
         testcase="gemm_over_the_trained_link").check()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_split_default_package_npu_die_reset(seed):
+    """The default package split in two: die 1 (the NPUs' die) is held in reset in the
+    middle of a GEMM; the host's call ends in a counted ``TIMEOUT``, the link retrains and
+    a fresh GEMM on the same NPU is exact."""
+    run(BENCH, simulator="verilator", seed=seed, params={"package": "default"},
+        testcase="npu_die_reset_mid_gemm").check()
+
+
 @pytest.mark.parametrize("name", ["default", "minimal", "four_die"])
 def test_each_die_alone_converts(name):
     """Every die of the shipped multi-die packages elaborates alone to RTLIL, its cut links'

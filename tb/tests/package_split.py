@@ -25,21 +25,36 @@ with the same API a board uses.
   exact; CRC errors and replays are counted, nothing lost or duplicated.
 - ``gemm_over_the_trained_link`` (packages with NPUs, the ``slow`` test): GEMMs on the NPU
   die with operands in the memory die, bit-exact.
+- ``npu_die_reset_mid_gemm`` (packages with an NPU off the host's die, the ``slow`` test):
+  a GEMM on the far die's NPU is exact; then twice a bigger one (several K tiles) is
+  started and, once the NPU's own ``issued`` count shows part of it in, the NPU's die is
+  held in reset. The host's GEMM call ends within a cycle bound in the driver's error,
+  never a result or a hang. Briefly (the link is back within a command's timeout): a
+  ``TIMEOUT`` (a command lost with the link's adapters, counted by the host's interface)
+  or, when every command got through, ``NpuError`` (statuses missing: the commands held
+  meanwhile reached the fresh tile, whose ``issued`` count shows just those). Past a
+  failed training attempt of the near end: always ``TIMEOUT`` (what waited for the far die
+  is discarded; nothing from before the reset reaches the fresh tile, its ``issued`` count
+  starts at 0). Each time the link retrains by itself and a fresh GEMM (new operands, new
+  program area) on the same NPU is exact; memory traffic on the near die is exact; no late
+  response; both dies' counters show the retrains and nothing unexplained.
 """
 
 import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles
+from cocotb.triggers import ClockCycles, Event
 
-from chipknit.host import TransactionError
+from chipknit.host import HostError, TransactionError
+from chipknit.host.npu import PROGRAM_BASE, WINDOW, NpuError, npu_limits
 from chipknit.host.scripts import memory_test
 from chipknit.rtl.link.lane_map import LaneMode
 from chipknit.rtl.link.training import ErrorCause, TrainingState
 from chipknit.tb.dut import design_params, reset
+from chipknit.tb.tests.npu_dma import compare
 from chipknit.tb.tests.package_common import e2e_package, split_top
-from chipknit.tb.tests.package_e2e import PackageBench, _gemms, _no_errors
+from chipknit.tb.tests.package_e2e import PackageBench, _gemm, _gemms, _no_errors
 
 TIMEOUT_US = 200_000
 #: Bit error rate on the lanes in ``errors_on_the_trained_link``.
@@ -360,3 +375,227 @@ async def gemm_over_the_trained_link(dut):
     await _gemms(bench, gen, [(1, 1, 1), None, None])
     for die in (d.number for d in bench.top.package.dies):
         _clean(await bench.counters(die), die)
+
+
+class _CommandWatch:
+    """The host as an :class:`~chipknit.host.npu.NpuClient` sees it, counting the commands
+    written to NPU window ``window`` (acknowledged writes to ``command_lo``): once ``park``
+    of them are in, the client waits (``parked`` set) until ``resume`` is set."""
+
+    def __init__(self, host, window, park: int):
+        self.host, self.command = host, window.base + WINDOW["command_lo"]
+        self.written, self.park = 0, park
+        self.parked, self.resume = Event(), Event()
+
+    async def read(self, addr: int, n_words: int) -> list[int]:
+        return await self.host.read(addr, n_words)
+
+    async def write(self, addr: int, words, strobes=None) -> None:
+        await self.host.write(addr, words, strobes)
+        if addr == self.command:
+            self.written += 1
+            if self.written == self.park:
+                self.parked.set()
+                await self.resume.wait()
+
+
+async def _outcome(coroutine):
+    """What ``coroutine`` returned, or the host or NPU error it raised."""
+    try:
+        return await coroutine
+    except (HostError, NpuError) as error:
+        return error
+
+
+def _npu_off_host_die() -> bool:
+    package = e2e_package(**design_params())
+    host_die = next(t.die for t in package.tiles if t.kind == "host_bridge")
+    return any(t.kind == "npu" and t.die != host_die for t in package.tiles)
+
+
+#: Status polls the interrupted GEMM's client makes once its commands are written (the
+#: call's bound); a healthy program's last statuses come within a few.
+RESET_POLLS = 40
+#: Cycles allowed per host round trip in that bound (one takes a few hundred here).
+ROUND_TRIP = 1000
+
+
+class _NpuDieReset:
+    """The NPU window ``window`` on the far die (position ``position`` in ``die_reset``)
+    of ``bench``, and GEMMs on it, one of them interrupted by a reset of its die."""
+
+    def __init__(self, bench, window, position, gen):
+        self.bench, self.window, self.position, self.gen = bench, window, position, gen
+        self.limits = npu_limits(bench.top, window.name)
+        self.base = PROGRAM_BASE
+
+    async def register(self, name: str) -> int:
+        (value,) = await self.bench.host.read(self.window.base + WINDOW[name], 1)
+        return value
+
+    async def exact(self, when: str) -> int:
+        """A random GEMM, exact; the NPU's ``issued`` count grew by its commands. Returns
+        the count."""
+        before = await self.register("issued")
+        program, want, what, self.base = _gemm(self.gen, self.limits, self.base)
+        assert 4 * self.base <= self.bench.memory.size, f"{what} does not fit the memory"
+        got = await self.bench.client(self.window).run(program)
+        compare(got, want, f"{when}: {self.window.name} {what}")
+        issued, lost = await self.register("issued"), await self.register("lost")
+        assert (issued - before, lost) == (len(program.commands), 0), (
+            when, before, issued, lost, len(program.commands))
+        cocotb.log.info(f"{when}: {self.window.name} {what} GEMM, {len(program.commands)} "
+                        f"commands, exact")
+        return issued
+
+    async def interrupted(self, hold: int) -> dict:
+        """A GEMM of several K tiles; once the NPU's ``issued`` count shows part of its
+        commands in, the die is held in reset for ``hold`` cycles (a multiple of 16) and
+        released. Returns what the host's call ended with (``error``), the cycles from the
+        reset to its end (``ended``), its ``commands`` and how many were ``written`` when
+        the reset came."""
+        bench, dut, lim = self.bench, self.bench.dut, self.limits
+        before = await self.register("issued")
+        shape = (int(self.gen.integers(lim.acc_depth // 2, lim.acc_depth + 1)),
+                 int(self.gen.integers(3 * lim.rows + 1, 5 * lim.rows + 1)),
+                 int(self.gen.integers(lim.cols + 1, 2 * lim.cols + 2)))
+        program, _want, what, self.base = _gemm(self.gen, lim, self.base, shape)
+        assert 4 * self.base <= bench.memory.size, f"{what} does not fit the memory tile"
+        commands = len(program.commands)
+        watch = _CommandWatch(bench.host, self.window, random.randint(3, commands // 2))
+        client = bench.client(self.window)
+        client.host, client.max_polls = watch, RESET_POLLS
+        task = cocotb.start_soon(_outcome(client.run(program)))
+        for _ in range(4000):
+            if watch.parked.is_set() or task.done():
+                break
+            await ClockCycles(dut.clk, 100)
+        assert watch.parked.is_set(), f"{what}: never reached command {watch.park}"
+        # The NPU's own count: this GEMM's first ``park`` commands are in, the rest not.
+        issued, busy = await self.register("issued"), await self.register("busy")
+        assert issued == before + watch.park, (issued, before, watch.park)
+        watch.resume.set()
+        await ClockCycles(dut.clk, random.randint(0, 400))
+        # Still in the middle: commands are left to write, so the program cannot have ended.
+        assert not task.done() and watch.written < commands, (watch.written, commands)
+        written = watch.written
+        dut.die_reset.value = 1 << self.position
+        cocotb.log.info(f"{self.window.name}: {what} GEMM, {commands} commands, {written} "
+                        f"written ({watch.park} issued at the last look, busy {busy}) when "
+                        f"its die went into reset for {hold} cycles")
+        # The bound: the reset, a command's timeout, the rest of the commands and the
+        # client's status polls.
+        bound = hold + bench.top.tops[0].timeout + (commands + RESET_POLLS) * ROUND_TRIP
+        ended = None
+        for waited in range(0, bound + 16, 16):
+            if waited >= hold:
+                dut.die_reset.value = 0
+            if ended is None and task.done():
+                ended = waited
+            if ended is not None and waited >= hold:
+                break
+            await ClockCycles(dut.clk, 16)
+        dut.die_reset.value = 0
+        assert ended is not None, f"the GEMM call has not ended {bound} cycles after the reset"
+        error = task.result()
+        cocotb.log.info(f"the GEMM call ended {ended} cycles after the reset: {error!r}")
+        return {"error": error, "ended": ended, "commands": commands, "written": written}
+
+
+@cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us", skip=not _npu_off_host_die())
+async def npu_die_reset_mid_gemm(dut):
+    """The NPU's die is reset in the middle of a GEMM, briefly, then past a failed training
+    attempt: the host's call ends in the driver's error, never a result or a hang; the link
+    retrains by itself and a fresh GEMM on the same NPU is exact."""
+    bench = SplitBench(dut)
+    host_die = next(t.die for t in bench.top.package.tiles if t.kind == "host_bridge")
+    window = random.choice([w for w in bench.npus if w.node.die != host_die])
+    number = window.node.die
+    position = next(i for i, die in enumerate(bench.top.package.dies) if die.number == number)
+    link = bench.top.package.links[0]
+    assert number in (link.a.die, link.b.die), f"die {number} is not on link 0"
+    near = link.a.die if link.b.die == number else link.b.die
+    assert near == host_die, (near, host_die)
+    params = bench.top.tops[near].cut[0].params
+    npu = _NpuDieReset(bench, window, position, np.random.default_rng(random.getrandbits(32)))
+    await reset(dut)
+    await bench.trained()
+
+    async def far_clean(when, allow=frozenset()):
+        far = await bench.counters(number)
+        cocotb.log.info(f"{when}: die {number} counters: " + ", ".join(
+            f"{k}={v}" for k, v in far.items() if v and not k.endswith(("frames", "flits"))
+            and k != "cycles"))
+        _clean(far, number, allow=set(allow)
+               | {f"link0_{d}_{n}" for d in ("tx", "rx") for n in LINK_NOISE})
+
+    # 1. A GEMM on the far die's NPU: exact.
+    await npu.exact("before the resets")
+
+    # 2. A short reset: the die is back and the link retrained well within a command's
+    # timeout, so commands the near end held meanwhile reach the fresh tile and succeed:
+    # the driver finds statuses missing (``NpuError``), from the tile's ``issued`` count the
+    # host sees the tile restarted. Or a command the link was carrying when the die went
+    # down was lost with its adapter: it ends in ``TIMEOUT``.
+    got = await npu.interrupted(16 * random.randint(12, 125))
+    error, commands, written = got["error"], got["commands"], got["written"]
+    counters = await bench.counters(near)
+    if isinstance(error, TransactionError):
+        assert error.status_name == "TIMEOUT", error
+        assert counters["host_ni_timeouts"] == 1, counters
+    else:
+        assert isinstance(error, NpuError), f"the GEMM call ended with {error!r}"
+        assert counters["host_ni_timeouts"] == 0, counters
+        # The fresh tile took the commands written after the reset (and perhaps the one
+        # being written as it came), nothing from before.
+        issued = await npu.register("issued")
+        assert commands - written - 1 <= issued <= commands - written, (
+            issued, commands, written)
+    timeouts = counters["host_ni_timeouts"]
+    await bench.trained()
+    # 4. A fresh GEMM on the same tile is exact (no stale response was taken for its own).
+    await npu.exact("after a short reset")
+    # After a link reset the near end's bridge sends on what it held: flits of a packet
+    # whose head was lost with the adapters reach the fresh die headless and are dropped
+    # there (its bridge's ``malformed``); a response to a request of the tile before its
+    # reset is an unknown tag to its fresh interface (dropped, ``malformed``).
+    await far_clean("after a short reset", allow={
+        "link0_vc0_malformed", "link0_vc1_malformed", f"{window.name}_ni_malformed"})
+
+    # 2, 3. A long reset: the near end retrains the moment the far end's ``valid`` drops and
+    # its training fails (``TIMEOUT``) while the die is down; its bridge then discards what
+    # waits for the far die, so the first command after the reset ends in ``TIMEOUT``.
+    got = await npu.interrupted(16 * ((params.train_timeout + 8 * params.frame_cycles) // 16
+                                      + random.randint(0, 250)))
+    error = got["error"]
+    assert isinstance(error, TransactionError), f"the GEMM call ended with {error!r}"
+    assert error.status_name == "TIMEOUT", error
+    assert got["ended"] <= bench.top.tops[near].timeout + 4096, got
+    # 4. The link retrains by itself; a fresh GEMM (new operands and program area) is exact
+    # and the fresh tile's ``issued`` count is its commands alone: no command from before
+    # the reset reached it.
+    await bench.trained()
+    assert await npu.register("issued") == 0
+    await npu.exact("after a long reset")
+    result = await memory_test(bench.host, base=bench.memory.base, n_words=256,
+                               seed=random.getrandbits(32))
+    assert result["errors"] == 0, f"memory test after the resets: {result}"
+    counters = await bench.counters(near)
+    cocotb.log.info(f"die {near} counters: " + ", ".join(
+        f"{k}={v}" for k, v in counters.items()
+        if v and not k.endswith(("frames", "flits")) and k != "cycles"))
+    assert counters["link0_state"] == TrainingState.ACTIVE.value, counters
+    assert counters["link0_retrains"] >= 2 and counters["link0_link_resets"] >= 2, counters
+    assert counters["link0_training_errors"] >= 1, counters
+    # Exactly the failed commands timed out, and nothing came back late.
+    assert counters["host_ni_timeouts"] == timeouts + 1, counters
+    assert counters["host_ni_late"] + counters["host_ni_malformed"] == 0, counters
+    # Besides: the failed training, what the bridge discarded meanwhile, packets from the
+    # far die cut short as it went down (closed by a synthetic tail), link noise.
+    # ``memory_ti_malformed``: a write from the tile cut short by its reset (its missing
+    # beats not written, the response an error).
+    _clean(counters, near, allow={"host_ni_timeouts", "link0_training_errors",
+                                  "memory_ti_malformed"}
+           | {f"link0_vc{vc}_{n}" for vc in (0, 1) for n in ("discarded", "truncated")}
+           | {f"link0_{d}_{n}" for d in ("tx", "rx") for n in LINK_NOISE})
+    await far_clean("after a long reset")
