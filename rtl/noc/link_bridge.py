@@ -40,9 +40,12 @@ body or tail flit outside a       dropped (taken from the link, never sent), ``m
 packet
 head flit whose destination the   the whole packet dropped, ``unroutable`` + 1 (once per packet)
 route computer calls unroutable
-head flit inside an open packet   the open packet is closed with a *synthetic tail* (``tail``,
-(its tail never came)             zero data), ``truncated`` + 1; the head then starts its packet
-                                  as usual, so the wormhole it held in the router is freed
+head flit inside an open packet   the open packet ends with its last flit that came, marked as
+(its tail never came)             the tail (each flit waits in a :class:`~.tail_guard.TailGuard`
+                                  for the next one), ``truncated`` + 1; the head then starts its
+                                  packet as usual, so the wormhole it held in the router is freed
+                                  and the receiver sees a short packet (an error), never a
+                                  made-up flit it could take for data
 head flit inside a packet being   the dropped packet ends; ``malformed`` + 1; the head then
 dropped                           starts its packet
 ================================  ============================================================
@@ -63,10 +66,11 @@ Reset
     The bridge belongs to its die's reset. While ``peer_reset`` is high — the link or the die
     behind it is in reset (today a top drives it; once link training exists, the adapter's
     link-down status will) — the bridge hands nothing to the link, so its buffered flits
-    survive, and takes nothing from it. Every inbound packet left open is closed with a
-    synthetic tail (``truncated`` + 1) as soon as the router has a credit for it, so no
-    wormhole stays wedged; a packet being dropped ends. Flits of a packet whose head was lost
-    arrive later as body flits outside a packet and are dropped (``malformed``).
+    survive, and takes nothing from it. Every inbound packet left open ends with its last
+    flit that came, marked as the tail (``truncated`` + 1), as soon as the router has a
+    credit for it, so no wormhole stays wedged; a packet being dropped ends. Flits of a
+    packet whose head was lost arrive later as body flits outside a packet and are dropped
+    (``malformed``).
 """
 
 from dataclasses import dataclass, field
@@ -79,6 +83,7 @@ from ..credit import SaturatingCounter
 from ..link.frame import LinkParams
 from .allocator import RoundRobin
 from .flit import FlitFormat, LinkSignature
+from .tail_guard import TailGuard
 
 __all__ = ["LinkBridgeParams", "LinkBridge", "BridgeStatus", "link_flit_layout",
            "link_flit_width"]
@@ -161,7 +166,7 @@ def BridgeStatus(params: LinkBridgeParams) -> wiring.Signature:
         "flits_in",     # flits taken from the link (link → router), dropped ones included
         "malformed",    # flits dropped outside a packet, dropped packets cut by a head
         "unroutable",   # packets dropped because the route computer could not route them
-        "truncated",    # packets closed with a synthetic tail (head inside, peer reset)
+        "truncated",    # packets cut short, ended at their last flit (head inside, peer reset)
         "discarded",    # outbound flits thrown away while the link could not train
     )})
 
@@ -266,8 +271,16 @@ class LinkBridge(wiring.Component):
         m.d.comb += arbiter.advance.eq(1)
         requests, outgoing, routes = [], [], []
         for v in range(vcs):
-            src = self.from_link[v]
-            flit = layout(src.payload[:layout.size])
+            # Each flit waits in a TailGuard for the next one of its packet, so a packet the
+            # link cuts short ends with its last real flit as the tail (counted in
+            # `truncated`), never with a made-up flit a receiver would take for data.
+            guard = m.submodules[f"tail_guard_v{v}"] = TailGuard(layout)
+            m.d.comb += [guard.i.valid.eq(self.from_link[v].valid),
+                         guard.i.payload.eq(self.from_link[v].payload[:layout.size]),
+                         self.from_link[v].ready.eq(guard.i.ready),
+                         guard.cut.eq(self.peer_reset)]
+            src = guard.o
+            flit = src.payload
             computer = m.submodules[f"route_v{v}"] = self.route_computer()
             if len(computer.port) > route_width:
                 raise ValueError(f"The route computer's port has {len(computer.port)} bits, "
@@ -276,14 +289,12 @@ class LinkBridge(wiring.Component):
 
             state = Signal(range(3), name=f"in_v{v}_state")    # 0 idle, 1 forward, 2 drop
             idle, forward, dropping = state == 0, state == 1, state == 2
-            close = Signal(name=f"in_v{v}_close")              # a synthetic tail is owed
             credits = Signal(range(depth + 1), init=depth, name=f"in_v{v}_credits")
             held_route = Signal(route_width, name=f"in_v{v}_route")
-            valid = Signal(name=f"in_v{v}_valid")
-            m.d.comb += valid.eq(src.valid & ~self.peer_reset)
+            # The guard takes nothing from the link during a peer reset; what it still lets
+            # out then (a cut packet's tail, a whole packet's) is good and goes on.
+            valid = src.valid
 
-            head_in_open = valid & forward & flit.head
-            need_close = Signal(name=f"in_v{v}_need_close")
             start = Signal(name=f"in_v{v}_start")       # a routable head from idle
             send_flit = Signal(name=f"in_v{v}_send_flit")
             orphan = Signal(name=f"in_v{v}_orphan")      # body/tail outside a packet
@@ -292,7 +303,6 @@ class LinkBridge(wiring.Component):
             cut_drop = Signal(name=f"in_v{v}_cut_drop")  # head ends a dropped packet
             credit_ok = (credits != 0) | self.noc_out.credit[v]
             m.d.comb += [
-                need_close.eq(close | head_in_open),
                 start.eq(valid & idle & flit.head & computer.routable),
                 send_flit.eq((valid & forward & ~flit.head) | start),
                 orphan.eq(valid & idle & ~flit.head),
@@ -300,11 +310,10 @@ class LinkBridge(wiring.Component):
                 drop_body.eq(valid & dropping & ~flit.head),
                 cut_drop.eq(valid & dropping & flit.head),
             ]
-            request = credit_ok & (need_close | send_flit)
+            request = credit_ok & send_flit
             requests.append(request)
             grant = arbiter.grant[v]
-            sent_close = grant & need_close
-            sent_flit = grant & ~need_close
+            sent_flit = grant
             m.d.comb += src.ready.eq(sent_flit | orphan | bad_dest | drop_body)
 
             # What VC v would put on the router link if granted.
@@ -312,10 +321,10 @@ class LinkBridge(wiring.Component):
             route = Signal(route_width, name=f"in_v{v}_out_route")
             m.d.comb += [
                 candidate.vc.eq(v),
-                candidate.head.eq(~need_close & flit.head),
-                candidate.tail.eq(need_close | flit.tail),
-                candidate.data.eq(Mux(need_close, 0, flit.data)),
-                route.eq(Mux(start & ~need_close, computer.port, held_route)),
+                candidate.head.eq(flit.head),
+                candidate.tail.eq(flit.tail),
+                candidate.data.eq(flit.data),
+                route.eq(Mux(start, computer.port, held_route)),
             ]
             outgoing.append(candidate)
             routes.append(route)
@@ -323,25 +332,21 @@ class LinkBridge(wiring.Component):
             m.d.sync += credits.eq(credits - (grant & request) + self.noc_out.credit[v])
             with m.If(sent_flit & start):
                 m.d.sync += held_route.eq(computer.port)
-            # Framing state. A head that must first close a packet is not taken this cycle.
-            with m.If(sent_close):
-                m.d.sync += [state.eq(0), close.eq(0)]
-            with m.Elif(sent_flit):
+            # Framing state. (A head never comes inside an open packet: the guard has closed
+            # the packet with its last flit first.)
+            with m.If(sent_flit):
                 m.d.sync += state.eq(Mux(flit.tail, 0, 1))
             with m.Elif(bad_dest & ~flit.tail):
                 m.d.sync += state.eq(2)
             with m.Elif((drop_body & flit.tail) | cut_drop):
                 m.d.sync += state.eq(0)
-            with m.If(self.peer_reset):
-                with m.If(forward & ~close):
-                    m.d.sync += close.eq(1)
-                with m.If(dropping):
-                    m.d.sync += state.eq(0)
+            with m.If(self.peer_reset & dropping):
+                m.d.sync += state.eq(0)
 
-            count("flits_in", v, src.valid & src.ready)
+            count("flits_in", v, self.from_link[v].valid & self.from_link[v].ready)
             count("malformed", v, orphan | cut_drop)
             count("unroutable", v, bad_dest)
-            count("truncated", v, sent_close)
+            count("truncated", v, guard.truncated)
         m.d.comb += arbiter.requests.eq(Cat(requests))
 
         chosen = Signal(fmt.layout)

@@ -6,10 +6,15 @@ Flit mapping: a NoC flit ``{head, tail, vc, data}`` travels on link VC ``vc`` as
 
 - body/tail outside a packet: dropped, ``malformed`` + 1;
 - head whose destination is unroutable: the packet dropped, ``unroutable`` + 1;
-- head inside an open packet: the open packet gets a synthetic tail (zero data),
-  ``truncated`` + 1, then the head starts its packet;
+- head inside an open packet: the open packet's last flit that came (held back until the
+  next flit came) goes out marked as the tail, ``truncated`` + 1, then the head starts its
+  packet;
 - head inside a packet being dropped: the drop ends, ``malformed`` + 1, the head starts;
-- peer reset: an open packet gets a synthetic tail (``truncated`` + 1), a drop ends.
+- peer reset: the open packet's held flit goes out as its tail (``truncated`` + 1), a drop
+  ends.
+
+The held flit (the RTL's ``TailGuard``) is the newest flit of a packet, kept until the flit
+after it arrives, so the router sees a flit only when the next one (or a cut) is known.
 
 Every flit sent to the router carries the route of its packet's head.
 """
@@ -45,6 +50,7 @@ class BridgeModel:
     route: object
     state: list = field(default_factory=list)
     held: list = field(default_factory=list)
+    waiting: list = field(default_factory=list)
     out: list = field(default_factory=list)
     counters: dict = field(default_factory=dict)
 
@@ -52,20 +58,28 @@ class BridgeModel:
         vcs = self.fmt.vcs
         self.state = [IDLE] * vcs
         self.held = [0] * vcs
+        self.waiting = [None] * vcs
         self.out = [[] for _ in range(vcs)]
         self.counters = {name: [0] * vcs for name in ("malformed", "unroutable", "truncated")}
 
-    def _close(self, vc):
-        self.out[vc].append((self.fmt.encode(Flit(head=False, tail=True, vc=vc, data=0)),
-                             self.held[vc]))
-        self.counters["truncated"][vc] += 1
-        self.state[vc] = IDLE
-
     def receive(self, vc: int, link_flit: int) -> None:
+        """A flit from the link: it waits for the next one if it belongs to a packet."""
         flit = self.fmt.decode(from_link(self.fmt, vc, link_flit))
-        if flit.head and self.state[vc] == FORWARD:
-            self._close(vc)
-        elif flit.head and self.state[vc] == DROP:
+        waiting = self.waiting[vc]
+        self.waiting[vc] = None
+        if waiting is not None:
+            if flit.head:   # the packet was cut: its last flit that came ends it
+                self._frame(vc, Flit(head=waiting.head, tail=True, vc=vc, data=waiting.data))
+                self.counters["truncated"][vc] += 1
+            else:
+                self._frame(vc, waiting)
+        if not flit.tail and (flit.head or waiting is not None):
+            self.waiting[vc] = flit
+        else:
+            self._frame(vc, flit)
+
+    def _frame(self, vc: int, flit: Flit) -> None:
+        if flit.head and self.state[vc] == DROP:
             self.counters["malformed"][vc] += 1
             self.state[vc] = IDLE
         value = self.fmt.encode(flit)
@@ -90,7 +104,10 @@ class BridgeModel:
 
     def peer_reset(self) -> None:
         for vc in range(self.fmt.vcs):
-            if self.state[vc] == FORWARD:
-                self._close(vc)
-            elif self.state[vc] == DROP:
+            waiting = self.waiting[vc]
+            self.waiting[vc] = None
+            if waiting is not None:
+                self._frame(vc, Flit(head=waiting.head, tail=True, vc=vc, data=waiting.data))
+                self.counters["truncated"][vc] += 1
+            if self.state[vc] == DROP:
                 self.state[vc] = IDLE

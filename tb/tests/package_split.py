@@ -591,7 +591,7 @@ async def npu_die_reset_mid_gemm(dut):
     assert counters["host_ni_timeouts"] == timeouts + 1, counters
     assert counters["host_ni_late"] + counters["host_ni_malformed"] == 0, counters
     # Besides: the failed training, what the bridge discarded meanwhile, packets from the
-    # far die cut short as it went down (closed by a synthetic tail), link noise.
+    # far die cut short as it went down (ended at their last flit), link noise.
     # ``memory_ti_malformed``: a write from the tile cut short by its reset (its missing
     # beats not written, the response an error).
     _clean(counters, near, allow={"host_ni_timeouts", "link0_training_errors",
