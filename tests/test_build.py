@@ -253,3 +253,16 @@ def test_timing_allow_fail_reports_the_failed_constraint(tmp_path):
     assert report["fmax_mhz"][clock] < 400
     assert "--timing-allow-fail" in report["options"]["nextpnr"]
     assert "FAILED" in format_summary(report)
+
+
+def test_package_fmax_sets_the_one_clock_constraint():
+    """``chipknit.bench.package_fmax`` rewrites the board clock's FREQUENCY line only, and
+    refuses an LPF with none or several."""
+    from chipknit.bench.package_fmax import constrain
+    lpf = ('LOCATE COMP "clk25_0__io" SITE "G2";\n'
+           'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;\nBLOCK ASYNCPATHS;\n')
+    assert constrain(lpf, 100) == lpf.replace("25000000.0", "100000000.0")
+    assert constrain(lpf, 62.5).count("62500000.0 HZ;") == 1
+    for bad in ("BLOCK ASYNCPATHS;\n", lpf + lpf):
+        with pytest.raises(ValueError, match="one FREQUENCY PORT"):
+            constrain(bad, 100)

@@ -1,0 +1,99 @@
+"""Fmax of the default package against a tight clock constraint, on the board's netlist.
+
+``chipknit build`` places the package at the ULX3S's 25 MHz board clock, which leaves nextpnr
+no reason to work for speed beyond it. This synthesises the same board top (no PLL: the
+netlist of the default build), rewrites the LPF's clock constraint to ``--mhz`` (default
+100, the target of design §3) and runs nextpnr with its default placer and router and
+``--timing-allow-fail``, then prints the Fmax after placement and after routing, the
+seconds each tool took and the critical path's end points, as JSON::
+
+    python -m chipknit.bench.package_fmax build/pkg-fmax --seed 1
+
+The critical path's full report is in ``pnr.log`` in the folder.
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["constrain", "measure"]
+
+_FREQUENCY = re.compile(r"^(FREQUENCY PORT \S+) [0-9.]+ HZ;$", re.MULTILINE)
+_FMAX = re.compile(r"Max frequency for clock '\$glbnet\$cd_sync\.clk': ([0-9.]+) MHz")
+
+
+def constrain(lpf: str, mhz: float) -> str:
+    """``lpf`` with its (single) clock port constraint set to ``mhz``."""
+    text, count = _FREQUENCY.subn(rf"\1 {mhz * 1e6:.1f} HZ;", lpf)
+    if count != 1:
+        raise ValueError(f"Expected one FREQUENCY PORT constraint in the LPF, found {count}")
+    return text
+
+
+def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "default") -> dict:
+    """Synthesise ``package``'s ULX3S board top into ``build_dir``, place and route it at
+    ``mhz`` and return the figures (see the module documentation)."""
+    from amaranth._toolchain import tool_env_var
+
+    from chipknit.platforms.boards import get_board
+    from chipknit.platforms.package_board import package_top
+    from chipknit.platforms.toolchain import toolchain_env
+    from chipknit.platforms.top import BoardTop
+
+    out = Path(build_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    board = get_board("ulx3s")
+    design = package_top(package, clock_mhz=None, ber=0.0, die=None)(board)
+    plan = board.make_platform().prepare(
+        BoardTop(board, design), "top", verbose=True,
+        script_after_synth="tee -q -o top.stat.json stat -json")
+    plan.extract(out)
+    env = toolchain_env()
+    yosys = json.loads(plan.files[f"{plan.script}.json"])["commands"][0]
+    figures = {"package": package, "seed": seed, "constraint_mhz": mhz}
+    start = time.monotonic()
+    with open(out / "synth.log", "w") as log:
+        subprocess.run([env.get(tool_env_var(yosys[0])) or yosys[0], *yosys[1:]], cwd=out,
+                       env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+    figures["synth_seconds"] = round(time.monotonic() - start, 1)
+    (out / "top.lpf").write_text(constrain((out / "top.lpf").read_text(), mhz))
+    nextpnr = env.get(tool_env_var("nextpnr-ecp5")) or "nextpnr-ecp5"
+    start = time.monotonic()
+    with open(out / "pnr.log", "w") as log:
+        subprocess.run([nextpnr, "--seed", str(seed), "--timing-allow-fail", "--85k",
+                        "--package", "CABGA381", "--speed", "6", "--json", "top.json",
+                        "--lpf", "top.lpf", "--report", "report.json"], cwd=out, env=env,
+                       check=True, stdout=log, stderr=subprocess.STDOUT)
+    figures["pnr_seconds"] = round(time.monotonic() - start, 1)
+    found = _FMAX.findall((out / "pnr.log").read_text())
+    if len(found) < 2:
+        raise RuntimeError(f"nextpnr reported no Fmax after routing: see {out / 'pnr.log'}")
+    figures["fmax_placed_mhz"], figures["fmax_mhz"] = float(found[0]), float(found[-1])
+    report = json.loads((out / "report.json").read_text())
+    paths = [p for p in report.get("critical_paths", [])
+             if p.get("from") == p.get("to") and "cd_sync" in str(p.get("from"))]
+    if paths and paths[0].get("path"):
+        path = paths[0]["path"]
+        figures["critical_path"] = {"from": path[0].get("from", {}).get("cell"),
+                                    "to": path[-1].get("to", {}).get("cell")}
+    return figures
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("build_dir")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mhz", type=float, default=100.0)
+    parser.add_argument("--package", default="default")
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.build_dir, seed=args.seed, mhz=args.mhz,
+                             package=args.package), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
