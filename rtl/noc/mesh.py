@@ -6,6 +6,16 @@ idle, their credits never returned), and XY routing never uses them for a routab
 destination, except the edge ports of the geometry's gateways
 (``geometry.edge_ports``), which the mesh exposes as ``edge_in``/``edge_out`` for the
 links to other dies.
+
+With ``credit_registers`` each credit returned between two routers of the mesh goes through
+a register: the credit loop takes 4 cycles instead of 3, so a VC still sends one flit a
+cycle at ``depth >= 4``, and the flit path (2 cycles per hop) is unchanged. The sending
+router's allocation then no longer starts from a wire that comes from its neighbour's
+``pop`` registers, wherever the placer put them (a large design: docs/package.md).
+With ``flit_registers`` each flit between two routers goes through a register too: 3 cycles
+per hop, and the receiving router's allocation no longer starts from its neighbour's output
+register. With both the credit loop takes 5 cycles: one flit a cycle per VC needs
+``depth >= 5``.
 """
 
 from dataclasses import dataclass, field
@@ -79,13 +89,17 @@ class Mesh(wiring.Component):
     credit_registers : bool
         A register on every credit returned between two routers of the mesh (module
         documentation). The edge ports' credits are the die link's business.
+    flit_registers : bool
+        A register on every flit between two routers of the mesh (3 cycles per hop).
     """
 
-    def __init__(self, params: MeshParams, *, credit_registers: bool = False):
+    def __init__(self, params: MeshParams, *, credit_registers: bool = False,
+                 flit_registers: bool = False):
         if not isinstance(params, MeshParams):
             raise TypeError(f"Expected MeshParams, not {params!r}")
         self.params = params
         self.credit_registers = bool(credit_registers)
+        self.flit_registers = bool(flit_registers)
         geometry, fmt = params.geometry, params.flit
         shape = (params.nodes, geometry.local_ports, fmt.vcs)
         members = {
@@ -132,10 +146,8 @@ class Mesh(wiring.Component):
                     continue
                 sender, receiver = router.link_out[direction], neighbour.link_in[
                     direction.opposite]
-                if not self.credit_registers:
-                    wiring.connect(m, sender, receiver)
-                    continue
-                m.d.comb += [receiver.valid.eq(sender.valid),
-                             receiver.payload.eq(sender.payload)]
-                m.d.sync += sender.credit.eq(receiver.credit)
+                flits = m.d.sync if self.flit_registers else m.d.comb
+                credits = m.d.sync if self.credit_registers else m.d.comb
+                flits += [receiver.valid.eq(sender.valid), receiver.payload.eq(sender.payload)]
+                credits += sender.credit.eq(receiver.credit)
         return m
