@@ -30,7 +30,8 @@ class ModelPackageHost:
     ``free``, ``issued``), nothing else. ``stall`` NPUs never answer; ``flip`` corrupts one
     result byte read back from memory above that beat."""
 
-    def __init__(self, top: PackageTop, *, stall=(), flip_above=None, queue=4):
+    def __init__(self, top: PackageTop, *, stall=(), flip_above=None, queue=4,
+                 restart_after=None):
         self.memory_entry = top.region("memory")
         self.memory = RemoteMemory(4)
         self.queue = queue
@@ -42,6 +43,8 @@ class ModelPackageHost:
                     "statuses": deque(), "pending": deque(), "low": 0, "issued": 0,
                     "stall": entry.name in stall}
         self.flip_above = flip_above
+        self.restart_after = restart_after   # commands, then every NPU restarts (a reset)
+        self.written = 0
         self.reads = 0
 
     def _npu(self, addr):
@@ -65,6 +68,12 @@ class ModelPackageHost:
         assert len(npu["pending"]) < self.queue, "written past free"
         npu["pending"].append(words[0] | words[1] << 32)
         npu["issued"] += 1
+        self.written += 1
+        if self.written == self.restart_after:   # reset: queue, statuses and count gone
+            npu["pending"].clear()
+            npu["statuses"].clear()
+            npu["issued"] = 0
+            npu["stall"] = True
         self._run(npu)
 
     async def read(self, addr, n_words):
@@ -130,3 +139,22 @@ def test_a_tile_that_never_answers_is_an_error_not_a_hang(top):
     client = NpuClient(host, "npu0", window.base, top.region("memory").base, max_polls=5)
     with pytest.raises(NpuError, match="npu0: 0 statuses for"):
         asyncio.run(client.run(program))
+
+
+def test_a_tile_restarted_under_a_program_is_found_at_once(top):
+    """The tile's die is reset after some of the program's commands: its ``issued`` count
+    falls, and the driver says so at the first poll that finds no status, not after
+    ``max_polls``."""
+    window = top.region("npu0")
+    gen = np.random.default_rng(2)
+    a, w = gen.integers(-128, 128, (3, 5)), gen.integers(-128, 128, (5, 2))
+    program = compile_gemm(a, w, random_quantisation(gen, 2), npu_limits(top, "npu0"),
+                           memory_base=1024)
+    host = ModelPackageHost(top, queue=len(program.commands), restart_after=3)
+    client = NpuClient(host, "npu0", window.base, top.region("memory").base, max_polls=1000)
+    after = len(program.commands) - 3      # written to the fresh tile
+    with pytest.raises(NpuError, match=rf"npu0: the tile restarted under the program "
+                                       rf"\({after} commands issued since its reset, "
+                                       rf"{len(program.commands)} expected\)"):
+        asyncio.run(client.execute(program))
+    assert host.reads < 20, f"{host.reads} reads before the restart was noticed"

@@ -61,7 +61,9 @@ class NpuClient:
     the memory tile at ``memory_base`` (byte addresses of the package's map).
 
     ``pause`` is awaited between status polls that found nothing (``None``: poll again at
-    once). ``max_polls`` bounds the wait, so a dead tile is an error, not a hang.
+    once). ``max_polls`` bounds the wait, so a dead tile is an error, not a hang. A tile that
+    restarted under a program (its die was reset) is found at the first poll that finds no
+    status: its ``issued`` count is below what this program brought it to.
     """
     host: object
     name: str
@@ -110,12 +112,23 @@ class NpuClient:
                                   [word & 0xFFFF_FFFF, word >> 32])
             free -= 1
 
-    async def finish(self, program, statuses: list, first: int = 0) -> None:
-        """Collect statuses until the program's are all in, then check them."""
+    async def finish(self, program, statuses: list, first: int = 0,
+                     issued: int | None = None) -> None:
+        """Collect statuses until the program's are all in, then check them. With
+        ``issued`` (the tile's count once every command was written), a poll that finds no
+        new status also reads the count: lower means the tile restarted and lost them."""
         for _ in range(self.max_polls):
+            before = len(statuses)
             await self.collect(statuses)
             if len(statuses) - first >= len(program.commands):
                 break
+            if issued is not None and len(statuses) == before:
+                now = await self._read("issued")
+                if now < issued:
+                    raise NpuError(
+                        f"{self.name}: the tile restarted under the program ({now} commands "
+                        f"issued since its reset, {issued} expected): {len(program.commands)} "
+                        f"commands, {len(statuses) - first} statuses came")
             if self.pause is not None:
                 await self.pause()
         mine = statuses[first:]
@@ -132,8 +145,9 @@ class NpuClient:
         """Issue the commands and wait for every status; check them."""
         statuses = [] if statuses is None else statuses
         first = len(statuses)
+        issued = await self._read("issued") + len(program.commands)
         await self.issue(program, statuses)
-        await self.finish(program, statuses, first)
+        await self.finish(program, statuses, first, issued)
 
     async def read_result(self, program) -> np.ndarray:
         lim = program.limits
