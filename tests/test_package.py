@@ -421,6 +421,22 @@ def test_package_top_registers_every_die_link_port_and_mesh_credit():
         [], {"die0": False, "die1": False})
 
 
+def test_package_top_slices_each_npu_dma_stream():
+    """With ``port_slices`` each of an NPU DMA's three streams (request, write data,
+    response) goes through a :class:`RegisterSlice` to its interface; none without."""
+    from amaranth.hdl import Fragment
+
+    def slices(top):
+        return sorted(n for _f, n, *_r in Fragment.get(top, None).subfragments
+                      if "_dma_" in n and n.endswith("_slice"))
+
+    package = Package.named("default")
+    assert slices(PackageTop(package)) == sorted(
+        f"{npu}_dma_{what}_slice" for npu in ("npu0", "npu1")
+        for what in ("request", "wdata", "response"))
+    assert slices(PackageTop(package, port_slices=False)) == []
+
+
 def test_mesh_credit_registers_delay_credits_by_one_cycle():
     """With ``credit_registers``, a credit router (1, 0) returns for a flit from router
     (0, 0) reaches (0, 0) one cycle after it leaves; without, in the same cycle."""

@@ -298,7 +298,8 @@ class PackageTop(wiring.Component):
         A :class:`~chipknit.rtl.register_slice.RegisterSlice` each way between every
         network interface and its router port, and a
         :class:`~chipknit.rtl.noc.package_network.LinkRegister` each way at every gateway
-        router's die-link port, and a register on every flit and credit between two routers
+        router's die-link port, one on each stream between an NPU's DMA and its interface,
+        and a register on every flit and credit between two routers
         of a die (default): the handshakes between a tile or a link end and its router, and
         between neighbouring routers, which the placer may put far apart, are then one route
         long each, at one cycle more each way (a hop inside a die takes 3 cycles, and one
@@ -622,7 +623,20 @@ class PackageTop(wiring.Component):
             elif tile.kind == "npu":
                 npu = m.submodules[tile.name] = NpuTile(params)
                 wiring.connect(m, target(tile, tile.ports[0]).target, npu.control)
-                wiring.connect(m, npu.dma, initiator(tile, tile.ports[1]).bus)
+                bus = initiator(tile, tile.ports[1]).bus
+                if not self.port_slices:
+                    wiring.connect(m, npu.dma, bus)
+                else:
+                    # The DMA's request fields fed the interface's address decode (a sum and
+                    # compares) straight from the DMA's registers, placed far from it: with
+                    # the hops registered, the default package's critical path at 100 MHz.
+                    # A slice on each stream (requests stay many in flight: no rate lost).
+                    for what, source, sink in (("request", npu.dma, bus), ("wdata", npu.dma, bus),
+                                               ("response", bus, npu.dma)):
+                        stage = m.submodules[f"{tile.name}_dma_{what}_slice"] = RegisterSlice(
+                            getattr(source, what).payload.shape())
+                        wiring.connect(m, getattr(source, what), stage.i)
+                        wiring.connect(m, stage.o, getattr(sink, what))
                 for what in ("window_errors", "discarded"):
                     sources[("tile", tile.name, what)] = getattr(npu, what)
             elif tile.kind == "counters":
