@@ -16,16 +16,17 @@ be built with the same lanes (both boards use the same pin map).
 
 The bridge sees ``peer_reset`` while the adapter is held in reset (a restart, or a link
 reset when either end's adapter is fresh) and from a failed training attempt until the
-link is next ``ACTIVE``: it closes a packet it was delivering to the router with a synthetic
-tail, so no inbound wormhole stays wedged (``truncated``), and takes nothing from the link.
+link is next ``ACTIVE``: it ends a packet it was delivering to the router at its last flit
+that came, marked as the tail, so no inbound wormhole stays wedged (``truncated``), and
+takes nothing from the link.
 A retrain that keeps the adapters does neither: outbound flits wait in the bridge (and
 behind it in the router) and the adapters' replay carries on once the link is back. Once a
 training attempt has failed (``ERROR``: the far chip is off, or too many lanes are dead),
 and until the link is next ``ACTIVE``, the bridge also discards outbound packets whole
 (counted per VC in ``discarded``), so traffic toward a die that is not there cannot back
 up into this die's network. A packet the link was carrying when it failed loses the rest
-of its flits at the sender and is closed by a synthetic tail at the receiver (both ends'
-training fails: the receiving end stops seeing data). The flits adapter resets lose are
+of its flits at the sender and is ended at its last flit by the receiver's bridge (both
+ends' training fails: the receiving end stops seeing data). The flits adapter resets lose are
 bounded by ``lost_flits``; requests whose responses are lost, discarded or held too long
 end at their initiator's timeout.
 """
