@@ -222,16 +222,13 @@ class LinkReceiver(wiring.Component):
         in_sequence = Signal()
         duplicate = Signal()
         is_data = Signal()
-        if p.late_check:
-            # The CRC compare goes into a register, and the frame end acts on it a cycle
-            # after the CRC beat: the compare is then the only logic after the lanes, and
-            # what the decision drives (the buffers' pointers, the NAK, the counters) starts
-            # at flip-flops. Everything else it reads still holds this frame's values then.
-            m.d.sync += [frame_end.eq(take & at["at_crc"]),
-                         crc_ok.eq(beat[:CRC.crc_width] == checker.crc)]
-        else:
-            m.d.comb += [frame_end.eq(take & at["at_crc"]),
-                         crc_ok.eq(beat[:CRC.crc_width] == checker.crc)]
+        # With `late_check` the CRC compare goes into a register, and the frame end acts on it
+        # a cycle after the CRC beat: the compare is then the only logic after the lanes, and
+        # what the decision drives (the buffers' pointers, the NAK, the counters) starts at
+        # flip-flops. Everything else it reads still holds this frame's values then.
+        decide = m.d.sync if p.late_check else m.d.comb
+        decide += [frame_end.eq(take & at["at_crc"]),
+                   crc_ok.eq(beat[:CRC.crc_width] == checker.crc)]
         m.d.comb += [
             sane.eq(vc_valid & count_valid & kind_valid & ~overrun),
             is_data.eq(trailer.count != 0),
