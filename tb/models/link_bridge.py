@@ -69,14 +69,18 @@ class BridgeModel:
         self.waiting[vc] = None
         if waiting is not None:
             if flit.head:   # the packet was cut: its last flit that came ends it
-                self._frame(vc, Flit(head=waiting.head, tail=True, vc=vc, data=waiting.data))
-                self.counters["truncated"][vc] += 1
+                self._cut(vc, waiting)
             else:
                 self._frame(vc, waiting)
         if not flit.tail and (flit.head or waiting is not None):
             self.waiting[vc] = flit
         else:
             self._frame(vc, flit)
+
+    def _cut(self, vc: int, waiting: Flit) -> None:
+        """A cut packet's held flit goes on as its tail."""
+        self._frame(vc, Flit(head=waiting.head, tail=True, vc=vc, data=waiting.data))
+        self.counters["truncated"][vc] += 1
 
     def _frame(self, vc: int, flit: Flit) -> None:
         if flit.head and self.state[vc] == DROP:
@@ -107,7 +111,6 @@ class BridgeModel:
             waiting = self.waiting[vc]
             self.waiting[vc] = None
             if waiting is not None:
-                self._frame(vc, Flit(head=waiting.head, tail=True, vc=vc, data=waiting.data))
-                self.counters["truncated"][vc] += 1
+                self._cut(vc, waiting)
             if self.state[vc] == DROP:
                 self.state[vc] = IDLE
