@@ -296,15 +296,14 @@ class PackageTop(wiring.Component):
         ``index`` (default :func:`~.link_end.package_link_end` ``()``).
     port_slices : bool
         A :class:`~chipknit.rtl.register_slice.RegisterSlice` each way between every
-        network interface and its router port, and a
-        :class:`~chipknit.rtl.noc.package_network.LinkRegister` each way at every gateway
-        router's die-link port, one on each stream between an NPU's DMA and its interface,
-        and a register on every flit and credit between two routers
-        of a die (default): the handshakes between a tile or a link end and its router, and
-        between neighbouring routers, which the placer may put far apart, are then one route
-        long each, at one cycle more each way (a hop inside a die takes 3 cycles, and one
-        flit a cycle per VC needs the package's NoC ``depth`` >= 5; the shipped packages
-        have 8). ``False`` connects them directly.
+        network interface and its router port and on each stream between an NPU's DMA and
+        its interface, a :class:`~chipknit.rtl.noc.package_network.LinkRegister` each way
+        at every gateway router's die-link port, and a register on every flit and credit
+        between two routers of a die (default). The handshakes that the placer may stretch
+        across the FPGA (a tile or a link end and its router, neighbouring routers) are then
+        one route long each, at one cycle more each way: a hop inside a die takes 3 cycles,
+        and one flit a cycle per VC needs the package's NoC ``depth`` >= 5 (the shipped
+        packages have 8). ``False`` connects them directly.
 
     Members
     -------
@@ -569,24 +568,23 @@ class PackageTop(wiring.Component):
             return (getattr(network, f"die{tile.die}_inject")[node][local],
                     getattr(network, f"die{tile.die}_eject")[node][local])
 
+        def stream(name, source, sink):
+            """``source`` -> ``sink``, through a RegisterSlice ``name`` with port_slices."""
+            if not self.port_slices:
+                wiring.connect(m, source, sink)
+                return
+            stage = m.submodules[name] = RegisterSlice(source.payload.shape())
+            wiring.connect(m, source, stage.i)
+            wiring.connect(m, stage.o, sink)
+
         def attach(interface, name, tile, local):
+            # Both handshakes through registers: no path from the interface's packet logic
+            # through the router's buffer state and back (the default package's critical
+            # path at ede8b41 ran NI -> router -> NI).
             inject, eject = port(tile, local)
             for vc in range(package.flit.vcs):
-                if not self.port_slices:
-                    wiring.connect(m, interface.inject[vc], inject[vc])
-                    wiring.connect(m, eject[vc], interface.eject[vc])
-                    continue
-                # Both handshakes through registers: no path from the interface's packet
-                # logic through the router's buffer state and back (the default package's
-                # critical path at ede8b41 ran NI -> router -> NI).
-                up = m.submodules[f"{name}_inject{vc}_slice"] = RegisterSlice(
-                    package.flit.layout)
-                down = m.submodules[f"{name}_eject{vc}_slice"] = RegisterSlice(
-                    package.flit.layout)
-                wiring.connect(m, interface.inject[vc], up.i)
-                wiring.connect(m, up.o, inject[vc])
-                wiring.connect(m, eject[vc], down.i)
-                wiring.connect(m, down.o, interface.eject[vc])
+                stream(f"{name}_inject{vc}_slice", interface.inject[vc], inject[vc])
+                stream(f"{name}_eject{vc}_slice", eject[vc], interface.eject[vc])
 
         def initiator(tile, local):
             ni = m.submodules[f"{tile.name}_ni"] = InitiatorInterface(InitiatorParams(
@@ -624,19 +622,14 @@ class PackageTop(wiring.Component):
                 npu = m.submodules[tile.name] = NpuTile(params)
                 wiring.connect(m, target(tile, tile.ports[0]).target, npu.control)
                 bus = initiator(tile, tile.ports[1]).bus
-                if not self.port_slices:
-                    wiring.connect(m, npu.dma, bus)
-                else:
-                    # The DMA's request fields fed the interface's address decode (a sum and
-                    # compares) straight from the DMA's registers, placed far from it: with
-                    # the hops registered, the default package's critical path at 100 MHz.
-                    # A slice on each stream (requests stay many in flight: no rate lost).
-                    for what, source, sink in (("request", npu.dma, bus), ("wdata", npu.dma, bus),
-                                               ("response", bus, npu.dma)):
-                        stage = m.submodules[f"{tile.name}_dma_{what}_slice"] = RegisterSlice(
-                            getattr(source, what).payload.shape())
-                        wiring.connect(m, getattr(source, what), stage.i)
-                        wiring.connect(m, stage.o, getattr(sink, what))
+                # The DMA's request fields fed the interface's address decode (a sum and
+                # compares) straight from the DMA's registers, placed far from it: with the
+                # hops registered, the default package's critical path at 100 MHz. A slice
+                # on each stream (requests stay many in flight: no rate lost).
+                for what, source, sink in (("request", npu.dma, bus), ("wdata", npu.dma, bus),
+                                           ("response", bus, npu.dma)):
+                    stream(f"{tile.name}_dma_{what}_slice", getattr(source, what),
+                           getattr(sink, what))
                 for what in ("window_errors", "discarded"):
                     sources[("tile", tile.name, what)] = getattr(npu, what)
             elif tile.kind == "counters":
