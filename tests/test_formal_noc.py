@@ -4,6 +4,8 @@ switch allocator by k-induction (a matching, grants only to requesters, bounded 
 a whole small router's credit counters bounded from reset, and must-fail mutants of the
 real code, one per property, so that no property is one that cannot fail."""
 
+from dataclasses import replace
+
 import pytest
 
 from chipknit.rtl.noc import allocator, router
@@ -38,8 +40,9 @@ SMALL_ROUTER = RouterParams(flit=SMALL_FLIT, geometry=MeshGeometry(2, 1), x=0, y
                             counter_width=2)
 
 
-def small_router(router_class=router.Router):
-    return RouterCreditProperties(SMALL_ROUTER, router_class=router_class)
+def small_router(router_class=router.Router, wire_requests=True):
+    return RouterCreditProperties(replace(SMALL_ROUTER, wire_requests=wire_requests),
+                                  router_class=router_class)
 
 
 PROOFS = [
@@ -58,6 +61,10 @@ PROOFS = [
 ROUTER_BMC = FormalCheck("noc_router_credits", small_router, mode="bmc", depth=7,
                          engine=YICES, description="credits + in flight + downstream = depth "
                                                    "per output VC; input buffers = credits out")
+# The package's routers: a flit asks from the input's registers only.
+REGISTERED_ROUTER_BMC = replace(
+    ROUTER_BMC, name="noc_router_credits_registered_requests",
+    design=lambda: small_router(wire_requests=False))
 
 
 def test_router_connections_are_the_routers():
@@ -75,10 +82,12 @@ def test_proof(formal):
     assert "successful proof by k-induction" in result.log.read_text()
 
 
-def test_router_credits_bounded():
-    result = check(ROUTER_BMC)
+@pytest.mark.parametrize("formal", [ROUTER_BMC, REGISTERED_ROUTER_BMC],
+                         ids=["wire-requests", "registered-requests"])
+def test_router_credits_bounded(formal):
+    result = check(formal)
     assert result.passed, result.summary() + "\n" + result.log.read_text()[-2000:]
-    assert f"Checking assertions in step {ROUTER_BMC.depth - 1}" in result.log.read_text()
+    assert f"Checking assertions in step {formal.depth - 1}" in result.log.read_text()
 
 
 def test_service_bound_is_tight():

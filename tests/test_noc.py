@@ -35,7 +35,8 @@ MESH = get_testbench("noc_mesh")
     ("verilator", {}),
     ("icarus", {"x": 0, "y": 2, "depth": 3, "data_width": 16}),
     ("icarus", {"columns": 2, "rows": 2, "x": 1, "y": 0, "local_ports": 2, "vcs": 3}),
-], ids=["icarus", "verilator", "corner-d3-w16", "2local-3vc"])
+    ("verilator", {"wire_requests": False}),
+], ids=["icarus", "verilator", "corner-d3-w16", "2local-3vc", "registered-requests"])
 def test_router(simulator, params, seed):
     result = run(ROUTER, simulator=simulator, params=params, seed=seed)
     result.check()
@@ -44,7 +45,7 @@ def test_router(simulator, params, seed):
 
 @pytest.mark.parametrize("params", [
     {"columns": 2, "rows": 2},
-    {"columns": 2, "rows": 2, "credit_registers": True, "flit_registers": True, "depth": 5},
+    {"columns": 2, "rows": 2, "credit_registers": True, "wire_requests": False, "depth": 5},
 ], ids=["2x2", "2x2-registered-d5"])
 def test_mesh(params, seed):
     result = run(MESH, simulator="verilator", params=params, seed=seed)

@@ -83,6 +83,12 @@ class RouterParams:
         needs ``depth >= 3`` (the credit round trip).
     counter_width : int
         Width of the saturating error counters.
+    wire_requests : bool
+        A flit arriving on a mesh input whose VC has nothing older asks the allocator
+        straight from the link (2 cycles per hop). Without, it asks from the input's
+        registers a cycle later (3 cycles per hop, the credit loop a cycle longer): the
+        allocation then starts from flip-flops only, never from a link that comes from
+        another router (what a large design needs for Fmax, docs/noc.md).
     """
     flit: FlitFormat = field(default_factory=FlitFormat)
     geometry: MeshGeometry = field(default_factory=MeshGeometry)
@@ -90,6 +96,7 @@ class RouterParams:
     y: int = 0
     depth: int = 4
     counter_width: int = 16
+    wire_requests: bool = True
 
     def __post_init__(self):
         if not isinstance(self.flit, FlitFormat):
@@ -102,6 +109,8 @@ class RouterParams:
                 or self.counter_width < 1):
             raise ValueError(f"Counter width must be a positive integer, not "
                              f"{self.counter_width!r}")
+        if not isinstance(self.wire_requests, bool):
+            raise TypeError(f"Wire requests must be a bool, not {self.wire_requests!r}")
         if not self.geometry.contains(self.x, self.y):
             raise ValueError(f"Position ({self.x}, {self.y}) is outside the "
                              f"{self.geometry.columns}x{self.geometry.rows} mesh")
@@ -460,7 +469,7 @@ class Router(wiring.Component):
                     eff_head.eq(Mux(pop, sec_head, hol_head)),
                     eff_tail.eq(Mux(pop, sec_tail, hol_tail)),
                 ]
-                if is_local:
+                if is_local or not p.wire_requests:
                     req_valid, req_head, req_tail = eff_valid, eff_head, eff_tail
                     req_port = eff_port
                 else:

@@ -68,9 +68,11 @@ def _saturation(points):
     return best
 
 
-def router_fpga(progress=print, boards=("ulx3s", "icebreaker"), seeds=(1,)):
+def router_fpga(progress=print, boards=("ulx3s", "icebreaker"), seeds=(1,), *,
+                wire_requests=True):
     """The router part of the bench alone: one 5-port router placed on each board, once per
-    nextpnr seed (build folders ``build/bench/noc-router-<board>[-s<seed>]``). Returns
+    nextpnr seed (build folders ``build/bench/noc-router-<board>[-s<seed>]``, ``-registered``
+    without ``wire_requests``: the package's router, 3 cycles per hop). Returns
     ``{board: figures}`` for one seed, ``{board: [figures per seed]}`` for several; a board
     the router does not fit gets ``{"fits": False, "error": ...}``. Without the latency
     sweep: ``python -c "from chipknit.bench.noc import router_fpga;
@@ -83,9 +85,11 @@ def router_fpga(progress=print, boards=("ulx3s", "icebreaker"), seeds=(1,)):
     for board in boards:
         runs = []
         for seed in seeds:
-            progress(f"placing one 5-port router on {board} (seed {seed})")
-            router = router_top(columns=4, rows=4, x=1, y=1)
-            folder = f"noc-router-{board}" + ("" if seed == 1 else f"-s{seed}")
+            kind = "" if wire_requests else " without wire requests"
+            progress(f"placing one 5-port router{kind} on {board} (seed {seed})")
+            router = router_top(columns=4, rows=4, x=1, y=1, wire_requests=wire_requests)
+            folder = (f"noc-router-{board}" + ("" if wire_requests else "-registered")
+                      + ("" if seed == 1 else f"-s{seed}"))
             try:
                 report = build(board, top=IsolatedComponent(router), progress=None, seed=seed,
                                build_dir=Path("build", "bench", folder)).report
@@ -94,7 +98,8 @@ def router_fpga(progress=print, boards=("ulx3s", "icebreaker"), seeds=(1,)):
                 break
             ports = router.params.ports
             runs.append({
-                "design": "router, 5 ports, 32-bit flits, 2 VCs x 4 entries, isolated",
+                "design": "router, 5 ports, 32-bit flits, 2 VCs x 4 entries, isolated"
+                          + ("" if wire_requests else ", no wire requests (3 cycles/hop)"),
                 "device": report["device"], "fits": True, "luts": report["luts"],
                 "luts_per_port": round(report["luts"] / ports, 1), "ffs": report["ffs"],
                 "fmax_mhz": report["fmax_mhz"]["sync"], "seed": report["seed"],
@@ -143,6 +148,9 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
                  f"{figures['saturation_throughput'][name]} flits/node/cycle")
     if not quick:
         figures["fpga"] = router_fpga(progress)
+        # The package's router (PackageTop's port_slices): 3 cycles per hop, for Fmax.
+        figures["fpga_without_wire_requests"] = router_fpga(
+            progress, boards=("ulx3s",), wire_requests=False)["ulx3s"]
     if plot:
         _plot(figures, plot)
         figures["plot"] = str(plot)

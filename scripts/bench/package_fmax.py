@@ -2,7 +2,8 @@
 
 ``chipknit build`` places the package at the ULX3S's 25 MHz board clock, which leaves nextpnr
 no reason to work for speed beyond it. This synthesises the same board top (no PLL: the
-netlist of the default build), rewrites the LPF's clock constraint to ``--mhz`` (default
+netlist of the default build) with the same ``synth_ecp5`` options (``SYNTH_OPTS``, unless
+``--synth-opts``), rewrites the LPF's clock constraint to ``--mhz`` (default
 100, the target of design §3) and runs nextpnr with its default placer and router and
 ``--timing-allow-fail``, then prints the Fmax after placement and after routing, LUTs and
 FFs, the seconds each tool took and the critical path (ends, delay, logic levels), as
@@ -35,13 +36,15 @@ def constrain(lpf: str, mhz: float) -> str:
     return text
 
 
-def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "default") -> dict:
-    """Synthesise ``package``'s ULX3S board top into ``build_dir``, place and route it at
+def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "default",
+            synth_opts: str | None = None) -> dict:
+    """Synthesise ``package``'s ULX3S board top into ``build_dir`` (``synth_ecp5``
+    ``synth_opts``, default ``SYNTH_OPTS["ecp5"]`` as every build), place and route it at
     ``mhz`` and return the figures (see the module documentation)."""
     from amaranth._toolchain import tool_env_var
 
     from chipknit.platforms.boards import get_board
-    from chipknit.platforms.build import _yosys_cells, read_nextpnr_report
+    from chipknit.platforms.build import SYNTH_OPTS, _yosys_cells, read_nextpnr_report
     from chipknit.platforms.package_board import package_top
     from chipknit.platforms.toolchain import toolchain_env
     from chipknit.platforms.top import BoardTop
@@ -50,13 +53,15 @@ def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "def
     out.mkdir(parents=True, exist_ok=True)
     board = get_board("ulx3s")
     design = package_top(package, clock_mhz=None, ber=0.0, die=None)(board)
+    synth_opts = SYNTH_OPTS["ecp5"] if synth_opts is None else synth_opts
     plan = board.make_platform().prepare(
-        BoardTop(board, design), "top", verbose=True,
+        BoardTop(board, design), "top", verbose=True, synth_opts=synth_opts,
         script_after_synth="tee -q -o top.stat.json stat -json")
     plan.extract(out)
     env = toolchain_env()
     yosys = json.loads(plan.files[f"{plan.script}.json"])["commands"][0]
-    figures = {"package": package, "seed": seed, "constraint_mhz": mhz}
+    figures = {"package": package, "seed": seed, "constraint_mhz": mhz,
+               "synth_opts": synth_opts}
     start = time.monotonic()
     with open(out / "synth.log", "w") as log:
         subprocess.run([env.get(tool_env_var(yosys[0])) or yosys[0], *yosys[1:]], cwd=out,
@@ -90,9 +95,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mhz", type=float, default=100.0)
     parser.add_argument("--package", default="default")
+    parser.add_argument("--synth-opts", default=None,
+                        help="options for synth_ecp5 (default: those of every build)")
     args = parser.parse_args(argv)
     print(json.dumps(measure(args.build_dir, seed=args.seed, mhz=args.mhz,
-                             package=args.package), indent=2))
+                             package=args.package, synth_opts=args.synth_opts), indent=2))
     return 0
 
 
