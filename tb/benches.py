@@ -229,7 +229,7 @@ TESTBENCHES = {bench.name: bench for bench in [
         top=noc_mesh_top,
         module="chipknit.tb.tests.noc_mesh",
         params={"columns": 3, "rows": 3, "depth": 4, "data_width": 32, "vcs": 2,
-                "local_ports": 1, "credit_registers": False, "wire_requests": True},
+                "local_ports": 1, "credit_registers": False, "flit_registers": False},
         description="NoC mesh: uniform/transpose/hotspot, latency per hop, full rate, "
                     "unroutable, reset",
     ),

@@ -12,11 +12,10 @@ a register: the credit loop takes 4 cycles instead of 3, so a VC still sends one
 cycle at ``depth >= 4``, and the flit path (2 cycles per hop) is unchanged. The sending
 router's allocation then no longer starts from a wire that comes from its neighbour's
 ``pop`` registers, wherever the placer put them (a large design: docs/package.md).
-With ``MeshParams.wire_requests`` off, a flit arriving at a router asks its allocator from
-the input's registers, a cycle after it arrived, not from the link: 3 cycles per hop, and
-the receiving router's allocation no longer starts from its neighbour's output register
-(router alone: 7 logic levels instead of 9, docs/noc.md). With both the credit loop takes 5
-cycles: one flit a cycle per VC needs ``depth >= 5``.
+With ``flit_registers`` each flit between two routers goes through a register too: 3 cycles
+per hop, and the receiving router's allocation no longer starts from its neighbour's output
+register. With both the credit loop takes 5 cycles: one flit a cycle per VC needs
+``depth >= 5``.
 """
 
 from dataclasses import dataclass, field
@@ -46,15 +45,11 @@ class MeshParams:
         Input buffer entries per VC in every router.
     counter_width : int
         Width of each router's error counters.
-    wire_requests : bool
-        Every router's :attr:`~.router.RouterParams.wire_requests` (2 cycles per hop; 3
-        without).
     """
     flit: FlitFormat = field(default_factory=FlitFormat)
     geometry: MeshGeometry = field(default_factory=MeshGeometry)
     depth: int = 4
     counter_width: int = 16
-    wire_requests: bool = True
 
     def __post_init__(self):
         # The router's checks say what is wrong; run them once for the corner router.
@@ -66,8 +61,7 @@ class MeshParams:
 
     def router(self, x: int, y: int) -> RouterParams:
         return RouterParams(flit=self.flit, geometry=self.geometry, x=x, y=y,
-                            depth=self.depth, counter_width=self.counter_width,
-                            wire_requests=self.wire_requests)
+                            depth=self.depth, counter_width=self.counter_width)
 
 
 class Mesh(wiring.Component):
@@ -95,13 +89,17 @@ class Mesh(wiring.Component):
     credit_registers : bool
         A register on every credit returned between two routers of the mesh (module
         documentation). The edge ports' credits are the die link's business.
+    flit_registers : bool
+        A register on every flit between two routers of the mesh (3 cycles per hop).
     """
 
-    def __init__(self, params: MeshParams, *, credit_registers: bool = False):
+    def __init__(self, params: MeshParams, *, credit_registers: bool = False,
+                 flit_registers: bool = False):
         if not isinstance(params, MeshParams):
             raise TypeError(f"Expected MeshParams, not {params!r}")
         self.params = params
         self.credit_registers = bool(credit_registers)
+        self.flit_registers = bool(flit_registers)
         geometry, fmt = params.geometry, params.flit
         shape = (params.nodes, geometry.local_ports, fmt.vcs)
         members = {
@@ -148,8 +146,8 @@ class Mesh(wiring.Component):
                     continue
                 sender, receiver = router.link_out[direction], neighbour.link_in[
                     direction.opposite]
+                flits = m.d.sync if self.flit_registers else m.d.comb
                 credits = m.d.sync if self.credit_registers else m.d.comb
-                m.d.comb += [receiver.valid.eq(sender.valid),
-                             receiver.payload.eq(sender.payload)]
+                flits += [receiver.valid.eq(sender.valid), receiver.payload.eq(sender.payload)]
                 credits += sender.credit.eq(receiver.credit)
         return m

@@ -19,8 +19,6 @@ route computer at its far end; the real link layer (link adapters and NoC↔link
 plugs in here.
 """
 
-from dataclasses import replace
-
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -187,10 +185,10 @@ class PackageNetwork(wiring.Component):
         Each die's :class:`Mesh` with ``credit_registers``: a register on every credit
         returned between two of its routers (the credit loop takes 4 cycles, still one
         flit a cycle per VC at ``depth >= 4``).
-    wire_requests : bool
-        Off: every router with :attr:`~.router.RouterParams.wire_requests` off, so no
-        allocation starts from a link (3 cycles per hop, a cycle more into a die across a
-        die link; with ``credit_registers`` one flit a cycle per VC needs ``depth >= 5``).
+    flit_registers : bool
+        Each die's :class:`Mesh` with ``flit_registers``: a register on every flit between
+        two of its routers (3 cycles per hop; with ``credit_registers`` one flit a cycle per
+        VC needs ``depth >= 5``).
 
     Members
     -------
@@ -209,7 +207,7 @@ class PackageNetwork(wiring.Component):
 
     def __init__(self, package, *, die_link=None, link_latency: int = 1, dies=None,
                  edge_registers: bool = False, credit_registers: bool = False,
-                 wire_requests: bool = True):
+                 flit_registers: bool = False):
         from ..package.config import Package  # the package layer builds on the NoC
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
@@ -218,11 +216,9 @@ class PackageNetwork(wiring.Component):
         self.dies = package.die_set(dies)
         self.edge_registers = bool(edge_registers)
         self.credit_registers = bool(credit_registers)
-        self.wire_requests = bool(wire_requests)
-        self.mesh_params = {
-            die.number: replace(package.mesh_params(die.number),
-                                wire_requests=self.wire_requests)
-            for die in package.dies if die.number in self.dies}
+        self.flit_registers = bool(flit_registers)
+        self.mesh_params = {die.number: package.mesh_params(die.number)
+                            for die in package.dies if die.number in self.dies}
         fmt, members = package.flit, {}
         for number, params in self.mesh_params.items():
             shape = (params.nodes, params.geometry.local_ports, fmt.vcs)
@@ -246,7 +242,8 @@ class PackageNetwork(wiring.Component):
         meshes = {}
         for number, params in self.mesh_params.items():
             mesh = meshes[number] = m.submodules[f"die{number}"] = Mesh(
-                params, credit_registers=self.credit_registers)
+                params, credit_registers=self.credit_registers,
+                flit_registers=self.flit_registers)
             for node in range(params.nodes):
                 for local in range(params.geometry.local_ports):
                     for vc in range(params.flit.vcs):

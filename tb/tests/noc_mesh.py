@@ -140,7 +140,7 @@ async def hotspot(dut):
 async def zero_load_two_cycles_per_hop(dut):
     """A lone flit comes out 2 cycles per router it crosses, plus 1 for injection (the route
     computed in a cycle of its own), after it was offered; plus 1 per hop between routers
-    without the mesh's ``wire_requests``."""
+    with the mesh's ``flit_registers``."""
     bench = MeshBench(dut, inject_pause=0, eject_pauses=None)
     await reset(dut)
     g = bench.geometry
@@ -159,7 +159,7 @@ async def zero_load_two_cycles_per_hop(dut):
             if start is not None and int(valid_out.value):
                 break
         routers = hops(g.position(src), (x, y)) + 1
-        want = 2 * routers + 1 + (routers - 1) * (not bench.params["wire_requests"])
+        want = 2 * routers + 1 + (routers - 1) * bool(bench.params["flit_registers"])
         assert cycle - start == want, (
             f"{src} to {dst}: {cycle - start} cycles over {routers} routers, want {want}")
         await ClockCycles(dut.clk, 3)
@@ -170,7 +170,7 @@ async def zero_load_two_cycles_per_hop(dut):
 async def one_flit_per_cycle_across_the_mesh(dut):
     """A long packet from a corner to the far corner, offered every cycle and taken every
     cycle, comes out one flit a cycle on each VC in turn: no hop's credit loop (3 cycles, one
-    more each with the mesh's ``credit_registers`` and without ``wire_requests``) is longer than
+    more each with the mesh's ``credit_registers`` and ``flit_registers``) is longer than
     ``depth`` allows."""
     bench = MeshBench(dut, inject_pause=0, eject_pauses=None)
     await reset(dut)
