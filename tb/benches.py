@@ -213,7 +213,7 @@ TESTBENCHES = {bench.name: bench for bench in [
         top=noc_router_top,
         module="chipknit.tb.tests.noc_router",
         params={"columns": 3, "rows": 3, "x": 1, "y": 1, "depth": 4, "data_width": 32,
-                "vcs": 2, "local_ports": 1, "wire_requests": True},
+                "vcs": 2, "local_ports": 1, "wire_requests": True, "injection_register": False},
         description="one NoC router: random traffic, latency, rate, unroutable, framing",
     ),
     Testbench(
@@ -229,7 +229,8 @@ TESTBENCHES = {bench.name: bench for bench in [
         top=noc_mesh_top,
         module="chipknit.tb.tests.noc_mesh",
         params={"columns": 3, "rows": 3, "depth": 4, "data_width": 32, "vcs": 2,
-                "local_ports": 1, "credit_registers": False, "flit_registers": False},
+                "local_ports": 1, "credit_registers": False, "flit_registers": False,
+                "injection_registers": False},
         description="NoC mesh: uniform/transpose/hotspot, latency per hop, full rate, "
                     "unroutable, reset",
     ),

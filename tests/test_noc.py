@@ -35,8 +35,8 @@ MESH = get_testbench("noc_mesh")
     ("verilator", {}),
     ("icarus", {"x": 0, "y": 2, "depth": 3, "data_width": 16}),
     ("icarus", {"columns": 2, "rows": 2, "x": 1, "y": 0, "local_ports": 2, "vcs": 3}),
-    ("verilator", {"wire_requests": False}),
-], ids=["icarus", "verilator", "corner-d3-w16", "2local-3vc", "registered-requests"])
+    ("verilator", {"wire_requests": False, "injection_register": True}),
+], ids=["icarus", "verilator", "corner-d3-w16", "2local-3vc", "registered"])
 def test_router(simulator, params, seed):
     result = run(ROUTER, simulator=simulator, params=params, seed=seed)
     result.check()
@@ -45,7 +45,8 @@ def test_router(simulator, params, seed):
 
 @pytest.mark.parametrize("params", [
     {"columns": 2, "rows": 2},
-    {"columns": 2, "rows": 2, "credit_registers": True, "flit_registers": True, "depth": 5},
+    {"columns": 2, "rows": 2, "credit_registers": True, "flit_registers": True,
+     "injection_registers": True, "depth": 5},
 ], ids=["2x2", "2x2-registered-d5"])
 def test_mesh(params, seed):
     result = run(MESH, simulator="verilator", params=params, seed=seed)
@@ -358,6 +359,10 @@ def test_bench_quick(tmp_path):
 def test_params_reject_wrong_types():
     with pytest.raises(TypeError, match="Flit must be a FlitFormat"):
         RouterParams(flit=32)
+    with pytest.raises(TypeError, match="Wire requests must be a bool"):
+        RouterParams(wire_requests=1)
+    with pytest.raises(TypeError, match="Injection register must be a bool"):
+        RouterParams(injection_register="yes")
     with pytest.raises(TypeError, match="Gateways must be Gateway objects"):
         MeshGeometry(gateways=[(1, 0, 0, Direction.EAST)])
     with pytest.raises(TypeError, match="Gateway direction must be a Direction"):

@@ -410,15 +410,16 @@ def test_package_top_registers_every_die_link_port_and_mesh_credit():
                 names = [n for _f, n, *_r in fragment.subfragments if n.endswith("_register")]
                 meshes = {n: f.origins[0] for f, n, *_r in fragment.subfragments
                           if isinstance(f.origins[0], Mesh)}
-        return sorted(names), {n: mesh.credit_registers for n, mesh in meshes.items()}
+        return sorted(names), {n: (mesh.credit_registers, mesh.injection_registers)
+                               for n, mesh in meshes.items()}
 
     package = Package.named("default")
     assert registers(PackageTop(package)) == ([
         "die0_1_1_east_in_register", "die0_1_1_east_out_register",
         "die1_0_1_west_in_register", "die1_0_1_west_out_register"],
-        {"die0": True, "die1": True})
+        {"die0": (True, True), "die1": (True, True)})
     assert registers(PackageTop(package, port_slices=False)) == (
-        [], {"die0": False, "die1": False})
+        [], {"die0": (False, False), "die1": (False, False)})
 
 
 def test_package_top_slices_each_npu_dma_stream():

@@ -490,13 +490,15 @@ class InitiatorInterface(wiring.Component):
         refused = Signal()
         dest_ok = Signal()
         settle = Signal(init=1)
+        # The entry in the stage next cycle is the skid entry's (``from_skid``) or the
+        # stage's own; both are decoded from registers and ``from_skid``, which comes late
+        # (from ``cmd_take``), only picks one of the two results.
         from_skid = cmd_load & skid_valid
-        next_entry = Mux(from_skid, skid.as_value(), cmd.as_value())
-        next_entry = entry_layout(next_entry)
         m.d.sync += [
             slot_free.eq((used != slots) & ~live.bit_select(alloc, 1)),
-            refused.eq(refusal(next_entry)),
-            dest_ok.eq(~busy | (cur_dest.as_value() == destination(next_entry))),
+            refused.eq(Mux(from_skid, refusal(skid), cmd_refused)),
+            dest_ok.eq(~busy | Mux(from_skid, cur_dest.as_value() == destination(skid),
+                                   cur_dest.as_value() == cmd_dest.as_value())),
             settle.eq((cmd_load & ~skid_valid) | do_alloc),
         ]
 

@@ -267,6 +267,9 @@ class LinkBridge(wiring.Component):
 
         # ---- Inbound: framing per VC, route, credits, round-robin onto the router link ------
         route_width = len(self.noc_out.payload.route)
+        # A guarded flit: the link flit's fields, then its route here (computed on arrival).
+        guarded = data.StructLayout({**{name: field.shape for name, field in layout},
+                                     "port": route_width, "routable": 1})
         arbiter = m.submodules.arbiter = RoundRobin(vcs)
         m.d.comb += arbiter.advance.eq(1)
         requests, outgoing, routes = [], [], []
@@ -274,18 +277,22 @@ class LinkBridge(wiring.Component):
             # Each flit waits in a TailGuard for the next one of its packet, so a packet the
             # link cuts short ends with its last real flit as the tail (counted in
             # `truncated`), never with a made-up flit a receiver would take for data.
-            guard = m.submodules[f"tail_guard_v{v}"] = TailGuard(layout)
-            m.d.comb += [guard.i.valid.eq(self.from_link[v].valid),
-                         guard.i.payload.eq(self.from_link[v].payload[:layout.size]),
-                         self.from_link[v].ready.eq(guard.i.ready),
-                         guard.cut.eq(self.peer_reset)]
-            src = guard.o
-            flit = src.payload
+            # The route is computed as the flit enters the guard and waits beside it, so the
+            # route computer is not between the guard's register and the link's ``ready``.
             computer = m.submodules[f"route_v{v}"] = self.route_computer()
             if len(computer.port) > route_width:
                 raise ValueError(f"The route computer's port has {len(computer.port)} bits, "
                                  f"more than the {route_width} of a {p.ports}-port router")
-            m.d.comb += computer.dest.eq(fmt.head_layout(flit.data).dest)
+            arriving = layout(self.from_link[v].payload[:layout.size])
+            m.d.comb += computer.dest.eq(fmt.head_layout(arriving.data).dest)
+            guard = m.submodules[f"tail_guard_v{v}"] = TailGuard(guarded)
+            m.d.comb += [guard.i.valid.eq(self.from_link[v].valid),
+                         guard.i.payload.eq(Cat(arriving, computer.port, computer.routable)),
+                         self.from_link[v].ready.eq(guard.i.ready),
+                         guard.cut.eq(self.peer_reset)]
+            src = guard.o
+            flit = layout(src.payload.as_value()[:layout.size])
+            port, routable = src.payload.port, src.payload.routable
 
             state = Signal(range(3), name=f"in_v{v}_state")    # 0 idle, 1 forward, 2 drop
             idle, forward, dropping = state == 0, state == 1, state == 2
@@ -303,10 +310,10 @@ class LinkBridge(wiring.Component):
             cut_drop = Signal(name=f"in_v{v}_cut_drop")  # head ends a dropped packet
             credit_ok = (credits != 0) | self.noc_out.credit[v]
             m.d.comb += [
-                start.eq(valid & idle & flit.head & computer.routable),
+                start.eq(valid & idle & flit.head & routable),
                 send_flit.eq((valid & forward & ~flit.head) | start),
                 orphan.eq(valid & idle & ~flit.head),
-                bad_dest.eq(valid & idle & flit.head & ~computer.routable),
+                bad_dest.eq(valid & idle & flit.head & ~routable),
                 drop_body.eq(valid & dropping & ~flit.head),
                 cut_drop.eq(valid & dropping & flit.head),
             ]
@@ -324,14 +331,14 @@ class LinkBridge(wiring.Component):
                 candidate.head.eq(flit.head),
                 candidate.tail.eq(flit.tail),
                 candidate.data.eq(flit.data),
-                route.eq(Mux(start, computer.port, held_route)),
+                route.eq(Mux(start, port, held_route)),
             ]
             outgoing.append(candidate)
             routes.append(route)
 
             m.d.sync += credits.eq(credits - (grant & request) + self.noc_out.credit[v])
             with m.If(sent_flit & start):
-                m.d.sync += held_route.eq(computer.port)
+                m.d.sync += held_route.eq(port)
             # Framing state. (A head never comes inside an open packet: the guard has closed
             # the packet with its last flit first.)
             with m.If(sent_flit):

@@ -16,9 +16,12 @@ With ``flit_registers`` each flit between two routers goes through a register to
 per hop, and the receiving router's allocation no longer starts from its neighbour's output
 register. With both the credit loop takes 5 cycles: one flit a cycle per VC needs
 ``depth >= 5``.
+With ``injection_registers`` every router takes an injected flit and its route into
+registers before its buffer (:attr:`~.router.RouterParams.injection_register`): a cycle
+more at injection, and no route computation between a tile's stream and the router's state.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
@@ -91,15 +94,18 @@ class Mesh(wiring.Component):
         documentation). The edge ports' credits are the die link's business.
     flit_registers : bool
         A register on every flit between two routers of the mesh (3 cycles per hop).
+    injection_registers : bool
+        Routers with ``injection_register`` (a cycle more at injection).
     """
 
     def __init__(self, params: MeshParams, *, credit_registers: bool = False,
-                 flit_registers: bool = False):
+                 flit_registers: bool = False, injection_registers: bool = False):
         if not isinstance(params, MeshParams):
             raise TypeError(f"Expected MeshParams, not {params!r}")
         self.params = params
         self.credit_registers = bool(credit_registers)
         self.flit_registers = bool(flit_registers)
+        self.injection_registers = bool(injection_registers)
         geometry, fmt = params.geometry, params.flit
         shape = (params.nodes, geometry.local_ports, fmt.vcs)
         members = {
@@ -123,8 +129,8 @@ class Mesh(wiring.Component):
         for y in range(rows):
             for x in range(columns):
                 node = y * columns + x
-                router = routers[x, y] = m.submodules[f"router_{x}_{y}"] = Router(
-                    p.router(x, y))
+                router = routers[x, y] = m.submodules[f"router_{x}_{y}"] = Router(replace(
+                    p.router(x, y), injection_register=self.injection_registers))
                 for local in range(p.geometry.local_ports):
                     for vc in range(p.flit.vcs):
                         wiring.connect(m, wiring.flipped(self.inject[node][local][vc]),

@@ -189,6 +189,9 @@ class PackageNetwork(wiring.Component):
         Each die's :class:`Mesh` with ``flit_registers``: a register on every flit between
         two of its routers (3 cycles per hop; with ``credit_registers`` one flit a cycle per
         VC needs ``depth >= 5``).
+    injection_registers : bool
+        Each die's :class:`Mesh` with ``injection_registers``: routers take an injected
+        flit and its route into registers before the buffer (a cycle more at injection).
 
     Members
     -------
@@ -207,7 +210,7 @@ class PackageNetwork(wiring.Component):
 
     def __init__(self, package, *, die_link=None, link_latency: int = 1, dies=None,
                  edge_registers: bool = False, credit_registers: bool = False,
-                 flit_registers: bool = False):
+                 flit_registers: bool = False, injection_registers: bool = False):
         from ..package.config import Package  # the package layer builds on the NoC
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
@@ -217,6 +220,7 @@ class PackageNetwork(wiring.Component):
         self.edge_registers = bool(edge_registers)
         self.credit_registers = bool(credit_registers)
         self.flit_registers = bool(flit_registers)
+        self.injection_registers = bool(injection_registers)
         self.mesh_params = {die.number: package.mesh_params(die.number)
                             for die in package.dies if die.number in self.dies}
         fmt, members = package.flit, {}
@@ -243,7 +247,8 @@ class PackageNetwork(wiring.Component):
         for number, params in self.mesh_params.items():
             mesh = meshes[number] = m.submodules[f"die{number}"] = Mesh(
                 params, credit_registers=self.credit_registers,
-                flit_registers=self.flit_registers)
+                flit_registers=self.flit_registers,
+                injection_registers=self.injection_registers)
             for node in range(params.nodes):
                 for local in range(params.geometry.local_ports):
                     for vc in range(params.flit.vcs):

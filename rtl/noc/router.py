@@ -89,6 +89,10 @@ class RouterParams:
         registers a cycle later (3 cycles per hop, the credit loop a cycle longer): the
         allocation then starts from flip-flops only (the router alone: 7 logic levels
         instead of 9, ×1.14 Fmax; docs/noc.md *Issue 7: the router without wire requests*).
+    injection_register : bool
+        A tile input takes a flit and its route (computed from the stream's payload) into
+        registers first, and into its buffer from there: a cycle more at injection, and no
+        route computation between the tile's stream and the buffer's state.
     """
     flit: FlitFormat = field(default_factory=FlitFormat)
     geometry: MeshGeometry = field(default_factory=MeshGeometry)
@@ -97,6 +101,7 @@ class RouterParams:
     depth: int = 4
     counter_width: int = 16
     wire_requests: bool = True
+    injection_register: bool = False
 
     def __post_init__(self):
         if not isinstance(self.flit, FlitFormat):
@@ -109,8 +114,10 @@ class RouterParams:
                 or self.counter_width < 1):
             raise ValueError(f"Counter width must be a positive integer, not "
                              f"{self.counter_width!r}")
-        if not isinstance(self.wire_requests, bool):
-            raise TypeError(f"Wire requests must be a bool, not {self.wire_requests!r}")
+        for name in ("wire_requests", "injection_register"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name.replace('_', ' ').capitalize()} must be a bool, not "
+                                f"{getattr(self, name)!r}")
         if not self.geometry.contains(self.x, self.y):
             raise ValueError(f"Position ({self.x}, {self.y}) is outside the "
                              f"{self.geometry.columns}x{self.geometry.rows} mesh")
@@ -164,7 +171,8 @@ class Router(wiring.Component):
     link_out : Out(LinkSignature(flit, ports)).array(4)
         To the neighbours; ``payload.route`` is the output port at the neighbour.
     inject : In(stream.Signature(flit.layout)).array(local_ports, vcs)
-        Packets from tile ``l`` on VC ``v``. ``ready`` depends only on the buffer's fill.
+        Packets from tile ``l`` on VC ``v``. ``ready`` depends only on registers (the
+        buffer's fill, and the injection register's with ``injection_register``).
         The stream index is the VC: the flit's ``vc`` field is overwritten with it.
     eject : Out(stream.Signature(flit.layout)).array(local_ports, vcs)
         Packets to tile ``l`` on VC ``v``, whole packets one after another.
@@ -358,12 +366,32 @@ class Router(wiring.Component):
                     # flit only requests from the buffer, a cycle after it was taken, so the
                     # route computation is not in the allocation cycle.
                     stream_in = self.inject[i - n_dir][v]
-                    flit = stream_in.payload
-                    dest = fmt.head_layout(flit.data).dest
+                    dest = fmt.head_layout(stream_in.payload.data).dest
                     here = m.submodules[f"{vname}_route"] = RouteComputer(
                         fmt, geometry, p.x, p.y)
                     m.d.comb += here.dest.eq(dest)
-                    nxt = lookahead(dest, here.port)
+                    # counts != depth, kept in a register of its own beside the count.
+                    room = Signal(init=1, name=f"{vname}_room")
+                    if p.injection_register:
+                        # The flit and its route computed into registers first; the buffer
+                        # takes it from there a cycle later.
+                        valid = Signal(name=f"{vname}_staged")
+                        flit = Signal(fmt.layout, name=f"{vname}_staged_flit")
+                        here_hot = Signal(width, name=f"{vname}_staged_port")
+                        routable = Signal(name=f"{vname}_staged_routable")
+                        nxt = Signal(range(ports), name=f"{vname}_staged_next")
+                        m.d.comb += stream_in.ready.eq(~valid | room)
+                        with m.If(stream_in.ready):
+                            m.d.sync += [
+                                valid.eq(stream_in.valid), flit.eq(stream_in.payload),
+                                here_hot.eq(one_hot(here.port, outputs)),
+                                routable.eq(here.routable), nxt.eq(lookahead(dest, here.port)),
+                            ]
+                    else:
+                        valid, flit, routable = stream_in.valid, stream_in.payload, here.routable
+                        here_hot = one_hot(here.port, outputs)
+                        nxt = lookahead(dest, here.port)
+                        m.d.comb += stream_in.ready.eq(room)
                     state = Signal(range(3), name=f"{vname}_state")  # 0 idle, 1 fwd, 2 drop
                     take = Signal(name=f"{vname}_take")
                     push = Signal(name=f"{vname}_push")
@@ -373,23 +401,21 @@ class Router(wiring.Component):
                     in_head = Signal(name=f"{vname}_arrive_head")
                     in_tail = Signal(name=f"{vname}_arrive_tail")
                     m.d.comb += [
-                        stream_in.ready.eq(counts[v] != depth),
-                        take.eq(stream_in.valid & stream_in.ready),
+                        take.eq(valid & room),
                         in_tail.eq(flit.tail),
                         entry.data.eq(flit.data),
                         entry.next.eq(nxt),
                     ]
                     idle, forward = state == 0, state == 1  # 2: dropping
-                    here_hot = one_hot(here.port, outputs)
                     m.d.comb += [
-                        push.eq(take & ((idle & flit.head & here.routable) | forward)),
-                        bad_dest.eq(take & idle & flit.head & ~here.routable),
+                        push.eq(take & ((idle & flit.head & routable) | forward)),
+                        bad_dest.eq(take & idle & flit.head & ~routable),
                         bad_frame.eq(take & Mux(idle, ~flit.head, flit.head)),
                         in_head.eq(idle),
                         arrive_port.eq(Mux(idle, here_hot, cur_port)),
                     ]
                     with m.If(take & idle & flit.head & ~flit.tail):
-                        m.d.sync += state.eq(Mux(here.routable, 1, 2))
+                        m.d.sync += state.eq(Mux(routable, 1, 2))
                     with m.If(take & ~idle & flit.tail):
                         m.d.sync += state.eq(0)
                     with m.If(push & idle):
@@ -441,6 +467,9 @@ class Router(wiring.Component):
                 with m.If(pop):
                     m.d.sync += rd_ptr.eq(_wrap_inc(rd_ptr, depth))
                 m.d.sync += counts[v].eq(counts[v] + push - pop)
+                if is_local:
+                    m.d.sync += room.eq(Mux(push & ~pop, counts[v] != depth - 1,
+                                            pop | (counts[v] != depth)))
 
                 # Request: the oldest flit not granted yet. The grant of a cycle only goes
                 # into flip-flops (``pop``); this cycle applies last cycle's grant. The meta
@@ -489,8 +518,12 @@ class Router(wiring.Component):
                 third = meta_read.data
                 remaining = Signal(range(depth + 1), name=f"{vname}_remaining")
                 m.d.comb += remaining.eq(pending - pop)
-                two_left = Signal(name=f"{vname}_two_left")  # remaining >= 2
-                m.d.comb += two_left.eq(remaining > 1)
+                # remaining >= 1 and >= 2, from the registers alone: ``push``, the latest
+                # signal here (a tile input's route and framing), only picks between them.
+                one_left = Signal(name=f"{vname}_one_left")
+                two_left = Signal(name=f"{vname}_two_left")
+                m.d.comb += [one_left.eq(Mux(pop, pending > 1, pending != 0)),
+                             two_left.eq(Mux(pop, pending > 2, pending > 1))]
                 arrived = push.replicate(width)
                 m.d.sync += [
                     hol_port.eq(eff_port | (arrive_port & (push & ~eff_valid).replicate(width))),
@@ -501,8 +534,8 @@ class Router(wiring.Component):
                     sec_head.eq(Mux(two_left, Mux(pop, third.head, sec_head), in_head)),
                     sec_tail.eq(Mux(two_left, Mux(pop, third.tail, sec_tail), in_tail)),
                     pending.eq(remaining + push),
-                    has_pending.eq((remaining + push) != 0),
-                    has_second.eq((remaining + push) > 1),
+                    has_pending.eq(push | one_left),
+                    has_second.eq(Mux(push, one_left, two_left)),
                 ]
                 with m.If(pop):
                     m.d.sync += al_ptr.eq(_wrap_inc(al_ptr, depth))

@@ -27,7 +27,8 @@ interfaces, the NoC of every die, the die links, the host bridge's byte streams 
   tile takes drains what reaches it (its requests time out at their initiator). Between
   each interface and its router port sits a register slice each way (``port_slices``), so
   no timing path runs from a tile through its router and back; the same option registers
-  the die-link ports and the flits and credits between a die's routers.
+  the die-link ports and the flits and credits between a die's routers, and each router's
+  injected flits with their routes.
 - every initiator has the same global address map (:func:`address_map`), derived from the
   config: memory tiles from 0, each at a multiple of the largest memory's size rounded up
   to a power of two; NPU register windows from ``0x4000_0000``, counter banks from
@@ -299,7 +300,8 @@ class PackageTop(wiring.Component):
         network interface and its router port and on each stream between an NPU's DMA and
         its interface, a :class:`~chipknit.rtl.noc.package_network.LinkRegister` each way
         at every gateway router's die-link port, and a register on every flit and credit
-        between two routers of a die (default). The handshakes that the placer may stretch
+        between two routers of a die, and each injected flit with its route at its router
+        (default). The handshakes that the placer may stretch
         across the FPGA (a tile or a link end and its router, neighbouring routers) are then
         one route long each, at one cycle more each way: a hop inside a die takes 3 cycles,
         and one flit a cycle per VC needs the package's NoC ``depth`` >= 5 (the shipped
@@ -529,7 +531,7 @@ class PackageTop(wiring.Component):
         m.submodules.network = network = PackageNetwork(
             package, die_link=lambda _package, index: links[index], dies=self.dies,
             edge_registers=self.port_slices, credit_registers=self.port_slices,
-            flit_registers=self.port_slices)
+            flit_registers=self.port_slices, injection_registers=self.port_slices)
         for index, end in self.cut.items():
             m.submodules[f"link{index}_end"] = end
             wiring.connect(m, getattr(network, f"link{index}_out"), end.noc_in)

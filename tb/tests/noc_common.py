@@ -29,17 +29,19 @@ def _format(data_width, vcs):
 
 
 def router_top(columns=3, rows=3, x=1, y=1, depth=4, data_width=32, vcs=2, local_ports=1,
-               wire_requests=True):
+               wire_requests=True, injection_register=False):
     geometry = MeshGeometry(columns=columns, rows=rows, local_ports=local_ports)
     return Router(RouterParams(flit=_format(data_width, vcs), geometry=geometry, x=x, y=y,
-                               depth=depth, wire_requests=wire_requests))
+                               depth=depth, wire_requests=wire_requests,
+                               injection_register=injection_register))
 
 
 def mesh_top(columns=3, rows=3, depth=4, data_width=32, vcs=2, local_ports=1,
-             credit_registers=False, flit_registers=False):
+             credit_registers=False, flit_registers=False, injection_registers=False):
     geometry = MeshGeometry(columns=columns, rows=rows, local_ports=local_ports)
     return Mesh(MeshParams(flit=_format(data_width, vcs), geometry=geometry, depth=depth),
-                credit_registers=credit_registers, flit_registers=flit_registers)
+                credit_registers=credit_registers, flit_registers=flit_registers,
+                injection_registers=injection_registers)
 
 
 def model_format(params) -> NocFormat:

@@ -140,7 +140,7 @@ async def hotspot(dut):
 async def zero_load_two_cycles_per_hop(dut):
     """A lone flit comes out 2 cycles per router it crosses, plus 1 for injection (the route
     computed in a cycle of its own), after it was offered; plus 1 per hop between routers
-    with the mesh's ``flit_registers``."""
+    with the mesh's ``flit_registers``, and 1 with its ``injection_registers``."""
     bench = MeshBench(dut, inject_pause=0, eject_pauses=None)
     await reset(dut)
     g = bench.geometry
@@ -159,7 +159,8 @@ async def zero_load_two_cycles_per_hop(dut):
             if start is not None and int(valid_out.value):
                 break
         routers = hops(g.position(src), (x, y)) + 1
-        want = 2 * routers + 1 + (routers - 1) * bool(bench.params["flit_registers"])
+        want = (2 * routers + 1 + (routers - 1) * bool(bench.params["flit_registers"])
+                + bool(bench.params["injection_registers"]))
         assert cycle - start == want, (
             f"{src} to {dst}: {cycle - start} cycles over {routers} routers, want {want}")
         await ClockCycles(dut.clk, 3)

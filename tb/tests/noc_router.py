@@ -161,7 +161,8 @@ async def random_traffic_all_ports(dut):
 async def zero_load_two_cycles_per_router(dut):
     """A lone flit leaves any output 2 cycles after it reached a link input (3 without
     ``wire_requests``: it asks from the input's registers), 3 after it was offered on a tile
-    input (injection computes the route in a cycle of its own)."""
+    input (injection computes the route in a cycle of its own; 4 with ``injection_register``,
+    which registers it first)."""
     bench = RouterBench(dut)
     await reset(dut)
     ports = bench.input_ports()
@@ -181,7 +182,8 @@ async def zero_load_two_cycles_per_router(dut):
                              else dut._id(f"eject__{out - 4}__{packet.vc}__valid",
                                           extended=False))
                 if start is not None and int(out_valid.value):
-                    want = 2 + (not bench.params["wire_requests"]) if src < 4 else 3
+                    want = (2 + (not bench.params["wire_requests"]) if src < 4
+                            else 3 + bench.params["injection_register"])
                     assert cycle - start == want, (
                         f"port {src} to {out}: {cycle - start} cycles, want {want}")
                     break
