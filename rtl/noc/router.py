@@ -370,8 +370,7 @@ class Router(wiring.Component):
                     here = m.submodules[f"{vname}_route"] = RouteComputer(
                         fmt, geometry, p.x, p.y)
                     m.d.comb += here.dest.eq(dest)
-                    # counts != depth, kept in a register of its own beside the count.
-                    room = Signal(init=1, name=f"{vname}_room")
+                    room = counts[v] != depth
                     if p.injection_register:
                         # The flit and its route computed into registers first; the buffer
                         # takes it from there a cycle later.
@@ -467,9 +466,6 @@ class Router(wiring.Component):
                 with m.If(pop):
                     m.d.sync += rd_ptr.eq(_wrap_inc(rd_ptr, depth))
                 m.d.sync += counts[v].eq(counts[v] + push - pop)
-                if is_local:
-                    m.d.sync += room.eq(Mux(push & ~pop, counts[v] != depth - 1,
-                                            pop | (counts[v] != depth)))
 
                 # Request: the oldest flit not granted yet. The grant of a cycle only goes
                 # into flip-flops (``pop``); this cycle applies last cycle's grant. The meta
@@ -518,12 +514,8 @@ class Router(wiring.Component):
                 third = meta_read.data
                 remaining = Signal(range(depth + 1), name=f"{vname}_remaining")
                 m.d.comb += remaining.eq(pending - pop)
-                # remaining >= 1 and >= 2, from the registers alone: ``push``, the latest
-                # signal here (a tile input's route and framing), only picks between them.
-                one_left = Signal(name=f"{vname}_one_left")
-                two_left = Signal(name=f"{vname}_two_left")
-                m.d.comb += [one_left.eq(Mux(pop, pending > 1, pending != 0)),
-                             two_left.eq(Mux(pop, pending > 2, pending > 1))]
+                two_left = Signal(name=f"{vname}_two_left")  # remaining >= 2
+                m.d.comb += two_left.eq(remaining > 1)
                 arrived = push.replicate(width)
                 m.d.sync += [
                     hol_port.eq(eff_port | (arrive_port & (push & ~eff_valid).replicate(width))),
@@ -534,8 +526,8 @@ class Router(wiring.Component):
                     sec_head.eq(Mux(two_left, Mux(pop, third.head, sec_head), in_head)),
                     sec_tail.eq(Mux(two_left, Mux(pop, third.tail, sec_tail), in_tail)),
                     pending.eq(remaining + push),
-                    has_pending.eq(push | one_left),
-                    has_second.eq(Mux(push, one_left, two_left)),
+                    has_pending.eq((remaining + push) != 0),
+                    has_second.eq((remaining + push) > 1),
                 ]
                 with m.If(pop):
                     m.d.sync += al_ptr.eq(_wrap_inc(al_ptr, depth))
