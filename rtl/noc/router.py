@@ -38,7 +38,9 @@ Local (tile) ports are streams, one per local port and VC, so a tile can always 
 response while its requests wait. Injection computes the route (and the lookahead route)
 itself, when it writes the flit into the tile input's buffer; the flit requests from there
 in the next cycle, so a packet takes one cycle more at injection (not per hop) and no route
-computation is in the allocation cycle. A packet whose
+computation is in the allocation cycle. With ``injection_register`` the flit and its route
+are registered before they reach the buffer (one cycle more again), so no route
+computation is between the tile's stream and the buffer's state either. A packet whose
 destination is unroutable (another die, outside the mesh, a missing local port) is taken
 from the stream, dropped whole and counted in ``unroutable``: the injecting tile never
 stalls on it and nothing enters the network. Framing errors at injection are counted in
