@@ -40,8 +40,9 @@ SMALL_ROUTER = RouterParams(flit=SMALL_FLIT, geometry=MeshGeometry(2, 1), x=0, y
                             counter_width=2)
 
 
-def small_router(router_class=router.Router, wire_requests=True):
-    return RouterCreditProperties(replace(SMALL_ROUTER, wire_requests=wire_requests),
+def small_router(router_class=router.Router, wire_requests=True, injection_register=False):
+    return RouterCreditProperties(replace(SMALL_ROUTER, wire_requests=wire_requests,
+                                          injection_register=injection_register),
                                   router_class=router_class)
 
 
@@ -61,10 +62,12 @@ PROOFS = [
 ROUTER_BMC = FormalCheck("noc_router_credits", small_router, mode="bmc", depth=7,
                          engine=YICES, description="credits + in flight + downstream = depth "
                                                    "per output VC; input buffers = credits out")
-# The package's routers: a flit asks from the input's registers only.
+# Both registered options (as test_router[registered]): a flit asks from the input's
+# registers only, and an injected flit is registered with its route first (the package
+# uses the latter).
 REGISTERED_ROUTER_BMC = replace(
     ROUTER_BMC, name="noc_router_credits_registered_requests",
-    design=lambda: small_router(wire_requests=False))
+    design=lambda: small_router(wire_requests=False, injection_register=True))
 
 
 def test_router_connections_are_the_routers():

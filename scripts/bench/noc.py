@@ -72,7 +72,7 @@ def router_fpga(progress=print, boards=("ulx3s", "icebreaker"), seeds=(1,), *,
                 wire_requests=True):
     """The router part of the bench alone: one 5-port router placed on each board, once per
     nextpnr seed (build folders ``build/bench/noc-router-<board>[-s<seed>]``, ``-registered``
-    without ``wire_requests``: the package's router, 3 cycles per hop). Returns
+    without ``wire_requests``: 3 cycles per hop, not used by the package). Returns
     ``{board: figures}`` for one seed, ``{board: [figures per seed]}`` for several; a board
     the router does not fit gets ``{"fits": False, "error": ...}``. Without the latency
     sweep: ``python -c "from chipknit.bench.noc import router_fpga;
@@ -148,7 +148,8 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
                  f"{figures['saturation_throughput'][name]} flits/node/cycle")
     if not quick:
         figures["fpga"] = router_fpga(progress)
-        # The package's router (PackageTop's port_slices): 3 cycles per hop, for Fmax.
+        # Without wire requests (3 cycles per hop): the router alone is faster, but the
+        # package placed worse with it and keeps wire requests (docs/noc.md, Issue 7).
         figures["fpga_without_wire_requests"] = router_fpga(
             progress, boards=("ulx3s",), wire_requests=False)["ulx3s"]
     if plot:
