@@ -422,19 +422,22 @@ def test_package_top_registers_every_die_link_port_and_mesh_credit():
         [], {"die0": (False, False), "die1": (False, False)})
 
 
-def test_package_top_slices_each_npu_dma_stream():
-    """With ``port_slices`` each of an NPU DMA's three streams (request, write data,
-    response) goes through a :class:`RegisterSlice` to its interface; none without."""
+def test_package_top_slices_every_tile_bus():
+    """With ``port_slices`` each of the three streams (request, write data, response) of
+    every tile's bus goes through a :class:`RegisterSlice` to its interface: the host
+    bridge's, the memory's, each NPU's control window and DMA, each counters bank; none
+    without."""
     from amaranth.hdl import Fragment
 
     def slices(top):
         return sorted(n for _f, n, *_r in Fragment.get(top, None).subfragments
-                      if "_dma_" in n and n.endswith("_slice"))
+                      if n.endswith("_slice") and "_ni_" not in n and "_ti_" not in n)
 
     package = Package.named("default")
+    buses = ["host_bus", "memory_bus", "counters0_bus", "counters1_bus"] + [
+        f"{npu}_{port}" for npu in ("npu0", "npu1") for port in ("control", "dma")]
     assert slices(PackageTop(package)) == sorted(
-        f"{npu}_dma_{what}_slice" for npu in ("npu0", "npu1")
-        for what in ("request", "wdata", "response"))
+        f"{bus}_{what}_slice" for bus in buses for what in ("request", "wdata", "response"))
     assert slices(PackageTop(package, port_slices=False)) == []
 
 

@@ -26,7 +26,8 @@ interfaces, the NoC of every die, the die links, the host bridge's byte streams 
   A ``traffic`` tile, or a second host bridge, is refused with a message. A local port no
   tile takes drains what reaches it (its requests time out at their initiator). Between
   each interface and its router port sits a register slice each way (``port_slices``), so
-  no timing path runs from a tile through its router and back; the same option registers
+  no timing path runs from a tile through its router and back, and one on each stream
+  between a tile and its interface; the same option registers
   the die-link ports and the flits and credits between a die's routers, and each router's
   injected flits with their routes.
 - every initiator has the same global address map (:func:`address_map`), derived from the
@@ -297,8 +298,8 @@ class PackageTop(wiring.Component):
         ``index`` (default :func:`~.link_end.package_link_end` ``()``).
     port_slices : bool
         A :class:`~chipknit.rtl.register_slice.RegisterSlice` each way between every
-        network interface and its router port and on each stream between an NPU's DMA and
-        its interface, a :class:`~chipknit.rtl.noc.package_network.LinkRegister` each way
+        network interface and its router port and on each stream between a tile and its
+        interface, a :class:`~chipknit.rtl.noc.package_network.LinkRegister` each way
         at every gateway router's die-link port, and a register on every flit and credit
         between two routers of a die, and each injected flit with its route at its router
         (default). The handshakes that the placer may stretch
@@ -579,6 +580,18 @@ class PackageTop(wiring.Component):
             wiring.connect(m, source, stage.i)
             wiring.connect(m, stage.o, sink)
 
+        def bus(name, initiator, target):
+            """An ``initiator`` -> ``target`` memory-mapped bus, a slice on each stream.
+
+            A tile's request fields fed its interface's decode (a sum and compares, from the
+            host bridge's state) and a target interface's beat parse fed the memory's RAM
+            enables: each was the default package's critical path at 100 MHz in turn.
+            Requests stay many in flight, so only latency is added, no rate lost."""
+            for what, source, sink in (("request", initiator, target),
+                                       ("wdata", initiator, target),
+                                       ("response", target, initiator)):
+                stream(f"{name}_{what}_slice", getattr(source, what), getattr(sink, what))
+
         def attach(interface, name, tile, local):
             # Both handshakes through registers: no path from the interface's packet logic
             # through the router's buffer state and back (the default package's critical
@@ -611,27 +624,21 @@ class PackageTop(wiring.Component):
             if tile.kind == "host_bridge":
                 bridge = m.submodules[tile.name] = HostBridge(params)
                 ni = initiator(tile, tile.port)
-                wiring.connect(m, bridge.bus, ni.bus)
+                bus(f"{tile.name}_bus", bridge.bus, ni.bus)
                 wiring.connect(m, wiring.flipped(self.host_rx), bridge.rx)
                 wiring.connect(m, bridge.tx, wiring.flipped(self.host_tx))
                 m.d.comb += [bridge.transport_errors.eq(self.host_framing_errors),
                              bridge.transport_overruns.eq(self.host_overruns)]
             elif tile.kind == "memory":
                 memory = m.submodules[tile.name] = MemoryTile(params)
-                wiring.connect(m, target(tile, tile.port).target, memory.bus)
+                bus(f"{tile.name}_bus", target(tile, tile.port).target, memory.bus)
                 sources[("tile", tile.name, "errors")] = memory.errors
             elif tile.kind == "npu":
                 npu = m.submodules[tile.name] = NpuTile(params)
-                wiring.connect(m, target(tile, tile.ports[0]).target, npu.control)
-                bus = initiator(tile, tile.ports[1]).bus
-                # The DMA's request fields fed the interface's address decode (a sum and
-                # compares) straight from the DMA's registers, placed far from it: with the
-                # hops registered, the default package's critical path at 100 MHz. A slice
-                # on each stream (requests stay many in flight: no rate lost).
-                for what, source, sink in (("request", npu.dma, bus), ("wdata", npu.dma, bus),
-                                           ("response", bus, npu.dma)):
-                    stream(f"{tile.name}_dma_{what}_slice", getattr(source, what),
-                           getattr(sink, what))
+                bus(f"{tile.name}_control", target(tile, tile.ports[0]).target, npu.control)
+                # The DMA's request fields, straight from its registers, were the critical
+                # path into the interface's decode once the hops were registered.
+                bus(f"{tile.name}_dma", npu.dma, initiator(tile, tile.ports[1]).bus)
                 for what in ("window_errors", "discarded"):
                     sources[("tile", tile.name, what)] = getattr(npu, what)
             elif tile.kind == "counters":
@@ -670,7 +677,7 @@ class PackageTop(wiring.Component):
             tile = banks[n]
             pairs = self._counter_sources(n, sources)
             bank = m.submodules[tile.name] = RegisterBank(t, [r for r, _ in pairs])
-            wiring.connect(m, target(tile, tile.port).target, bank.bus)
+            bus(f"{tile.name}_bus", target(tile, tile.port).target, bank.bus)
             for register, signal in pairs:
                 m.d.comb += getattr(bank.status, register.name).eq(signal)
 
