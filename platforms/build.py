@@ -32,7 +32,7 @@ from .toolchain import package_versions, tool_version, toolchain_env
 from .top import BoardTop, TopFactory, make_design
 
 __all__ = ["BuildResult", "BuildError", "build", "format_summary", "read_nextpnr_report",
-           "SYNTH_OPTS", "FAMILY_CELLS"]
+           "prepare_plan", "SYNTH_OPTS", "SCRIPT_AFTER_READ", "FAMILY_CELLS"]
 
 #: Default ``synth_<family>`` options. ECP5: Yosys 0.70's ``synth_ecp5`` maps with abc9 to
 #: wide LUTs (LUT5-7 built from PFUMX/L6MUX21), which costs far more LUT4 slots on datapaths
@@ -44,6 +44,17 @@ SYNTH_OPTS = {
     "ecp5": "-nowidelut",
     "ice40": "-dsp",
 }
+
+#: Yosys commands run on every netlist right after it is read, before ``synth_<family>``.
+#: Amaranth names a wire after each element of an array view (``rd__data[0]`` beside
+#: ``rd__data``). Yosys 0.69/0.70's ``abc9`` reintegration rebuilds multi-bit ports from
+#: names of the form ``name[index]``, so when ABC's inputs or outputs include both such a
+#: wire and bit 0 of its namesake it fails an assertion (``GetSize(conn.first) ==
+#: GetSize(conn.second)`` in 0.70, ``count_id(wire->name) == 0`` in 0.69) or, once here,
+#: wrote a netlist with a flip-flop output driven twice, which nextpnr refused. Whether it
+#: happens depends on where ABC cuts the netlist, so an unrelated change could trigger it.
+#: Giving those wires private names removes the clash; no logic changes (docs/build.md).
+SCRIPT_AFTER_READ = "rename -hide w:*]"
 
 #: How nextpnr's utilisation report names the resources we count, per family.
 #: ``luts``: ECP5 TRELLIS_COMB slots (a LUT4, or half a CCU2C carry, or distributed-RAM
@@ -275,6 +286,26 @@ def _run_step(argv, step, *, cwd, env, log_path, t_start, emit):
     return time.monotonic() - t0
 
 
+def prepare_plan(board: str | Board, design: Elaboratable, *, name: str = "top",
+                 synth_opts: str | None = None, nextpnr_opts: str = ""):
+    """Amaranth's build plan for ``design`` on ``board``, with the Yosys script every build
+    runs: :data:`SCRIPT_AFTER_READ`, ``synth_<family> synth_opts`` (default
+    :data:`SYNTH_OPTS`), and the cell statistics written to ``<name>.stat.json``."""
+    board = get_board(board)
+    synth_opts = SYNTH_OPTS[board.family] if synth_opts is None else synth_opts
+    return board.make_platform().prepare(
+        BoardTop(board, design), name,
+        synth_opts=synth_opts,
+        script_after_read=SCRIPT_AFTER_READ,
+        nextpnr_opts=nextpnr_opts,
+        # Machine-readable cell counts next to Yosys's log.
+        script_after_synth=f"tee -q -o {name}.stat.json stat -json",
+        # Tools print their full log to stdout, which we keep per step and filter for
+        # progress; the Yosys and nextpnr log files are written either way.
+        verbose=True,
+    )
+
+
 def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
           build_dir: str | Path | None = None,
           top: Elaboratable | TopFactory | None = None,
@@ -318,7 +349,8 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
     def emit(elapsed, step, text):
         say(f"[{elapsed:7.1f} s] {step}: {text}")
 
-    for var in ("nextpnr_opts", "script_after_synth", "synth_opts", "verbose"):
+    for var in ("nextpnr_opts", "script_after_read", "script_after_synth", "synth_opts",
+                "verbose"):
         if f"AMARANTH_{var}" in os.environ:
             # Amaranth lets these override our options, which the report depends on.
             raise ValueError(f"AMARANTH_{var} is set in the environment; unset it, or use "
@@ -330,17 +362,8 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
         nextpnr_opts += " --timing-allow-fail"
     emit(0.0, "elaborate", f"{_design_name(design)} for {board.name} ({board.device})")
     t0 = time.monotonic()
-    platform = board.make_platform()
-    plan = platform.prepare(
-        BoardTop(board, design), name,
-        synth_opts=synth_opts,
-        nextpnr_opts=nextpnr_opts,
-        # Machine-readable cell counts next to Yosys's log.
-        script_after_synth=f"tee -q -o {name}.stat.json stat -json",
-        # Tools print their full log to stdout, which we keep per step and filter for
-        # progress; the Yosys and nextpnr log files are written either way.
-        verbose=True,
-    )
+    plan = prepare_plan(board, design, name=name, synth_opts=synth_opts,
+                        nextpnr_opts=nextpnr_opts)
     # Outputs of an earlier build must not pass for this one's.
     bitstream = build_path / (f"{name}.bit" if board.family == "ecp5" else f"{name}.bin")
     for stale in (bitstream, build_path / "report.json", build_path / "report_nextpnr.json",

@@ -14,7 +14,15 @@ from amaranth.hdl import Elaboratable, Fragment, Instance, Module, Signal
 from amaranth.lib import io
 
 from chipknit.platforms.boards import BOARDS, DEFAULT_BOARD, Board, get_board
-from chipknit.platforms.build import BuildError, build, format_summary, read_nextpnr_report
+from chipknit.platforms.build import (
+    SCRIPT_AFTER_READ,
+    SYNTH_OPTS,
+    BuildError,
+    build,
+    format_summary,
+    prepare_plan,
+    read_nextpnr_report,
+)
 from chipknit.platforms.package_board import PackageBoard
 from chipknit.platforms.toolchain import YOWASP_TOOLS, toolchain_env
 from chipknit.platforms.top import (
@@ -86,6 +94,20 @@ def test_board_top_needs_an_led_output():
     pcf = board.make_platform().prepare(top).files["top.pcf"]
     assert "set_io led_g_1__io 27" in pcf  # PMOD 2 pin 1 = FPGA pin 27
     assert "led_r" not in pcf and "led_g_0" not in pcf
+
+
+@pytest.mark.parametrize("board", ["ulx3s", "icebreaker"])
+def test_yosys_script_hides_array_element_names_before_synthesis(board):
+    """Every build's Yosys script gives the wires Amaranth names after array elements
+    (``x[0]``) private names right after reading the netlist, before ``synth_<family>``
+    with the family's options: the Yosys abc9 name clash of docs/build.md."""
+    script = prepare_plan(board, CreditSelfTest()).files["top.ys"]
+    family = get_board(board).family
+    lines = [line.strip() for line in script.splitlines()]
+    read = lines.index("read_rtlil top.il")
+    assert lines[read + 1] == SCRIPT_AFTER_READ == "rename -hide w:*]"
+    synth = next(i for i, line in enumerate(lines) if line.startswith(f"synth_{family}"))
+    assert synth > read + 1 and SYNTH_OPTS[family] in lines[synth]
 
 
 def test_read_nextpnr_report():

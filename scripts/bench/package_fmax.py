@@ -44,19 +44,16 @@ def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "def
     from amaranth._toolchain import tool_env_var
 
     from chipknit.platforms.boards import get_board
-    from chipknit.platforms.build import SYNTH_OPTS, _yosys_cells, read_nextpnr_report
+    from chipknit.platforms.build import SYNTH_OPTS, _yosys_cells, prepare_plan, read_nextpnr_report
     from chipknit.platforms.package_board import package_top
     from chipknit.platforms.toolchain import toolchain_env
-    from chipknit.platforms.top import BoardTop
 
     out = Path(build_dir)
     out.mkdir(parents=True, exist_ok=True)
     board = get_board("ulx3s")
     design = package_top(package, clock_mhz=None, ber=0.0, die=None)(board)
     synth_opts = SYNTH_OPTS["ecp5"] if synth_opts is None else synth_opts
-    plan = board.make_platform().prepare(
-        BoardTop(board, design), "top", verbose=True, synth_opts=synth_opts,
-        script_after_synth="tee -q -o top.stat.json stat -json")
+    plan = prepare_plan(board, design, synth_opts=synth_opts)
     plan.extract(out)
     env = toolchain_env()
     yosys = json.loads(plan.files[f"{plan.script}.json"])["commands"][0]
