@@ -230,7 +230,7 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.noc_mesh",
         params={"columns": 3, "rows": 3, "depth": 4, "data_width": 32, "vcs": 2,
                 "local_ports": 1, "credit_registers": False, "flit_registers": False,
-                "injection_registers": False},
+                "injection_registers": False, "wire_requests": True},
         description="NoC mesh: uniform/transpose/hotspot, latency per hop, full rate, "
                     "unroutable, reset",
     ),

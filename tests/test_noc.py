@@ -47,7 +47,9 @@ def test_router(simulator, params, seed):
     {"columns": 2, "rows": 2},
     {"columns": 2, "rows": 2, "credit_registers": True, "flit_registers": True,
      "injection_registers": True, "depth": 5},
-], ids=["2x2", "2x2-registered-d5"])
+    {"columns": 2, "rows": 2, "credit_registers": True, "injection_registers": True,
+     "wire_requests": False, "depth": 5},
+], ids=["2x2", "2x2-registered-d5", "2x2-no-wire-requests-d5"])
 def test_mesh(params, seed):
     result = run(MESH, simulator="verilator", params=params, seed=seed)
     result.check()

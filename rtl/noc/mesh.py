@@ -19,6 +19,9 @@ register. With both the credit loop takes 5 cycles: one flit a cycle per VC need
 With ``injection_registers`` every router takes an injected flit and its route into
 registers before its buffer (:attr:`~.router.RouterParams.injection_register`): a cycle
 more at injection, and no route computation between a tile's stream and the router's state.
+With ``wire_requests=False`` a flit arriving from a neighbour asks the allocator from its
+input's registers a cycle after it arrived (:attr:`~.router.RouterParams.wire_requests`):
+a cycle more per hop, and the neighbour's output register only reaches the input buffer.
 """
 
 from dataclasses import dataclass, field, replace
@@ -96,16 +99,20 @@ class Mesh(wiring.Component):
         A register on every flit between two routers of the mesh (3 cycles per hop).
     injection_registers : bool
         Routers with ``injection_register`` (a cycle more at injection).
+    wire_requests : bool
+        Routers with ``wire_requests`` (default); ``False`` costs a cycle per hop.
     """
 
     def __init__(self, params: MeshParams, *, credit_registers: bool = False,
-                 flit_registers: bool = False, injection_registers: bool = False):
+                 flit_registers: bool = False, injection_registers: bool = False,
+                 wire_requests: bool = True):
         if not isinstance(params, MeshParams):
             raise TypeError(f"Expected MeshParams, not {params!r}")
         self.params = params
         self.credit_registers = bool(credit_registers)
         self.flit_registers = bool(flit_registers)
         self.injection_registers = bool(injection_registers)
+        self.wire_requests = bool(wire_requests)
         geometry, fmt = params.geometry, params.flit
         shape = (params.nodes, geometry.local_ports, fmt.vcs)
         members = {
@@ -130,7 +137,8 @@ class Mesh(wiring.Component):
             for x in range(columns):
                 node = y * columns + x
                 router = routers[x, y] = m.submodules[f"router_{x}_{y}"] = Router(replace(
-                    p.router(x, y), injection_register=self.injection_registers))
+                    p.router(x, y), injection_register=self.injection_registers,
+                    wire_requests=self.wire_requests))
                 for local in range(p.geometry.local_ports):
                     for vc in range(p.flit.vcs):
                         wiring.connect(m, wiring.flipped(self.inject[node][local][vc]),

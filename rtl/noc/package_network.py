@@ -192,6 +192,9 @@ class PackageNetwork(wiring.Component):
     injection_registers : bool
         Each die's :class:`Mesh` with ``injection_registers``: routers take an injected
         flit and its route into registers before the buffer (a cycle more at injection).
+    wire_requests : bool
+        Each die's :class:`Mesh` with ``wire_requests`` (default); ``False``: a flit from a
+        neighbour asks the allocator from its input's registers, a cycle more per hop.
 
     Members
     -------
@@ -210,7 +213,8 @@ class PackageNetwork(wiring.Component):
 
     def __init__(self, package, *, die_link=None, link_latency: int = 1, dies=None,
                  edge_registers: bool = False, credit_registers: bool = False,
-                 flit_registers: bool = False, injection_registers: bool = False):
+                 flit_registers: bool = False, injection_registers: bool = False,
+                 wire_requests: bool = True):
         from ..package.config import Package  # the package layer builds on the NoC
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
@@ -221,6 +225,7 @@ class PackageNetwork(wiring.Component):
         self.credit_registers = bool(credit_registers)
         self.flit_registers = bool(flit_registers)
         self.injection_registers = bool(injection_registers)
+        self.wire_requests = bool(wire_requests)
         self.mesh_params = {die.number: package.mesh_params(die.number)
                             for die in package.dies if die.number in self.dies}
         fmt, members = package.flit, {}
@@ -248,7 +253,8 @@ class PackageNetwork(wiring.Component):
             mesh = meshes[number] = m.submodules[f"die{number}"] = Mesh(
                 params, credit_registers=self.credit_registers,
                 flit_registers=self.flit_registers,
-                injection_registers=self.injection_registers)
+                injection_registers=self.injection_registers,
+                wire_requests=self.wire_requests)
             for node in range(params.nodes):
                 for local in range(params.geometry.local_ports):
                     for vc in range(params.flit.vcs):

@@ -37,11 +37,12 @@ def router_top(columns=3, rows=3, x=1, y=1, depth=4, data_width=32, vcs=2, local
 
 
 def mesh_top(columns=3, rows=3, depth=4, data_width=32, vcs=2, local_ports=1,
-             credit_registers=False, flit_registers=False, injection_registers=False):
+             credit_registers=False, flit_registers=False, injection_registers=False,
+             wire_requests=True):
     geometry = MeshGeometry(columns=columns, rows=rows, local_ports=local_ports)
     return Mesh(MeshParams(flit=_format(data_width, vcs), geometry=geometry, depth=depth),
                 credit_registers=credit_registers, flit_registers=flit_registers,
-                injection_registers=injection_registers)
+                injection_registers=injection_registers, wire_requests=wire_requests)
 
 
 def model_format(params) -> NocFormat:

@@ -140,7 +140,9 @@ async def hotspot(dut):
 async def zero_load_two_cycles_per_hop(dut):
     """A lone flit comes out 2 cycles per router it crosses, plus 1 for injection (the route
     computed in a cycle of its own), after it was offered; plus 1 per hop between routers
-    with the mesh's ``flit_registers``, and 1 with its ``injection_registers``."""
+    with the mesh's ``flit_registers``, 1 per hop without its ``wire_requests`` (the flit
+    asks the allocator from its input's registers), and 1 with its
+    ``injection_registers``."""
     bench = MeshBench(dut, inject_pause=0, eject_pauses=None)
     await reset(dut)
     g = bench.geometry
@@ -160,6 +162,7 @@ async def zero_load_two_cycles_per_hop(dut):
                 break
         routers = hops(g.position(src), (x, y)) + 1
         want = (2 * routers + 1 + (routers - 1) * bool(bench.params["flit_registers"])
+                + (routers - 1) * (not bench.params["wire_requests"])
                 + bool(bench.params["injection_registers"]))
         assert cycle - start == want, (
             f"{src} to {dst}: {cycle - start} cycles over {routers} routers, want {want}")
@@ -171,8 +174,8 @@ async def zero_load_two_cycles_per_hop(dut):
 async def one_flit_per_cycle_across_the_mesh(dut):
     """A long packet from a corner to the far corner, offered every cycle and taken every
     cycle, comes out one flit a cycle on each VC in turn: no hop's credit loop (3 cycles, one
-    more each with the mesh's ``credit_registers`` and ``flit_registers``) is longer than
-    ``depth`` allows."""
+    more each with the mesh's ``credit_registers``, ``flit_registers`` and without its
+    ``wire_requests``) is longer than ``depth`` allows."""
     bench = MeshBench(dut, inject_pause=0, eject_pauses=None)
     await reset(dut)
     g = bench.geometry
