@@ -398,7 +398,9 @@ def test_link_register_delays_flits_and_credits_by_one_cycle():
 
 def test_package_top_registers_every_die_link_port_and_mesh_credit():
     """``PackageTop`` puts a :class:`LinkRegister` each way at both ends of the default
-    package's die link and registers the credits inside both dies' meshes; none of it
+    package's die link, registers the credits inside both dies' meshes and the injected
+    flits at each router, and has flits from a neighbour ask for their output from
+    registers (no flit registers between routers: 3 cycles a hop either way); none of it
     with ``port_slices=False``."""
     from amaranth.hdl import Fragment
 
@@ -410,16 +412,17 @@ def test_package_top_registers_every_die_link_port_and_mesh_credit():
                 names = [n for _f, n, *_r in fragment.subfragments if n.endswith("_register")]
                 meshes = {n: f.origins[0] for f, n, *_r in fragment.subfragments
                           if isinstance(f.origins[0], Mesh)}
-        return sorted(names), {n: (mesh.credit_registers, mesh.injection_registers)
+        return sorted(names), {n: (mesh.credit_registers, mesh.injection_registers,
+                                   mesh.flit_registers, mesh.wire_requests)
                                for n, mesh in meshes.items()}
 
     package = Package.named("default")
     assert registers(PackageTop(package)) == ([
         "die0_1_1_east_in_register", "die0_1_1_east_out_register",
         "die1_0_1_west_in_register", "die1_0_1_west_out_register"],
-        {"die0": (True, True), "die1": (True, True)})
+        {"die0": (True, True, False, False), "die1": (True, True, False, False)})
     assert registers(PackageTop(package, port_slices=False)) == (
-        [], {"die0": (False, False), "die1": (False, False)})
+        [], {"die0": (False, False, False, True), "die1": (False, False, False, True)})
 
 
 def test_package_top_slices_every_tile_bus():

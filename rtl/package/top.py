@@ -27,9 +27,10 @@ interfaces, the NoC of every die, the die links, the host bridge's byte streams 
   tile takes drains what reaches it (its requests time out at their initiator). Between
   each interface and its router port sits a register slice each way (``port_slices``), so
   no timing path runs from a tile through its router and back, and one on each stream
-  between a tile and its interface; the same option registers
-  the die-link ports and the flits and credits between a die's routers, and each router's
-  injected flits with their routes.
+  between a tile and its interface; the same option registers the die-link ports and the
+  credits between a die's routers, has a flit from a neighbouring router ask for its output
+  from registers (3 cycles a hop), and registers each router's injected flits with their
+  routes.
 - every initiator has the same global address map (:func:`address_map`), derived from the
   config: memory tiles from 0, each at a multiple of the largest memory's size rounded up
   to a power of two; NPU register windows from ``0x4000_0000``, counter banks from
@@ -300,13 +301,15 @@ class PackageTop(wiring.Component):
         A :class:`~chipknit.rtl.register_slice.RegisterSlice` each way between every
         network interface and its router port and on each stream between a tile and its
         interface, a :class:`~chipknit.rtl.noc.package_network.LinkRegister` each way
-        at every gateway router's die-link port, and a register on every flit and credit
-        between two routers of a die, and each injected flit with its route at its router
-        (default). The handshakes that the placer may stretch
-        across the FPGA (a tile or a link end and its router, neighbouring routers) are then
-        one route long each, at one cycle more each way: a hop inside a die takes 3 cycles,
-        and one flit a cycle per VC needs the package's NoC ``depth`` >= 5 (the shipped
-        packages have 8). ``False`` connects them directly.
+        at every gateway router's die-link port, a register on every credit between two
+        routers of a die, routers that ask their allocator for a flit from a neighbour
+        from the input's registers (``wire_requests=False``), and each injected flit with
+        its route registered at its router (default). The handshakes that the placer may
+        stretch across the FPGA (a tile or a link end and its router, neighbouring routers)
+        then reach no logic beyond a buffer write in the same cycle, at one cycle more each
+        way: a hop inside a die takes 3 cycles, and one flit a cycle per VC needs the
+        package's NoC ``depth`` >= 5 (the shipped packages have 8). ``False`` connects them
+        directly, with wire requests.
 
     Members
     -------
@@ -532,7 +535,7 @@ class PackageTop(wiring.Component):
         m.submodules.network = network = PackageNetwork(
             package, die_link=lambda _package, index: links[index], dies=self.dies,
             edge_registers=self.port_slices, credit_registers=self.port_slices,
-            flit_registers=self.port_slices, injection_registers=self.port_slices)
+            injection_registers=self.port_slices, wire_requests=not self.port_slices)
         for index, end in self.cut.items():
             m.submodules[f"link{index}_end"] = end
             wiring.connect(m, getattr(network, f"link{index}_out"), end.noc_in)
