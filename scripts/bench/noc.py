@@ -72,7 +72,7 @@ def router_fpga(progress=print, boards=("ulx3s", "icebreaker"), seeds=(1,), *,
                 wire_requests=True):
     """The router part of the bench alone: one 5-port router placed on each board, once per
     nextpnr seed (build folders ``build/bench/noc-router-<board>[-s<seed>]``, ``-registered``
-    without ``wire_requests``: 3 cycles per hop, not used by the package). Returns
+    without ``wire_requests``: 3 cycles per hop, as in the package). Returns
     ``{board: figures}`` for one seed, ``{board: [figures per seed]}`` for several; a board
     the router does not fit gets ``{"fits": False, "error": ...}``. Without the latency
     sweep: ``python -c "from chipknit.bench.noc import router_fpga;
