@@ -110,6 +110,67 @@ def test_yosys_script_hides_array_element_names_before_synthesis(board):
     assert synth > read + 1 and SYNTH_OPTS[family] in lines[synth]
 
 
+# Two registers named ``a`` and ``a[0]`` (the names Amaranth gives a view and its first
+# array element), both feeding logic: the smallest netlist found that trips Yosys's abc9
+# reintegration (docs/build.md).
+_NAME_CLASH_RTLIL = """
+module \\clash
+  wire input 1 \\clk
+  wire width 2 input 2 \\i
+  wire width 2 input 3 \\j
+  wire width 2 output 4 \\o
+  wire width 2 \\a
+  wire width 2 \\a[0]
+  cell $dff $a_reg
+    parameter \\WIDTH 2
+    parameter \\CLK_POLARITY 1
+    connect \\CLK \\clk
+    connect \\D \\i
+    connect \\Q \\a
+  end
+  cell $dff $a0_reg
+    parameter \\WIDTH 2
+    parameter \\CLK_POLARITY 1
+    connect \\CLK \\clk
+    connect \\D \\j
+    connect \\Q \\a[0]
+  end
+  cell $xor $mix
+    parameter \\A_SIGNED 0
+    parameter \\B_SIGNED 0
+    parameter \\A_WIDTH 2
+    parameter \\B_WIDTH 2
+    parameter \\Y_WIDTH 2
+    connect \\A \\a
+    connect \\B \\a[0]
+    connect \\Y \\o
+  end
+end
+"""
+
+
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_yosys_name_clash_workaround(family, tmp_path):
+    """With :data:`SCRIPT_AFTER_READ` the name-clash netlist synthesises. Without it, the
+    pinned Yosys fails an assertion: when this part fails, a Yosys upgrade fixed the bug and
+    the workaround can go."""
+    import subprocess
+    (tmp_path / "clash.il").write_text(_NAME_CLASH_RTLIL)
+    yosys = toolchain_env()["YOSYS"]
+
+    def synthesise(before):
+        script = f"read_rtlil clash.il; {before} synth_{family} {SYNTH_OPTS[family]} -top clash"
+        log = tmp_path / "yosys.log"
+        done = subprocess.run([yosys, "-q", "-l", log.name, "-p", script], cwd=tmp_path,
+                              capture_output=True, text=True)
+        return done.returncode, log.read_text()
+
+    code, log = synthesise(SCRIPT_AFTER_READ + ";")
+    assert code == 0, log[-2000:]
+    code, log = synthesise("")
+    assert code != 0 and "ERROR: Assert" in log, log[-2000:]
+
+
 def test_read_nextpnr_report():
     report = {
         "utilization": {
