@@ -21,7 +21,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisterSlice"]
+__all__ = ["RegisterSlice", "connect_through_slice"]
 
 
 class RegisterSlice(wiring.Component):
@@ -64,3 +64,12 @@ class RegisterSlice(wiring.Component):
         with m.If(~spare_valid):
             m.d.sync += spare.eq(self.i.payload)
         return m
+
+
+def connect_through_slice(m, name: str, source, sink) -> RegisterSlice:
+    """Connect the stream ``source`` to ``sink`` through a :class:`RegisterSlice` added to
+    ``m`` as submodule ``name`` (one cycle more, full rate); returns the slice."""
+    stage = m.submodules[name] = RegisterSlice(source.payload.shape())
+    wiring.connect(m, source, stage.i)
+    wiring.connect(m, stage.o, sink)
+    return stage

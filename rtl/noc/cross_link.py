@@ -30,7 +30,7 @@ from ..link.frame import LinkParams
 from ..link.pair import LinkPair
 from ..link.receiver import ReceiverStatus
 from ..link.transmitter import TransmitterStatus
-from ..register_slice import RegisterSlice
+from ..register_slice import connect_through_slice
 from .flit import Direction, FlitFormat, LinkSignature
 from .link_bridge import BridgeStatus, LinkBridge, LinkBridgeParams, link_flit_width
 from .route import MeshGeometry, RouteComputer
@@ -245,10 +245,8 @@ def bridge_link_end(m, name: str, noc_in, noc_out, params: LinkBridgeParams, end
     for vc in range(fmt.vcs):
         wiring.connect(m, bridge.to_link[vc], link_end.i[vc])
         if rx_slices:
-            stage = m.submodules[f"{name}_rx{vc}_slice"] = RegisterSlice(
-                link_end.o[vc].payload.shape())
-            wiring.connect(m, link_end.o[vc], stage.i)
-            wiring.connect(m, stage.o, bridge.from_link[vc])
+            connect_through_slice(m, f"{name}_rx{vc}_slice", link_end.o[vc],
+                                  bridge.from_link[vc])
         else:
             wiring.connect(m, link_end.o[vc], bridge.from_link[vc])
     return bridge

@@ -84,7 +84,7 @@ from ..noc.transaction import TransactionParams
 from ..npu.array import ArrayParams
 from ..npu.commands import QueueParams
 from ..npu.engine import EngineParams
-from ..register_slice import RegisterSlice
+from ..register_slice import connect_through_slice
 from ..registers import Register, RegisterBank
 from ..tiles.memory import MemoryParams, MemoryTile
 from ..tiles.npu import NpuTile, NpuTileParams
@@ -582,9 +582,7 @@ class PackageTop(wiring.Component):
             if not self.port_slices:
                 wiring.connect(m, source, sink)
                 return
-            stage = m.submodules[name] = RegisterSlice(source.payload.shape())
-            wiring.connect(m, source, stage.i)
-            wiring.connect(m, stage.o, sink)
+            connect_through_slice(m, name, source, sink)
 
         def bus(name, initiator, target):
             """An ``initiator`` -> ``target`` memory-mapped bus, a slice on each stream.

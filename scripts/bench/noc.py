@@ -148,8 +148,8 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
                  f"{figures['saturation_throughput'][name]} flits/node/cycle")
     if not quick:
         figures["fpga"] = router_fpga(progress)
-        # Without wire requests (3 cycles per hop): the router alone is faster, but the
-        # package placed worse with it and keeps wire requests (docs/noc.md, Issue 7).
+        # Without wire requests (3 cycles per hop): the router alone is faster, and the
+        # package's routers are built so since the ninth session (docs/noc.md, Issue 7).
         figures["fpga_without_wire_requests"] = router_fpga(
             progress, boards=("ulx3s",), wire_requests=False)["ulx3s"]
     if plot:
