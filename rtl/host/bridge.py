@@ -37,7 +37,7 @@ the request is accepted, and each beat goes out as it arrives.
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import crc, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -218,12 +218,24 @@ class HostBridge(wiring.Component):
         # Beat assembly (command data) and disassembly (response data).
         field = Signal(range(max(beat_bytes + strobe_bytes, 4) + 1))
         beat_index = Signal(9)
+        # (beat_index == length), kept in a register beside beat_index (see first_beat and
+        # next_beat) so that the state logic reads one flip-flop instead of a comparison.
+        final_beat = Signal()
+        beats_left = Signal(8)       # length - beat_index
+        loaded_all = Signal()        # WDATA: every beat has been read from the buffer
         beat = Signal(tp.data_width)
         strobe = Signal(8 * strobe_bytes)
         pending_write = Signal()
+        # The op and length decoded as their bytes arrive, so that no state's logic starts
+        # with a comparison of a whole byte.
+        is_read = Signal()
+        is_write = Signal()
+        masked = Signal()
+        is_counters = Signal()
+        fits_buffer = Signal()       # length < buffer_beats
+        fits_read = Signal()         # length < max_read_beats
+        last_field = Signal.like(field)
         # Execution.
-        is_write = (op == OP_WRITE) | (op == OP_WRITE_MASKED)
-        masked = op == OP_WRITE_MASKED
         bus_tag = Signal(tp.tag_bits)
         status = Signal(8)
         nak = Signal()
@@ -232,12 +244,21 @@ class HostBridge(wiring.Component):
         idle = Signal(range(p.frame_timeout + 1))
         watchdog = Signal(range(p.bus_timeout + 1))
         counter_index = Signal(range(len(COUNTERS)))
-        word = Signal(32)
-        latched = Signal(32)
+        word = Signal(32)            # the counter at counter_index, a cycle late
+        word_fresh = Signal()        # ... and counter_index has not moved since
+        latched = Signal(24)         # the counter's bytes still to send
         presented = Signal()
         last_beat = Signal()
 
         counters = [getattr(self, name) for name in COUNTERS]
+
+        def first_beat():
+            m.d.sync += [beat_index.eq(0), beats_left.eq(length), final_beat.eq(length == 0),
+                         loaded_all.eq(0)]
+
+        def next_beat():
+            m.d.sync += [beat_index.eq(beat_index + 1), beats_left.eq(beats_left - 1),
+                         final_beat.eq(beats_left == 1)]
 
         # Buffer writes land the cycle after a beat's last byte.
         m.d.sync += pending_write.eq(0)
@@ -245,8 +266,10 @@ class HostBridge(wiring.Component):
             wr.addr.eq(beat_index - 1),
             wr.data.eq(Cat(beat, Mux(masked, strobe[:tp.strobe_width],
                                      Const((1 << tp.strobe_width) - 1, tp.strobe_width)))),
-            wr.en.eq(pending_write & (length < p.buffer_beats)),
+            wr.en.eq(pending_write & fits_buffer),
         ]
+
+        m.d.sync += [word.eq(Array(counters)[counter_index]), word_fresh.eq(1)]
 
         # Bytes in: every parse state takes a byte whenever one is offered.
         got = Signal()
@@ -325,7 +348,10 @@ class HostBridge(wiring.Component):
             parse_state()
             drain_stale()
             with m.If(got):
-                m.d.sync += op.eq(byte)
+                m.d.sync += [op.eq(byte), is_read.eq(byte == OP_READ),
+                             is_write.eq((byte == OP_WRITE) | (byte == OP_WRITE_MASKED)),
+                             masked.eq(byte == OP_WRITE_MASKED),
+                             is_counters.eq(byte == OP_COUNTERS)]
                 m.d.sync += state.eq(_State.TAG)
         with m.Elif(state == _State.TAG):
             parse_state()
@@ -337,7 +363,9 @@ class HostBridge(wiring.Component):
             parse_state()
             drain_stale()
             with m.If(got):
-                m.d.sync += [length.eq(byte), field.eq(0)]
+                m.d.sync += [length.eq(byte), field.eq(0),
+                             fits_buffer.eq(byte < p.buffer_beats),
+                             fits_read.eq(byte < p.max_read_beats)]
                 m.d.sync += state.eq(_State.ADDR)
         with m.Elif(state == _State.ADDR):
             parse_state()
@@ -345,7 +373,9 @@ class HostBridge(wiring.Component):
             with m.If(got):
                 m.d.sync += [addr.eq(Cat(addr[8:], byte)), field.eq(field + 1)]
                 with m.If(field == 3):
-                    m.d.sync += [field.eq(0), beat_index.eq(0)]
+                    m.d.sync += [field.eq(0), last_field.eq(
+                        Mux(masked, beat_bytes + strobe_bytes - 1, beat_bytes - 1))]
+                    first_beat()
                     with m.If(is_write):
                         m.d.sync += state.eq(_State.DATA)
                     with m.Else():
@@ -353,7 +383,6 @@ class HostBridge(wiring.Component):
         with m.Elif(state == _State.DATA):
             parse_state()
             drain_stale()
-            last_field = Mux(masked, beat_bytes + strobe_bytes - 1, beat_bytes - 1)
             with m.If(got):
                 m.d.sync += field.eq(field + 1)
                 with m.If(field < beat_bytes):
@@ -361,9 +390,9 @@ class HostBridge(wiring.Component):
                 with m.Else():
                     m.d.sync += strobe.eq(Cat(strobe[8:], byte))
                 with m.If(field == last_field):
-                    m.d.sync += [field.eq(0), beat_index.eq(beat_index + 1),
-                                 pending_write.eq(1)]
-                    with m.If(beat_index == length):
+                    m.d.sync += [field.eq(0), pending_write.eq(1)]
+                    next_beat()
+                    with m.If(final_beat):
                         m.d.sync += state.eq(_State.CRC)
         with m.Elif(state == _State.CRC):
             parse_state()
@@ -373,16 +402,17 @@ class HostBridge(wiring.Component):
 
         with m.Elif(state == _State.CHECK):
             drain_stale()
-            known = (op == OP_READ) | is_write | (op == OP_COUNTERS)
-            too_long = Mux(is_write, length >= p.buffer_beats,
-                           (op == OP_READ) & (length >= p.max_read_beats))
+            known = is_read | is_write | is_counters
+            too_long = Mux(is_write, ~fits_buffer, is_read & ~fits_read)
             if tp.addr_width < 32:
-                out_of_range = (op != OP_COUNTERS) & (addr[tp.addr_width:] != 0)
+                out_of_range = ~is_counters & (addr[tp.addr_width:] != 0)
             else:
                 out_of_range = Const(0)
-            m.d.sync += [field.eq(0), beat_index.eq(0), status.eq(Status.OKAY.value),
+            m.d.sync += [field.eq(0), status.eq(Status.OKAY.value),
                          nak.eq(1), got_wresp.eq(0), timed_out.eq(0),
-                         counter_index.eq(0), watchdog.eq(0), presented.eq(0)]
+                         counter_index.eq(0), word_fresh.eq(0), watchdog.eq(0),
+                         presented.eq(0)]
+            first_beat()
             with m.If(~rx_crc.match_detected):
                 m.d.sync += status.eq(NAK_BAD_CRC)
                 m.d.comb += count["crc_errors"].eq(1)
@@ -398,7 +428,7 @@ class HostBridge(wiring.Component):
             with m.If(~rx_crc.match_detected | ~known | too_long | out_of_range):
                 m.d.comb += count["naks"].eq(1)
                 m.d.sync += state.eq(_State.HEADER)
-            with m.Elif(op == OP_COUNTERS):
+            with m.Elif(is_counters):
                 m.d.sync += state.eq(_State.HEADER)
             with m.Else():
                 m.d.sync += state.eq(_State.ISSUE)
@@ -421,7 +451,7 @@ class HostBridge(wiring.Component):
         with m.Elif(state == _State.WDATA):
             # beat_index: the next buffer entry to read. The read port holds a beat on
             # its output for as long as it is presented and not taken.
-            load = (~presented | self.bus.wdata.ready) & (beat_index <= length)
+            load = (~presented | self.bus.wdata.ready) & ~loaded_all
             m.d.comb += [
                 rd.addr.eq(beat_index),
                 rd.en.eq(load),
@@ -431,8 +461,9 @@ class HostBridge(wiring.Component):
                 self.bus.wdata.payload.last.eq(last_beat),
             ]
             with m.If(load):
-                m.d.sync += [beat_index.eq(beat_index + 1), presented.eq(1),
-                             last_beat.eq(beat_index == length)]
+                m.d.sync += [presented.eq(1), last_beat.eq(final_beat),
+                             loaded_all.eq(final_beat)]
+                next_beat()
             with m.Elif(self.bus.wdata.ready):
                 m.d.sync += presented.eq(0)
             with m.If(presented & self.bus.wdata.ready & last_beat):
@@ -464,7 +495,7 @@ class HostBridge(wiring.Component):
 
         with m.Elif(state == _State.HEADER):
             rop = Mux(nak, OP_NAK, op | 0x80)
-            rlen = Mux(nak, 0, Mux(op == OP_COUNTERS, len(COUNTERS) - 1, length))
+            rlen = Mux(nak, 0, Mux(is_counters, len(COUNTERS) - 1, length))
             send(Mux(field == 0, SYNC, Mux(field == 1, rop, Mux(field == 2, tag, rlen))))
             with m.If(sent):
                 m.d.comb += [out_crc_start.eq(field == 0), out_crc_add.eq(field != 0)]
@@ -473,7 +504,7 @@ class HostBridge(wiring.Component):
                     m.d.sync += field.eq(0)
                     with m.If(nak | is_write):
                         m.d.sync += state.eq(_State.STATUS)
-                    with m.Elif(op == OP_COUNTERS):
+                    with m.Elif(is_counters):
                         m.d.sync += state.eq(_State.COUNTER)
                     with m.Else():
                         m.d.sync += state.eq(_State.RBEAT)
@@ -508,28 +539,27 @@ class HostBridge(wiring.Component):
                 m.d.comb += out_crc_add.eq(1)
                 m.d.sync += [beat.eq(beat >> 8), field.eq(field + 1)]
                 with m.If(field == beat_bytes - 1):
-                    m.d.sync += [field.eq(0), beat_index.eq(beat_index + 1)]
-                    with m.If(beat_index == length):
+                    m.d.sync += field.eq(0)
+                    next_beat()
+                    with m.If(final_beat):
                         m.d.sync += state.eq(_State.STATUS)
                     with m.Else():
                         m.d.sync += state.eq(_State.RBEAT)
 
         with m.Elif(state == _State.COUNTER):
             drain_stale()
-            selected = counters[0]
-            for index, counter in enumerate(counters[1:], start=1):
-                selected = Mux(counter_index == index, counter, selected)
-            m.d.comb += word.eq(selected)
-            # A counter is read once, at its first byte, so its four bytes agree.
-            value = Mux(field == 0, word, latched)
-            send(value.word_select(field[:2], 8))
+            # The counter is read into a register (``word``) a cycle after counter_index
+            # moves, and once, at its first byte, so that its four bytes agree.
+            with m.If(word_fresh | (field != 0)):
+                send(Mux(field == 0, word[:8], latched[:8]))
             with m.If(sent):
                 m.d.comb += out_crc_add.eq(1)
-                m.d.sync += field.eq(field + 1)
+                m.d.sync += [field.eq(field + 1), latched.eq(latched >> 8)]
                 with m.If(field == 0):
-                    m.d.sync += latched.eq(word)
+                    m.d.sync += latched.eq(word[8:])
                 with m.If(field == 3):
-                    m.d.sync += [field.eq(0), counter_index.eq(counter_index + 1)]
+                    m.d.sync += [field.eq(0), counter_index.eq(counter_index + 1),
+                                 word_fresh.eq(0)]
                     with m.If(counter_index == len(COUNTERS) - 1):
                         m.d.sync += state.eq(_State.STATUS)
 
@@ -544,6 +574,6 @@ class HostBridge(wiring.Component):
             drain_stale()
             m.d.comb += out_ready.eq(~tx_full)   # after the CRC has taken the status byte
             send(tx_crc.crc, _State.HUNT)
-            with m.If(sent & ~nak & (op != OP_COUNTERS)):
+            with m.If(sent & ~nak & ~is_counters):
                 m.d.sync += bus_tag.eq(bus_tag + 1)
         return m
