@@ -49,8 +49,9 @@ def _block(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else "(top)"
 
 
-def depths(netlist: dict):
-    """(endpoint cell, port, depth, start cell) for every register input of the top module."""
+def depths(netlist: dict, trace: str | None = None):
+    """(endpoint cell, port, depth, start cell) for every register input of the top module;
+    prints the longest path into each endpoint whose name contains ``trace``."""
     (module,) = [m for m in netlist["modules"].values()
                  if m.get("attributes", {}).get("top")] or list(netlist["modules"].values())[:1]
     cells = module["cells"]
@@ -63,6 +64,7 @@ def depths(netlist: dict):
                         driver[bit] = (name, port)
 
     memo = {}
+    through = {}      # bit -> the input bit its longest path comes through
 
     def multiplier_is_combinational(cell):
         params = cell.get("parameters", {})
@@ -82,17 +84,19 @@ def depths(netlist: dict):
         result = (0.0, name)
         if kind in _COMBINATIONAL and not (kind == "TRELLIS_DPR16X4" and port != "DO"):
             inputs, levels, _ = _COMBINATIONAL[kind]
-            best = (0.0, name)
+            best = (levels, name)
             for p in inputs:
                 for b in cell["connections"].get(p, ()):
                     d, start = bit_depth(b)
-                    if d + levels > best[0] or best[1] == name:
+                    if d + levels > best[0] or (start and best[1] == name):
                         best = (d + levels, start or name)
+                        through[bit] = b
             if kind in _CARRY_IN and port in ("S0", "S1", "COUT"):
                 for b in cell["connections"].get(_CARRY_IN[kind], ()):
                     d, start = bit_depth(b)
                     if d > best[0]:
                         best = (d, start or name)
+                        through[bit] = b
             result = best
         elif kind == "MULT18X18D" and multiplier_is_combinational(cell):
             best = (0.0, name)
@@ -102,6 +106,7 @@ def depths(netlist: dict):
                         d, start = bit_depth(b)
                         if d + _MULTIPLIER_LEVELS > best[0]:
                             best = (d + _MULTIPLIER_LEVELS, start or name)
+                            through[bit] = b
             result = best
         memo[bit] = result
         return result
@@ -116,14 +121,23 @@ def depths(netlist: dict):
         if ports is None:
             ports = [p for p, d in cell.get("port_directions", {}).items() if d == "input"
                      and "CLK" not in p and "CE" != p[:2]]
-        worst = (0.0, None, None)
+        worst = (0.0, None, None, None)
         for port in ports:
             for bit in cell["connections"].get(port, ()):
                 d, start = bit_depth(bit)
                 if d > worst[0]:
-                    worst = (d, port, start)
+                    worst = (d, port, start, bit)
         if worst[1] is not None:
             found.append((name, worst[1], worst[0], worst[2]))
+            if trace is not None and trace in name:
+                path, bit = [], worst[3]
+                while bit is not None:
+                    cell_name, port = driver.get(bit, ("?", "?"))
+                    kind = cells.get(cell_name, {}).get("type", "?")
+                    level = memo.get(bit, (0,))[0]
+                    path.append(f"{level:4g}  {kind:16s} {cell_name}.{port}")
+                    bit = through.get(bit)
+                print(f"{name}.{worst[1]}:", *reversed(path), sep="\n  ")
     return found
 
 
@@ -165,8 +179,8 @@ def summary(found, deep_levels=8) -> dict:
 
 def _design(args):
     if args.package:
-        from chipknit.platforms.package_board import package_top
         from chipknit.platforms.boards import get_board
+        from chipknit.platforms.package_board import package_top
         return package_top(args.package, clock_mhz=None, ber=0.0, die=None)(
             get_board("ulx3s"))
     from chipknit.bench.tiles import BLOCKS, _package
@@ -184,6 +198,8 @@ def main(argv=None) -> int:
     parser.add_argument("--min-levels", type=float, default=7,
                         help="list endpoints at least this deep (default 7)")
     parser.add_argument("--json", help="write the histogram and the blocks' counts here")
+    parser.add_argument("--trace", help="print the longest path into each register whose "
+                                        "name contains this")
     args = parser.parse_args(argv)
     if args.package or args.block:
         from pathlib import Path
@@ -191,7 +207,7 @@ def main(argv=None) -> int:
         print(f"synthesised in {seconds} s")
         args.netlist = str(Path(args.netlist, "top.json"))
     with open(args.netlist) as f:
-        found = depths(json.load(f))
+        found = depths(json.load(f), args.trace)
     histogram = Counter(int(d) for _, _, d, _ in found)
     print(f"{len(found)} register inputs; levels: count")
     for level in sorted(histogram):

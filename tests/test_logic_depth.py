@@ -1,0 +1,64 @@
+"""The logic-depth bench's counting, on hand-made netlists (no synthesis)."""
+
+from chipknit.bench.logic_depth import depths, summary
+
+_LUT_PORTS = {"A": "input", "B": "input", "C": "input", "D": "input", "Z": "output"}
+_FF_PORTS = {"CLK": "input", "DI": "input", "CE": "input", "LSR": "input", "Q": "output"}
+_CCU2C_PORTS = {**{f"{p}{i}": "input" for p in "ABCD" for i in (0, 1)}, "CIN": "input",
+                "S0": "output", "S1": "output", "COUT": "output"}
+
+
+def _lut(a, z, b="0"):
+    return {"type": "LUT4", "port_directions": _LUT_PORTS,
+            "connections": {"A": [a], "B": [b], "C": ["0"], "D": ["0"], "Z": [z]}}
+
+
+def _ff(d, q, ce="1"):
+    return {"type": "TRELLIS_FF", "port_directions": _FF_PORTS,
+            "connections": {"CLK": [1], "DI": [d], "CE": [ce], "LSR": ["0"], "Q": [q]}}
+
+
+def _netlist(cells):
+    return {"modules": {"top": {"attributes": {"top": 1}, "cells": cells}}}
+
+
+def _by_name(found):
+    return {name: (port, level, start) for name, port, level, start in found}
+
+
+def test_counts_luts_between_registers_and_names_the_start():
+    # a.Q(10) -> lut1 -> lut2 -> lut3 -> b.DI; b.Q(20) -> lut4 -> c.CE
+    cells = {
+        "a": _ff(d=2, q=10), "lut1": _lut(10, 11), "lut2": _lut(11, 12), "lut3": _lut(12, 13),
+        "b": _ff(d=13, q=20), "lut4": _lut(20, 21), "c": _ff(d="0", q=30, ce=21),
+    }
+    found = _by_name(depths(_netlist(cells)))
+    assert found["b"] == ("DI", 3.0, "a")
+    assert found["c"] == ("CE", 1.0, "b")
+    assert "a" not in found            # its input is a pin (bit 2, undriven): depth 0
+    assert summary(list((n, *v) for n, v in found.items()), deep_levels=3)[
+        "endpoints_at_3_levels_or_more"] == 1
+
+
+def test_the_longest_of_several_inputs_wins():
+    # x.Q -> lut_a -> lut_b ; y.Q -> lut_b (one level shorter) ; lut_b -> z.DI
+    cells = {
+        "x": _ff(d=2, q=10), "y": _ff(d=2, q=11),
+        "lut_a": _lut(10, 12), "lut_b": _lut(11, 13, b=12), "z": _ff(d=13, q=14),
+    }
+    assert _by_name(depths(_netlist(cells)))["z"] == ("DI", 2.0, "x")
+
+
+def test_a_carry_chain_counts_once():
+    # r.Q -> LUT -> chain of three CCU2Cs (CIN -> COUT) -> s.DI: 1 + 1 levels, not 1 + 3.
+    def ccu(a, cin, cout):
+        connections = {port: ["0"] for port in _CCU2C_PORTS}
+        connections.update({"A0": [a], "CIN": [cin], "COUT": [cout], "S0": [], "S1": []})
+        return {"type": "CCU2C", "port_directions": _CCU2C_PORTS, "connections": connections}
+
+    cells = {
+        "r": _ff(d=2, q=10), "lut": _lut(10, 11),
+        "c0": ccu(11, "0", 20), "c1": ccu(2, 20, 21), "c2": ccu(2, 21, 22),
+        "s": _ff(d=22, q=30),
+    }
+    assert _by_name(depths(_netlist(cells)))["s"] == ("DI", 2.0, "r")
