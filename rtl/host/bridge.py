@@ -77,6 +77,24 @@ def _positive(name, value, low=1):
         raise ValueError(f"{name} must be an integer of at least {low}, not {value!r}")
 
 
+class _Timer:
+    """Counts cycles towards ``limit``: ``expiring``, a register, is high in the cycle the
+    count reaches ``limit - 1`` (the cycle to act in), so no comparison of the count is on
+    the paths that act on it."""
+
+    def __init__(self, m, name, limit):
+        self.m, self.limit = m, limit
+        self.count = Signal(range(limit), name=name)
+        self.expiring = Signal(init=limit == 1, name=f"{name}_expiring")
+
+    def restart(self):
+        self.m.d.sync += [self.count.eq(0), self.expiring.eq(self.limit == 1)]
+
+    def step(self):
+        self.m.d.sync += [self.count.eq(self.count + 1),
+                          self.expiring.eq(self.count == self.limit - 2)]
+
+
 class _State(enum.Enum):
     """States of the bridge (an If chain, not m.FSM: Yosys writes the
     case statements of an FSM incompletely, which lint rejects)."""
@@ -241,8 +259,8 @@ class HostBridge(wiring.Component):
         nak = Signal()
         got_wresp = Signal()
         timed_out = Signal()
-        idle = Signal(range(p.frame_timeout + 1))
-        watchdog = Signal(range(p.bus_timeout + 1))
+        idle = _Timer(m, "idle", p.frame_timeout)
+        watchdog = _Timer(m, "watchdog", p.bus_timeout)
         counter_index = Signal(range(len(COUNTERS)))
         word = Signal(32)            # the counter at counter_index, a cycle late
         word_fresh = Signal()        # ... and counter_index has not moved since
@@ -309,13 +327,13 @@ class HostBridge(wiring.Component):
             m.d.comb += [self.rx.ready.eq(1), got.eq(self.rx.valid),
                          rx_crc.valid.eq(self.rx.valid)]
             with m.If(self.rx.valid):
-                m.d.sync += idle.eq(0)
-            with m.Elif(idle == p.frame_timeout - 1):
-                m.d.sync += idle.eq(0)
+                idle.restart()
+            with m.Elif(idle.expiring):
+                idle.restart()
                 m.d.comb += count["frame_timeouts"].eq(1)
                 m.d.sync += state.eq(_State.HUNT)
             with m.Else():
-                m.d.sync += idle.eq(idle + 1)
+                idle.step()
 
         def drain_stale():
             """No command owns the response stream: whatever comes is late."""
@@ -339,7 +357,7 @@ class HostBridge(wiring.Component):
             with m.If(self.rx.valid):
                 with m.If(byte == SYNC):
                     m.d.comb += rx_crc.start.eq(1)
-                    m.d.sync += idle.eq(0)
+                    idle.restart()
                     m.d.sync += state.eq(_State.OP)
                 with m.Else():
                     m.d.comb += count["garbage_bytes"].eq(1)
@@ -410,8 +428,8 @@ class HostBridge(wiring.Component):
                 out_of_range = Const(0)
             m.d.sync += [field.eq(0), status.eq(Status.OKAY.value),
                          nak.eq(1), got_wresp.eq(0), timed_out.eq(0),
-                         counter_index.eq(0), word_fresh.eq(0), watchdog.eq(0),
-                         presented.eq(0)]
+                         counter_index.eq(0), word_fresh.eq(0), presented.eq(0)]
+            watchdog.restart()
             first_beat()
             with m.If(~rx_crc.match_detected):
                 m.d.sync += status.eq(NAK_BAD_CRC)
@@ -480,18 +498,19 @@ class HostBridge(wiring.Component):
             with m.If(got_wresp):
                 m.d.sync += state.eq(_State.HEADER)
             with m.Elif(response.valid):
-                m.d.sync += watchdog.eq(0)
+                watchdog.restart()
                 with m.If(matches):
                     m.d.sync += status.eq(response.payload.status)
                     m.d.sync += state.eq(_State.HEADER)
                 with m.Else():
                     m.d.comb += count["stale_responses"].eq(1)
-            with m.Elif(watchdog == p.bus_timeout - 1):
-                m.d.sync += [watchdog.eq(0), status.eq(STATUS_BUS_TIMEOUT)]
+            with m.Elif(watchdog.expiring):
+                watchdog.restart()
+                m.d.sync += status.eq(STATUS_BUS_TIMEOUT)
                 m.d.comb += count["bus_timeouts"].eq(1)
                 m.d.sync += state.eq(_State.HEADER)
             with m.Else():
-                m.d.sync += watchdog.eq(watchdog + 1)
+                watchdog.step()
 
         with m.Elif(state == _State.HEADER):
             rop = Mux(nak, OP_NAK, op | 0x80)
@@ -516,7 +535,7 @@ class HostBridge(wiring.Component):
             with m.Else():
                 m.d.comb += response.ready.eq(1)
                 with m.If(response.valid):
-                    m.d.sync += watchdog.eq(0)
+                    watchdog.restart()
                     with m.If(matches):
                         m.d.sync += beat.eq(response.payload.data)
                         with m.If((status == Status.OKAY.value)
@@ -525,13 +544,13 @@ class HostBridge(wiring.Component):
                         m.d.sync += state.eq(_State.RBYTES)
                     with m.Else():
                         m.d.comb += count["stale_responses"].eq(1)
-                with m.Elif(watchdog == p.bus_timeout - 1):
-                    m.d.sync += [watchdog.eq(0), timed_out.eq(1), beat.eq(0),
-                                 status.eq(STATUS_BUS_TIMEOUT)]
+                with m.Elif(watchdog.expiring):
+                    watchdog.restart()
+                    m.d.sync += [timed_out.eq(1), beat.eq(0), status.eq(STATUS_BUS_TIMEOUT)]
                     m.d.comb += count["bus_timeouts"].eq(1)
                     m.d.sync += state.eq(_State.RBYTES)
                 with m.Else():
-                    m.d.sync += watchdog.eq(watchdog + 1)
+                    watchdog.step()
 
         with m.Elif(state == _State.RBYTES):
             send(beat[:8])
