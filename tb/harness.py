@@ -39,6 +39,9 @@ from .waves import write_gtkw
 __all__ = ["Testbench", "SimResult", "run", "build_root", "PARAMS_ENV"]
 
 PARAMS_ENV = "CHIPKNIT_PARAMS"
+#: Overrides every bench's ``cxx_opt`` (e.g. ``-Os`` to time a long run of a quick-compile
+#: bench).
+CXX_OPT_ENV = "CHIPKNIT_VERILATOR_CXX_OPT"
 TIMESCALE = ("1ns", "1ps")
 
 
@@ -61,6 +64,11 @@ class Testbench:
     simulator : str
         What ``chipknit sim`` runs it on unless told otherwise: Icarus starts fastest, but
         designs it runs too slowly (a whole package, a mesh) say ``"verilator"``.
+    cxx_opt : str
+        The C++ compiler's optimisation for the Verilator model (Verilator's own default is
+        ``-Os``). On the large designs compiling the model takes most of a test's time:
+        ``-O0`` compiles a package several times faster, for a slower simulation; benches
+        whose runs are short say so. ``CHIPKNIT_VERILATOR_CXX_OPT`` overrides it.
     """
     __test__ = False  # not a pytest test class, despite the name
 
@@ -70,6 +78,7 @@ class Testbench:
     params: Mapping[str, object] = field(default_factory=dict)
     description: str = ""
     simulator: str = "icarus"
+    cxx_opt: str = "-Os"
 
 
 @dataclass
@@ -124,6 +133,23 @@ def _tool_fingerprint(simulator: str) -> str:
     if simulator == "verilator":
         parts.append(str(verilator_root()))
     return "/".join(parts)
+
+
+@contextmanager
+def _make_variables(**variables):
+    """Pass ``variables`` to the ``make`` the runner starts (through ``MAKEFLAGS``, whose
+    variable assignments act as command-line overrides)."""
+    before = os.environ.get("MAKEFLAGS")
+    if variables:
+        extra = " ".join(f"{name}={value}" for name, value in variables.items())
+        os.environ["MAKEFLAGS"] = f"{before or ''} {extra}".strip()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = before
 
 
 @contextmanager
@@ -193,8 +219,11 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
 
     component = bench.top(**merged)
     sv_text = to_sv(component, bench.name)
+    cxx_opt = os.environ.get(CXX_OPT_ENV) or bench.cxx_opt
     key = hashlib.sha256("\0".join(
-        [sv_text, simulator, str(waves), _tool_fingerprint(simulator)]).encode()).hexdigest()
+        [sv_text, simulator, str(waves), _tool_fingerprint(simulator)]
+        + ([cxx_opt] if simulator == "verilator" and cxx_opt != "-Os" else [])
+    ).encode()).hexdigest()
     suffix = "-waves" if waves else ""
     build_dir = build_root() / "sim" / f"{bench.name}-{simulator}{suffix}-{key[:12]}"
 
@@ -212,9 +241,11 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
             if waves:
                 build_args += ["--trace-fst", "--trace-structs"]
         say(f"building {bench.name} for {simulator} in {build_dir}")
-        runner.build(sources=[sv_path], hdl_toplevel=bench.name, build_dir=build_dir,
-                     build_args=build_args, timescale=TIMESCALE, waves=waves,
-                     log_file=build_dir / "build.log")
+        with _make_variables(**({"OPT_FAST": cxx_opt, "OPT_SLOW": cxx_opt,
+                                  "OPT_GLOBAL": cxx_opt} if simulator == "verilator" else {})):
+            runner.build(sources=[sv_path], hdl_toplevel=bench.name, build_dir=build_dir,
+                         build_args=build_args, timescale=TIMESCALE, waves=waves,
+                         log_file=build_dir / "build.log")
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", testcase or "all")

@@ -61,6 +61,29 @@ def test_parameters_key_the_build():
     assert a.build_dir != b.build_dir
 
 
+def test_verilator_cxx_opt_keys_the_build_and_reaches_the_compiler(monkeypatch):
+    """A bench's ``cxx_opt`` is the C++ optimisation of its Verilator model: it keys the
+    build, reaches every compile command, and MAKEFLAGS is as it was afterwards."""
+    import dataclasses
+    import os
+
+    from chipknit.tb.harness import CXX_OPT_ENV
+    monkeypatch.delenv(CXX_OPT_ENV, raising=False)
+    default = run(PROBE, simulator="verilator", seed=5)
+    before = os.environ.get("MAKEFLAGS")     # as the harness's environment set-up left it
+    quick_bench = dataclasses.replace(PROBE, cxx_opt="-O0")
+    shutil.rmtree(run(quick_bench, simulator="verilator", seed=5).build_dir)
+    quick = run(quick_bench, simulator="verilator", seed=5)     # built afresh: its log says how
+    default.check()
+    quick.check()
+    assert default.build_dir != quick.build_dir
+    assert _digest(default) == _digest(quick)
+    assert os.environ.get("MAKEFLAGS") == before
+    log = (quick.build_dir / "build.log").read_text()
+    compiles = [line for line in log.splitlines() if " -c -o " in line]
+    assert compiles and all(" -O0 " in line and " -Os " not in line for line in compiles)
+
+
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_waves_and_gtkw_groups(simulator):
     result = run(PROBE, simulator=simulator, seed=7, waves=True)
