@@ -24,10 +24,10 @@ GEOMETRY = MeshGeometry(columns=2, rows=1)
 MODEL_GEOMETRY = Geometry(columns=2, rows=1)
 
 
-def _bridge(depth=4, vcs=2, x=1):
+def _bridge(depth=4, vcs=2, x=1, guard_slices=False):
     fmt = FlitFormat(data_width=30, vcs=vcs)
     params = LinkBridgeParams(flit=fmt, link=LinkParams(flit_width=32, vcs=vcs),
-                              ports=GEOMETRY.ports, depth=depth)
+                              ports=GEOMETRY.ports, depth=depth, guard_slices=guard_slices)
     return LinkBridge(params, lambda: RouteComputer(fmt, GEOMETRY, x, 0))
 
 
@@ -88,14 +88,15 @@ def _route(dest):
     return xy_route(MODEL_GEOMETRY, 1, 0, dest)
 
 
+@pytest.mark.parametrize("guard_slices", [False, True], ids=["plain", "guard-slices"])
 @pytest.mark.parametrize("seed_", [1, 2])
-def test_inbound_matches_model_with_framing_errors_and_peer_resets(seed_):
+def test_inbound_matches_model_with_framing_errors_and_peer_resets(seed_, guard_slices):
     """Random link traffic with orphans, unroutable and cut packets, random link pauses,
     random router credit returns and peer resets: what the router sees, per VC, equals the
     model; the bridge never sends without a credit; counters equal the model's."""
     rng = random.Random(seed_)
     depth, vcs = 3, 2
-    dut = _bridge(depth=depth)
+    dut = _bridge(depth=depth, guard_slices=guard_slices)
     model = BridgeModel(MODEL_FMT, _route)
     streams = [_random_link_stream(rng, vc, 60) for vc in range(vcs)]
     got = [[] for _ in range(vcs)]

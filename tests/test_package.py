@@ -444,6 +444,23 @@ def test_package_top_slices_every_tile_bus():
     assert slices(PackageTop(package, port_slices=False)) == []
 
 
+def test_package_die_link_slices_after_each_packet_guard():
+    """The in-FPGA die link's bridges put a :class:`RegisterSlice` after each VC's packet
+    guard (``guard_slices``), none between the link receiver and the guard."""
+    from amaranth.hdl import Fragment
+
+    from chipknit.rtl.package.top import PackageDieLink
+
+    link = PackageDieLink(Package.named("default"), 0)
+    assert [p.guard_slices for p in link.bridge_params] == [True, True]
+    fragment = Fragment.get(link, None)
+    bridges = {n: f for f, n, *_ in fragment.subfragments if n.startswith("bridge_")}
+    assert sorted(bridges) == ["bridge_a", "bridge_b"]
+    for bridge in bridges.values():
+        names = sorted(n for _f, n, *_ in bridge.subfragments if "slice" in n)
+        assert names == ["guard_slice_v0", "guard_slice_v1"]
+
+
 def test_mesh_credit_registers_delay_credits_by_one_cycle():
     """With ``credit_registers``, a credit router (1, 0) returns for a flit from router
     (0, 0) reaches (0, 0) one cycle after it leaves; without, in the same cycle."""

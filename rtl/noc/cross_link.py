@@ -30,7 +30,6 @@ from ..link.frame import LinkParams
 from ..link.pair import LinkPair
 from ..link.receiver import ReceiverStatus
 from ..link.transmitter import TransmitterStatus
-from ..register_slice import connect_through_slice
 from .flit import Direction, FlitFormat, LinkSignature
 from .link_bridge import BridgeStatus, LinkBridge, LinkBridgeParams, link_flit_width
 from .route import MeshGeometry, RouteComputer
@@ -224,19 +223,13 @@ class BridgedDieLink(wiring.Component):
 
 
 def bridge_link_end(m, name: str, noc_in, noc_out, params: LinkBridgeParams, end, geometry,
-                    link_end, *, rx_slices: bool = False) -> LinkBridge:
+                    link_end) -> LinkBridge:
     """Add ``name``, the :class:`LinkBridge` of one end of a die link, to ``m``: NoC side on
     ``noc_in`` (the gateway router's edge output, ``In(LinkSignature)`` of the caller) and
     ``noc_out`` (to its edge input), link side on ``link_end``'s per-VC ``i``/``o`` streams (a
     link adapter, or a trained link end); it routes what it receives as a flit entering the
     router at ``(end.x, end.y)`` of ``geometry``. Returns the bridge (its status and
-    ``peer_reset`` are the caller's).
-
-    ``rx_slices``: a :class:`~chipknit.rtl.register_slice.RegisterSlice` on each VC from the
-    link end to the bridge, so the bridge's packet guard and arbiter do not decide the
-    link receiver's output registers in the same cycle (a cycle more inbound). Only where
-    the bridge's ``peer_reset`` stays low: a flit held in a slice would reach the bridge
-    after the packet it belongs to was closed."""
+    ``peer_reset`` are the caller's)."""
     fmt = params.flit
     bridge = m.submodules[name] = LinkBridge(
         params, lambda: RouteComputer(fmt, geometry, end.x, end.y))
@@ -244,11 +237,7 @@ def bridge_link_end(m, name: str, noc_in, noc_out, params: LinkBridgeParams, end
     wiring.connect(m, bridge.noc_out, wiring.flipped(noc_out))
     for vc in range(fmt.vcs):
         wiring.connect(m, bridge.to_link[vc], link_end.i[vc])
-        if rx_slices:
-            connect_through_slice(m, f"{name}_rx{vc}_slice", link_end.o[vc],
-                                  bridge.from_link[vc])
-        else:
-            wiring.connect(m, link_end.o[vc], bridge.from_link[vc])
+        wiring.connect(m, link_end.o[vc], bridge.from_link[vc])
     return bridge
 
 

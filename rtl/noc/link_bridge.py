@@ -29,7 +29,9 @@ Inbound (link → router)
     router). It counts the router's credits per VC and never sends without one. The VCs
     that have a flit and a credit are served round-robin, one flit a cycle; a VC that has no
     credit (its ejection stalled) or no flit never blocks another. ``valid`` and ``payload``
-    leave registers.
+    leave registers. With ``guard_slices`` each VC's guarded flits pass a register slice
+    first (a cycle more), so no path runs from the guard through the arbiter and back to
+    the link's ``ready``.
 
 Defined outcomes for bad input from the link (counted per VC, never a hang):
 
@@ -81,6 +83,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..credit import SaturatingCounter
 from ..link.frame import LinkParams
+from ..register_slice import RegisterSlice
 from .allocator import RoundRobin
 from .flit import FlitFormat, LinkSignature
 from .tail_guard import TailGuard
@@ -123,12 +126,18 @@ class LinkBridgeParams:
         bridge starts with inbound). Must equal the router's ``RouterParams.depth``.
     counter_width : int
         Width of the saturating counters.
+    guard_slices : bool
+        A :class:`~chipknit.rtl.register_slice.RegisterSlice` on each VC between its
+        packet guard and the framing, route and credit logic: a cycle more inbound, and no
+        path from the guard through the arbiter back to the guard and the link's ``ready``
+        (the link receiver's output registers then wait only on the guard).
     """
     flit: FlitFormat = field(default_factory=lambda: FlitFormat(data_width=30))
     link: LinkParams = field(default_factory=lambda: LinkParams(flit_width=32))
     ports: int = 5
     depth: int = 4
     counter_width: int = 16
+    guard_slices: bool = False
 
     def __post_init__(self):
         if not isinstance(self.flit, FlitFormat):
@@ -291,6 +300,10 @@ class LinkBridge(wiring.Component):
                          self.from_link[v].ready.eq(guard.i.ready),
                          guard.cut.eq(self.peer_reset)]
             src = guard.o
+            if p.guard_slices:
+                stage = m.submodules[f"guard_slice_v{v}"] = RegisterSlice(guarded)
+                wiring.connect(m, guard.o, stage.i)
+                src = stage.o
             flit = layout(src.payload.as_value()[:layout.size])
             port, routable = src.payload.port, src.payload.routable
 

@@ -214,8 +214,11 @@ class PackageDieLink(wiring.Component):
         self.link_params = die_link_params(package, index, **dict(link or {}))
         self.ends = ((ends.a, package.geometry(ends.a.die)),
                      (ends.b, package.geometry(ends.b.die)))
+        # A slice after each VC's packet guard (a cycle more inbound): the link receiver's
+        # output registers then wait only on the guard, not on the bridge's arbiter.
         self.bridge_params = [LinkBridgeParams(flit=fmt, link=self.link_params,
-                                               ports=geometry.ports, depth=package.noc.depth)
+                                               ports=geometry.ports, depth=package.noc.depth,
+                                               guard_slices=True)
                               for _end, geometry in self.ends]
         members = {"error_threshold": In(32)}
         for side, (_end, geometry), bridge in zip("ab", self.ends, self.bridge_params,
@@ -251,12 +254,9 @@ class PackageDieLink(wiring.Component):
         for side, (end, geometry), params in zip("ab", self.ends, self.bridge_params,
                                                  strict=True):
             adapter = adapters[side]
-            # The receiver's output registers waited on the bridge's packet guard and
-            # arbiter: the minimal package's critical path at 100 MHz (75.3 MHz, ninth
-            # session). Slices cut it, a cycle more inbound (no peer reset in the FPGA).
             bridge = bridge_link_end(m, f"bridge_{side}", getattr(self, f"{side}_in"),
                                      getattr(self, f"{side}_out"), params, end, geometry,
-                                     adapter, rx_slices=True)
+                                     adapter)
             m.d.comb += bridge.peer_reset.eq(0)
             wiring.connect(m, bridge.status, wiring.flipped(getattr(self, f"{side}_bridge")))
             wiring.connect(m, adapter.tx_status,
