@@ -23,7 +23,13 @@ from .tests.package_common import SPLIT_PARAMS as PACKAGE_SPLIT_PARAMS
 from .tests.package_common import e2e_top as package_e2e_top
 from .tests.package_common import split_top as package_split_top
 
-__all__ = ["TESTBENCHES", "get_testbench"]
+__all__ = ["TESTBENCHES", "get_testbench", "QUICK_COMPILE"]
+
+#: ``Testbench.cxx_opt`` of the large designs whose runs are short: their Verilator model
+#: compiles about four times faster at -O0 and runs several times slower, a gain when the
+#: compile is most of the test (noc_package: 426 s to compile, 3 s to run at -Os, tenth
+#: session). The package benches run minutes of traffic and keep -Os.
+QUICK_COMPILE = "-O0"
 
 
 def register_slice(width: int = 36):
@@ -223,6 +229,7 @@ TESTBENCHES = {bench.name: bench for bench in [
         params={"data_width": 32, "addr_width": 32, "length_bits": 8, "tag_bits": 4,
                 "words": 256, "timeout": 300, "depth": 4},
         description="NIs + memory tiles on a 2x2 mesh: random traffic vs model, errors, reset",
+        cxx_opt=QUICK_COMPILE,
     ),
     Testbench(
         name="noc_mesh",
@@ -240,6 +247,7 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.noc_package",
         params={"package": "default", "link_latency": 2},
         description="package NoC (dies + stand-in die links): cross-die traffic, unroutable",
+        cxx_opt=QUICK_COMPILE,
     ),
     Testbench(
         name="link_soak",
@@ -331,6 +339,7 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.noc_cross_link",
         params=CROSS_LINK_PARAMS,
         description="two routers on two dies over bridges and a lossy link: VCs, reset, latency",
+        cxx_opt=QUICK_COMPILE,
     ),
     Testbench(
         name="link_end",

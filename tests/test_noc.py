@@ -2,6 +2,7 @@
 """The NoC: cocotb scoreboard runs of a router and of meshes, and unit checks of the model,
 the route computer, the arbiters and the parameters."""
 
+import dataclasses
 import json
 import random
 
@@ -13,7 +14,7 @@ from chipknit.rtl.noc.flit import Direction, FlitFormat
 from chipknit.rtl.noc.mesh import MeshParams
 from chipknit.rtl.noc.route import Gateway, MeshGeometry, RouteComputer
 from chipknit.rtl.noc.router import RouterParams
-from chipknit.tb.benches import get_testbench
+from chipknit.tb.benches import QUICK_COMPILE, get_testbench
 from chipknit.tb.harness import run
 from chipknit.tb.models.noc import (
     Dest,
@@ -51,7 +52,9 @@ def test_router(simulator, params, seed):
      "injection_registers": True, "wire_requests": False, "depth": 6},
 ], ids=["2x2", "2x2-registered-d6"])
 def test_mesh(params, seed):
-    result = run(MESH, simulator="verilator", params=params, seed=seed)
+    # A few hundred packets: the model's compile is the test's time (QUICK_COMPILE).
+    result = run(dataclasses.replace(MESH, cxx_opt=QUICK_COMPILE), simulator="verilator",
+                 params=params, seed=seed)
     result.check()
     assert result.tests == 8  # 7 tests, and measure_load (skipped unless a benchmark asks)
 
