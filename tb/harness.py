@@ -68,7 +68,9 @@ class Testbench:
         The C++ compiler's optimisation for the Verilator model (Verilator's own default is
         ``-Os``). On the large designs compiling the model takes most of a test's time:
         ``-O0`` compiles a package several times faster, for a slower simulation; benches
-        whose runs are short say so. ``CHIPKNIT_VERILATOR_CXX_OPT`` overrides it.
+        whose runs are short say so. It applies to the run-time code (Verilator's
+        ``OPT_FAST`` and ``OPT_GLOBAL``); the start-up code is never optimised.
+        ``CHIPKNIT_VERILATOR_CXX_OPT`` overrides it.
     """
     __test__ = False  # not a pytest test class, despite the name
 
@@ -133,6 +135,18 @@ def _tool_fingerprint(simulator: str) -> str:
     if simulator == "verilator":
         parts.append(str(verilator_root()))
     return "/".join(parts)
+
+
+def cxx_make_variables(simulator: str, cxx_opt: str) -> dict[str, str]:
+    """The ``make`` variables that give a Verilator model's run-time code ``cxx_opt``.
+
+    Only a choice other than Verilator's own is passed on (its ``-Os`` for the run-time
+    code, nothing for the start-up code in the ``*__Slow`` files, which stays unoptimised
+    either way): ``-Os`` on those files once made a model's symbol table take many minutes
+    to compile."""
+    if simulator != "verilator" or cxx_opt == "-Os":
+        return {}
+    return {"OPT_FAST": cxx_opt, "OPT_GLOBAL": cxx_opt}
 
 
 @contextmanager
@@ -241,8 +255,7 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
             if waves:
                 build_args += ["--trace-fst", "--trace-structs"]
         say(f"building {bench.name} for {simulator} in {build_dir}")
-        with _make_variables(**({"OPT_FAST": cxx_opt, "OPT_SLOW": cxx_opt,
-                                  "OPT_GLOBAL": cxx_opt} if simulator == "verilator" else {})):
+        with _make_variables(**cxx_make_variables(simulator, cxx_opt)):
             runner.build(sources=[sv_path], hdl_toplevel=bench.name, build_dir=build_dir,
                          build_args=build_args, timescale=TIMESCALE, waves=waves,
                          log_file=build_dir / "build.log")
