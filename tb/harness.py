@@ -233,10 +233,10 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
 
     component = bench.top(**merged)
     sv_text = to_sv(component, bench.name)
-    cxx_opt = os.environ.get(CXX_OPT_ENV) or bench.cxx_opt
+    make_variables = cxx_make_variables(simulator, os.environ.get(CXX_OPT_ENV) or bench.cxx_opt)
     key = hashlib.sha256("\0".join(
         [sv_text, simulator, str(waves), _tool_fingerprint(simulator)]
-        + ([cxx_opt] if simulator == "verilator" and cxx_opt != "-Os" else [])
+        + ([repr(sorted(make_variables.items()))] if make_variables else [])
     ).encode()).hexdigest()
     suffix = "-waves" if waves else ""
     build_dir = build_root() / "sim" / f"{bench.name}-{simulator}{suffix}-{key[:12]}"
@@ -255,7 +255,7 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
             if waves:
                 build_args += ["--trace-fst", "--trace-structs"]
         say(f"building {bench.name} for {simulator} in {build_dir}")
-        with _make_variables(**cxx_make_variables(simulator, cxx_opt)):
+        with _make_variables(**make_variables):
             runner.build(sources=[sv_path], hdl_toplevel=bench.name, build_dir=build_dir,
                          build_args=build_args, timescale=TIMESCALE, waves=waves,
                          log_file=build_dir / "build.log")

@@ -43,8 +43,9 @@ def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "def
     ``mhz`` and return the figures (see the module documentation)."""
     from amaranth._toolchain import tool_env_var
 
+    from chipknit.bench.logic_depth import synthesise
     from chipknit.platforms.boards import get_board
-    from chipknit.platforms.build import SYNTH_OPTS, _yosys_cells, prepare_plan, read_nextpnr_report
+    from chipknit.platforms.build import SYNTH_OPTS, _yosys_cells, read_nextpnr_report
     from chipknit.platforms.package_board import package_top
     from chipknit.platforms.toolchain import toolchain_env
 
@@ -53,17 +54,10 @@ def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "def
     board = get_board("ulx3s")
     design = package_top(package, clock_mhz=None, ber=0.0, die=None)(board)
     synth_opts = SYNTH_OPTS["ecp5"] if synth_opts is None else synth_opts
-    plan = prepare_plan(board, design, synth_opts=synth_opts)
-    plan.extract(out)
-    env = toolchain_env()
-    yosys = json.loads(plan.files[f"{plan.script}.json"])["commands"][0]
     figures = {"package": package, "seed": seed, "constraint_mhz": mhz,
-               "synth_opts": synth_opts}
-    start = time.monotonic()
-    with open(out / "synth.log", "w") as log:
-        subprocess.run([env.get(tool_env_var(yosys[0])) or yosys[0], *yosys[1:]], cwd=out,
-                       env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
-    figures["synth_seconds"] = round(time.monotonic() - start, 1)
+               "synth_opts": synth_opts,
+               "synth_seconds": synthesise(design, out, board=board, synth_opts=synth_opts)}
+    env = toolchain_env()
     (out / "top.lpf").write_text(constrain((out / "top.lpf").read_text(), mhz))
     nextpnr = env.get(tool_env_var("nextpnr-ecp5")) or "nextpnr-ecp5"
     start = time.monotonic()
