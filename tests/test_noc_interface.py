@@ -132,8 +132,8 @@ def test_parameter_messages():
         InitiatorParams(address_map=AddressMap((Region(2, 0x100, Node(0, 0)),)))
     with pytest.raises(ValueError, match="does not fit the flit format's x_bits"):
         InitiatorParams(node=Node(8, 0))
-    with pytest.raises(ValueError, match="Timeout must be an integer of at least 2"):
-        InitiatorParams(timeout=1)
+    with pytest.raises(ValueError, match="Timeout must be an integer of at least 4"):
+        InitiatorParams(timeout=3)
     with pytest.raises(ValueError, match="Depth must be an integer of at least 1"):
         TargetParams(depth=0)
     with pytest.raises(ValueError, match="Init has 3 words but the memory only 2"):

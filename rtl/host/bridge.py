@@ -43,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..credit import add_event_counters
 from ..noc.transaction import InitiatorSignature, Status, TransactionParams
+from ..timer import CycleTimer
 
 __all__ = ["HostBridgeParams", "HostBridge", "SYNC", "OP_READ", "OP_WRITE",
            "OP_WRITE_MASKED", "OP_COUNTERS", "OP_NAK", "NAK_BAD_CRC", "NAK_BAD_OP",
@@ -75,24 +76,6 @@ _OWN_COUNTERS = COUNTERS[:7]
 def _positive(name, value, low=1):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ValueError(f"{name} must be an integer of at least {low}, not {value!r}")
-
-
-class _Timer:
-    """Counts cycles towards ``limit``: ``expiring``, a register, is high in the cycle the
-    count reaches ``limit - 1`` (the cycle to act in), so no comparison of the count is on
-    the paths that act on it."""
-
-    def __init__(self, m, name, limit):
-        self.m, self.limit = m, limit
-        self.count = Signal(range(limit), name=name)
-        self.expiring = Signal(init=limit == 1, name=f"{name}_expiring")
-
-    def restart(self):
-        self.m.d.sync += [self.count.eq(0), self.expiring.eq(self.limit == 1)]
-
-    def step(self):
-        self.m.d.sync += [self.count.eq(self.count + 1),
-                          self.expiring.eq(self.count == self.limit - 2)]
 
 
 class _State(enum.Enum):
@@ -259,8 +242,8 @@ class HostBridge(wiring.Component):
         nak = Signal()
         got_wresp = Signal()
         timed_out = Signal()
-        idle = _Timer(m, "idle", p.frame_timeout)
-        watchdog = _Timer(m, "watchdog", p.bus_timeout)
+        idle = CycleTimer(m, "idle", p.frame_timeout)
+        watchdog = CycleTimer(m, "watchdog", p.bus_timeout)
         counter_index = Signal(range(len(COUNTERS)))
         word = Signal(32)            # the counter at counter_index, a cycle late
         word_fresh = Signal()        # ... and counter_index has not moved since

@@ -207,14 +207,16 @@ class UartTx(wiring.Component):
         frame = Signal(9)
         left = Signal(range(10))
 
-        # Idle once the stop bit has been held for a whole bit time.
-        m.d.comb += self.i.ready.eq((left == 0) & (timer == 0))
+        # Idle once the stop bit has been held for a whole bit time: ``left == 0 and
+        # timer == 0``, kept as a register (``ready`` decides the bridge's next byte).
+        idle = Signal(init=1)
+        m.d.comb += self.i.ready.eq(idle)
         with m.If(timer != 0):
-            m.d.sync += timer.eq(timer - 1)
+            m.d.sync += [timer.eq(timer - 1), idle.eq((timer == 1) & (left == 0))]
         with m.Elif(left != 0):
             m.d.sync += [self.tx.eq(frame[0]), frame.eq(frame[1:]), left.eq(left - 1),
-                         timer.eq(divisor - 1)]
+                         timer.eq(divisor - 1), idle.eq((divisor == 1) & (left == 1))]
         with m.Elif(self.i.valid):      # the start bit goes out at once
             m.d.sync += [self.tx.eq(0), frame.eq(Cat(self.i.payload, Const(1, 1))),
-                         left.eq(9), timer.eq(divisor - 1)]
+                         left.eq(9), timer.eq(divisor - 1), idle.eq(0)]
         return m

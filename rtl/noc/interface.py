@@ -41,6 +41,13 @@ with both an initiator and a target uses two local ports.
   response that stops for ``timeout`` cycles in the middle (its target was reset) gets
   its remaining beats with TIMEOUT (also counted in ``timeouts``), and the rest of that
   packet is dropped when it comes.
+- *Response stage.* Response flits pass a one-entry register stage (one cycle, full rate)
+  in which each head is looked up against the slots; the receive logic acts a cycle later
+  on the registered results, so no tag lookup is on the path into ``eject.ready``. A
+  retire in between is covered by looking up both the oldest slot and the one after it; a
+  timeout, a quarantine end or a dropped late response makes the receive logic wait a
+  cycle for fresh results. A head whose slot is allocated in the cycle it is looked up was
+  there before that request left: it is dropped as an unknown tag.
 - *Malformed responses* are dropped and counted in ``malformed``: an unknown tag, a
   head that disagrees with its request (``write``/``length``) or whose framing cannot be
   right (an OKAY read without data, an error or write response with a body), a body flit
@@ -79,6 +86,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..timer import CycleTimer
 from .transaction import (
     REQUEST_VC,
     RESPONSE_VC,
@@ -192,7 +200,7 @@ class InitiatorParams:
             raise TypeError(f"Node must be a Node, not {self.node!r}")
         if not isinstance(self.address_map, AddressMap):
             raise TypeError(f"Address map must be an AddressMap, not {self.address_map!r}")
-        _integer("Timeout", self.timeout, 2)
+        _integer("Timeout", self.timeout, 4)
         _integer("Counter width", self.counter_width, 1)
         self.node.check_fits(self.transaction)
         self.address_map.check_fits(self.transaction)
@@ -410,12 +418,15 @@ class InitiatorInterface(wiring.Component):
         time_bits = p.timeout.bit_length()
         now = Signal(time_bits)
         m.d.sync += now.eq(now + 1)
-        due = Signal(time_bits)
-        m.d.comb += due.eq(now - p.timeout)
+        # ``now - timeout``, registered (``now`` counts every cycle).
+        due = Signal(time_bits, init=-p.timeout % (1 << time_bits))
+        m.d.sync += due.eq(now + 1 - p.timeout)
         issued = [Signal(time_bits, name=f"issued{k}") for k in range(slots)]
+        # ``issued[k] == due``, compared a cycle ahead (against next cycle's ``due``); a
+        # slot whose time is being written is masked below until the compare has seen it.
         hit_time = Signal(slots)
         for k in range(slots):
-            m.d.comb += hit_time[k].eq(issued[k] == due)
+            m.d.sync += hit_time[k].eq(issued[k] == due + 1)
 
         # The oldest slot's entry, registered: loaded with the entry that will be the oldest
         # next cycle (the one after it when a slot retires now; the one being written when
@@ -424,7 +435,11 @@ class InitiatorInterface(wiring.Component):
         retire_after = Signal(t.tag_bits, init=1)
         head_slot = Signal(slot_layout)
         m.d.comb += [slot_rd.addr.eq(retire), slot_after.addr.eq(retire_after)]
-        owed = used != 0
+        # ``used == 0`` and ``used == 1`` as registers (``owed`` and which slot an
+        # allocation writes, relative to the oldest, without a compare of the pointers).
+        used_none = Signal(init=1)
+        used_one = Signal()
+        owed = ~used_none
 
         do_alloc = Signal()
         alloc_live = Signal()
@@ -436,14 +451,17 @@ class InitiatorInterface(wiring.Component):
             slot_wr.data.status.eq(Mux(cmd_refused, Status.DECODE_ERROR, Status.OKAY)),
         ]
         m.d.sync += used.eq(used + do_alloc - do_retire)
+        with m.If(do_alloc & ~do_retire):
+            m.d.sync += [used_none.eq(0), used_one.eq(used_none)]
+        with m.Elif(do_retire & ~do_alloc):
+            m.d.sync += [used_none.eq(used_one), used_one.eq(used == 2)]
         with m.If(do_alloc):
             m.d.sync += alloc.eq(alloc + 1)
         with m.If(do_retire):
             m.d.sync += [retire.eq(retire_after), retire_after.eq(retire_after + 1)]
-        written_now = Signal()
-        written_after = Signal()
-        m.d.comb += [written_now.eq(alloc == retire), written_after.eq(alloc == retire_after)]
-        with m.If(do_alloc & Mux(do_retire, written_after, written_now)):
+        # An allocation writes the oldest slot's entry when nothing is owed, or the one
+        # after it when one request is (``alloc`` is ``retire + used``).
+        with m.If(do_alloc & Mux(do_retire, used_one, used_none)):
             m.d.sync += head_slot.eq(slot_wr.data)
         with m.Elif(do_retire):
             m.d.sync += head_slot.eq(slot_after.data)
@@ -458,9 +476,11 @@ class InitiatorInterface(wiring.Component):
         # does not fan out to every slot's timestamp); the slot just expired is not compared
         # in that cycle.
         expired_then = Signal(slots)
+        stamped = Signal(slots)      # ``issued`` written at the last edge
         now_then = Signal(time_bits)
-        m.d.sync += [expired_then.eq(expire_now), now_then.eq(now)]
-        quarantine_over = live & expired & hit_time & ~expired_then
+        m.d.sync += [expired_then.eq(expire_now), stamped.eq(expired_then), now_then.eq(now)]
+        # (A quarantine lasts ``timeout`` >= 4 cycles, so it never ends in a masked cycle.)
+        quarantine_over = live & expired & hit_time & ~expired_then & ~stamped
         set_live = Signal(slots)
         one_hot = (Const(1, slots) << alloc)[:slots]
         m.d.comb += set_live.eq(Mux(do_alloc & alloc_live, one_hot, 0))
@@ -647,27 +667,102 @@ class InitiatorInterface(wiring.Component):
             with m.If(fill_started & fill_idle):
                 m.d.comb += cmd_take.eq(1)
                 m.d.sync += send_state.eq(S_HEAD)
-        return self._responses(m, p, eject, head_slot, owed, live, expired, retire,
-                               clear_live, expire_now, do_retire, events)
+        return self._responses(m, p, eject, head_slot, slot_after.data, owed, live, expired,
+                               retire, retire_after, quarantine_over, clear_live, expire_now,
+                               do_retire, events)
 
-    def _responses(self, m, p, eject, head_slot, owed, live, expired, retire, clear_live,
-                   expire_now, do_retire, events):
+    def _responses(self, m, p, eject, head_slot, head_after, owed, live, expired, retire,
+                   retire_after, quarantine_over, clear_live, expire_now, do_retire, events):
         t = p.transaction
-        fmt = t.flit
         bus = self.bus
-        flit = eject.payload
+        slots = len(live)
+
+        # ---- The response stage: classify a flit in one cycle, act on it in the next ------
+        # Flits from the router enter ``rx``, a one-entry stage, and the receive logic acts
+        # on ``rx``. As a flit enters (and every cycle it waits there) its head is looked
+        # up against the slots, and the results are registered beside it (``cls``), so the
+        # receive logic decides from registers: the tag lookups, compares and the priority
+        # of the cases are a cycle earlier, off the path into ``eject.ready``.
+        #
+        # The lookups see the slots of the cycle before the action. What can change in
+        # between, and how it is met:
+        # - The oldest slot retires (frequent: at the end of each response): every
+        #   retire-dependent result is looked up twice, for ``retire`` and for the slot
+        #   after it (``retire_after`` and its registered entry), and ``retired`` picks.
+        # - A slot times out, its quarantine ends, or a late response is dropped (rare): the
+        #   receive logic waits a cycle (``hold_off``) and acts on fresh results.
+        # - A slot is allocated: a flit with that tag was in the stage before the request
+        #   left, so it is a stray, and is treated as one (unknown tag: dropped, counted
+        #   in ``malformed``) rather than taken for the new request's response.
+        flit_shape = eject.payload.shape()
+        rx = Signal(flit_shape, name="rx")
+        rx_valid = Signal()
+        rx_take = Signal()
+        advance = Signal()
+        m.d.comb += [advance.eq(~rx_valid | rx_take), eject.ready.eq(advance)]
+        with m.If(advance):
+            m.d.sync += [rx.eq(eject.payload), rx_valid.eq(eject.valid)]
+
+        def agrees(flit, entry):
+            head = t.response_head_layout(
+                t.flit.head_layout(flit.data).payload[:t.response_head_layout.size])
+            ok_read = ~head.write & (head.status == Status.OKAY)
+            return ((head.write == entry.write) & (head.length == entry.length)
+                    & (flit.tail != ok_read))
+
+        class_layout = data.StructLayout({
+            "late": 1,          # a head whose slot timed out and is quarantined
+            "unknown": 1,       # a head whose slot awaits nothing
+            "at_now": 1,        # a head for ``retire``, and it agrees with that slot
+            "at_next": 1,       # the same for the slot after it
+            "head_now": 1,      # the tag is ``retire``'s (agreeing or not)
+            "head_next": 1,     # the tag is ``retire_after``'s
+        })
+
+        def classify(flit):
+            head = t.response_head_layout(
+                t.flit.head_layout(flit.data).payload[:t.response_head_layout.size])
+            tag_live = live.bit_select(head.tag, 1)
+            tag_expired = expired.bit_select(head.tag, 1)
+            now = head.tag == retire
+            after = head.tag == retire_after
+            cls = Signal(class_layout)
+            m.d.comb += [
+                cls.late.eq(flit.head & tag_live & tag_expired),
+                cls.unknown.eq(flit.head & ~tag_live),
+                cls.head_now.eq(now), cls.head_next.eq(after),
+                cls.at_now.eq(now & agrees(flit, head_slot)),
+                cls.at_next.eq(after & agrees(flit, head_after)),
+            ]
+            return cls
+
+        cls = Signal(class_layout)
+        m.d.sync += cls.eq(Mux(advance, classify(eject.payload), classify(rx)))
+        retired = Signal()
+        m.d.sync += retired.eq(do_retire)
+        hold_off = Signal()
+        late = Signal()
+        timed_out = Signal()
+        m.d.sync += hold_off.eq(timed_out | quarantine_over.any() | late)
+
+        flit = rx
         rhead = t.response_head_layout(
-            fmt.head_layout(flit.data).payload[:t.response_head_layout.size])
-        tag = rhead.tag
-        tag_live = live.bit_select(tag, 1)
-        tag_expired = expired.bit_select(tag, 1)
-        tag_hot = (Const(1, len(live)) << tag)[:len(live)]
-        at_head = owed & (tag == retire)
+            t.flit.head_layout(flit.data).payload[:t.response_head_layout.size])
+        tag_hot = (Const(1, slots) << rhead.tag)[:slots]
+        # A head for the oldest slot (live and not timed out, as ``late``/``unknown`` come
+        # first), and whether it agrees with the request.
+        for_oldest = Mux(retired, cls.head_next, cls.head_now)
+        agreeing = Mux(retired, cls.at_next, cls.at_now)
+        # The oldest slot is answered here (a decode error or a timeout): looked up a cycle
+        # ahead; a retire in between makes it stale, so it waits a cycle then.
+        local_due = Signal()
+        m.d.sync += local_due.eq(owed & (expired.bit_select(retire, 1)
+                                         | ~live.bit_select(retire, 1)))
 
         beat = Signal(t.length_bits)
         status = Signal(Status)
         then_skip = Signal()
-        stall = Signal(range(p.timeout + 1))
+        stall = CycleTimer(m, "stall", p.timeout)
         # Beats left after this one, and whether this is the last (kept in a register, so
         # no compare is on the retire path).
         last_beat = Signal()
@@ -676,42 +771,44 @@ class InitiatorInterface(wiring.Component):
             response.payload.write.eq(head_slot.write),
             response.payload.tag.eq(head_slot.tag),
         ]
-        late = Signal()
         malformed = Signal()
         stalled_out = Signal()
         # The oldest slot's wait: cycles in IDLE with its response awaited and not taken.
-        waited = Signal(range(p.timeout))
-        head_awaited = owed & live.bit_select(retire, 1) & ~expired.bit_select(retire, 1)
+        waited = CycleTimer(m, "waited", p.timeout)
+        # Whether the oldest slot's response is awaited: looked up a cycle ahead, and not
+        # trusted in the cycle after a retire (the wait then starts a cycle later).
+        head_awaited = Signal()
+        m.d.sync += head_awaited.eq(owed & live.bit_select(retire, 1)
+                                    & ~expired.bit_select(retire, 1))
         head_taken = Signal()
-        retire_hot = (Const(1, len(live)) << retire)[:len(live)]
+        retire_hot = (Const(1, slots) << retire)[:slots]
         waiting = Signal()
         R_IDLE, R_LOCAL, R_DATA, R_SKIP = range(4)
         receive_state = Signal(range(4), name="receive_state")
+        act = rx_valid & ~hold_off
         with m.If(receive_state == R_IDLE):
-            with m.If(eject.valid & ~flit.head):
+            with m.If(act & ~flit.head):
                 # A body without a head (this interface was reset mid-packet).
-                m.d.comb += [eject.ready.eq(1), malformed.eq(1)]
+                m.d.comb += [rx_take.eq(1), malformed.eq(1)]
                 with m.If(~flit.tail):
                     m.d.sync += receive_state.eq(R_SKIP)
-            with m.Elif(eject.valid & tag_live & tag_expired):
-                m.d.comb += [eject.ready.eq(1), late.eq(1),
-                             clear_live.eq(tag_hot)]
+            with m.Elif(act & cls.late):
+                m.d.comb += [rx_take.eq(1), late.eq(1), clear_live.eq(tag_hot)]
                 with m.If(~flit.tail):
                     m.d.sync += receive_state.eq(R_SKIP)
-            with m.Elif(eject.valid & tag_live & at_head):
-                m.d.comb += head_taken.eq(1)
-                ok_read = ~rhead.write & (rhead.status == Status.OKAY)
-                agrees = ((rhead.write == head_slot.write)
-                          & (rhead.length == head_slot.length)
-                          & (flit.tail != ok_read))
-                m.d.comb += eject.ready.eq(1)
-                with m.If(agrees):
+            with m.Elif(act & cls.unknown):
+                m.d.comb += [rx_take.eq(1), malformed.eq(1)]
+                with m.If(~flit.tail):
+                    m.d.sync += receive_state.eq(R_SKIP)
+            with m.Elif(act & for_oldest):
+                m.d.comb += [head_taken.eq(1), rx_take.eq(1)]
+                with m.If(agreeing):
                     m.d.comb += clear_live.eq(tag_hot)
                     m.d.sync += [beat.eq(head_slot.length),
                                  last_beat.eq(head_slot.length == 0),
-                                 status.eq(rhead.status), stall.eq(0)]
-                    m.d.sync += then_skip.eq(0)
-                    with m.If(ok_read):
+                                 status.eq(rhead.status), then_skip.eq(0)]
+                    stall.restart()
+                    with m.If(~rhead.write & (rhead.status == Status.OKAY)):
                         m.d.sync += receive_state.eq(R_DATA)
                     with m.Else():
                         m.d.sync += receive_state.eq(R_LOCAL)
@@ -719,12 +816,7 @@ class InitiatorInterface(wiring.Component):
                     m.d.comb += malformed.eq(1)
                     with m.If(~flit.tail):
                         m.d.sync += receive_state.eq(R_SKIP)
-            with m.Elif(eject.valid & ~tag_live):
-                m.d.comb += [eject.ready.eq(1), malformed.eq(1)]
-                with m.If(~flit.tail):
-                    m.d.sync += receive_state.eq(R_SKIP)
-            with m.Elif(owed & (expired.bit_select(retire, 1)
-                                | ~live.bit_select(retire, 1))):
+            with m.Elif(local_due & ~retired):
                 # Answered here: a decode error, or a timeout.
                 m.d.sync += [beat.eq(head_slot.length), last_beat.eq(head_slot.length == 0),
                              then_skip.eq(0),
@@ -733,7 +825,7 @@ class InitiatorInterface(wiring.Component):
                 m.d.sync += receive_state.eq(R_LOCAL)
             # Otherwise a response for a younger slot waits here until the oldest
             # slot's response comes or it times out.
-            m.d.comb += waiting.eq(head_awaited & ~head_taken)
+            m.d.comb += waiting.eq(head_awaited & ~retired & ~head_taken)
         with m.Elif(receive_state == R_LOCAL):
             m.d.comb += [
                 response.valid.eq(1), response.payload.status.eq(status),
@@ -752,17 +844,17 @@ class InitiatorInterface(wiring.Component):
             # reset target sends): it is not data, and the missing beats are errors.
             early = flit.tail & ~last_beat
             m.d.comb += [
-                response.valid.eq(eject.valid & ~early),
-                eject.ready.eq(response.ready | early),
+                response.valid.eq(rx_valid & ~early),
+                rx_take.eq(response.ready | early),
                 response.payload.status.eq(Status.OKAY),
                 response.payload.data.eq(flit.data),
                 response.payload.last.eq(last_beat),
             ]
-            with m.If(eject.valid):
-                m.d.sync += stall.eq(0)
+            with m.If(rx_valid):
+                stall.restart()
             with m.Else():
-                m.d.sync += stall.eq(stall + 1)
-                with m.If(stall == p.timeout - 1):
+                stall.step()
+                with m.If(stall.expiring):
                     m.d.comb += stalled_out.eq(1)
                     m.d.sync += [status.eq(Status.TIMEOUT), then_skip.eq(1)]
                     m.d.sync += receive_state.eq(R_LOCAL)
@@ -775,22 +867,23 @@ class InitiatorInterface(wiring.Component):
                     with m.Else():
                         m.d.comb += malformed.eq(1)
                         m.d.sync += receive_state.eq(R_SKIP)
-            with m.If(eject.valid & early):
+            with m.If(rx_valid & early):
                 m.d.comb += malformed.eq(1)
                 m.d.sync += [status.eq(Status.TARGET_ERROR), then_skip.eq(0)]
                 m.d.sync += receive_state.eq(R_LOCAL)
         with m.Elif(receive_state == R_SKIP):
-            m.d.comb += eject.ready.eq(1)
-            with m.If(eject.valid & flit.tail):
+            m.d.comb += rx_take.eq(1)
+            with m.If(rx_valid & flit.tail):
                 m.d.sync += receive_state.eq(R_IDLE)
+        m.d.comb += timed_out.eq(waiting & waited.expiring)
         with m.If(waiting):
-            m.d.sync += waited.eq(waited + 1)
-            with m.If(waited == p.timeout - 1):
+            waited.step()
+            with m.If(waited.expiring):
                 m.d.comb += expire_now.eq(retire_hot)
-                m.d.sync += waited.eq(0)
+                waited.restart()
         with m.Else():
-            m.d.sync += waited.eq(0)
-        events["timeouts"].append(waiting & (waited == p.timeout - 1))
+            waited.restart()
+        events["timeouts"].append(timed_out)
         events["late"].append(late)
         events["malformed"].append(malformed)
         events["timeouts"].append(stalled_out)
@@ -891,7 +984,9 @@ class TargetInterface(wiring.Component):
         strobes = Signal(t.data_width)
         need_strobe = Signal()
         poison = Signal()
-        last_beat = beat == h_length
+        # ``beat == h_length`` as a register, kept with ``beat`` (it decides ``eject.ready``,
+        # the descriptor push and the FIFO behind it).
+        last_beat = Signal()
         full_strobe = (1 << t.strobe_width) - 1
 
         request = target.request
@@ -952,8 +1047,8 @@ class TargetInterface(wiring.Component):
                     push_kind.eq(kind_ok),
                 ]
                 with m.If(eject.valid & request.ready & room):
-                    m.d.sync += [beat.eq(0), group.eq(0), poison.eq(0),
-                                 need_strobe.eq(h_masked)]
+                    m.d.sync += [beat.eq(0), last_beat.eq(h_length == 0), group.eq(0),
+                                 poison.eq(0), need_strobe.eq(h_masked)]
                     with m.If(h_write):
                         m.d.sync += parse_state.eq(P_DATA)
                     with m.Else():
@@ -981,7 +1076,8 @@ class TargetInterface(wiring.Component):
                     eject.ready.eq(wdata.ready),
                 ]
                 with m.If(eject.valid & wdata.ready):
-                    m.d.sync += [beat.eq(beat + 1), group.eq(group + 1)]
+                    m.d.sync += [beat.eq(beat + 1), last_beat.eq(beat + 1 == h_length),
+                                 group.eq(group + 1)]
                     with m.If(group == spf - 1):
                         m.d.sync += [group.eq(0), need_strobe.eq(h_masked)]
                     with m.If(last_beat):
@@ -995,7 +1091,7 @@ class TargetInterface(wiring.Component):
             m.d.comb += [wdata.valid.eq(1), wdata.payload.strobe.eq(0),
                          wdata.payload.last.eq(last_beat)]
             with m.If(wdata.ready):
-                m.d.sync += beat.eq(beat + 1)
+                m.d.sync += [beat.eq(beat + 1), last_beat.eq(beat + 1 == h_length)]
                 with m.If(last_beat):
                     m.d.comb += [push.eq(1), push_kind.eq(kind_poison)]
                     m.d.sync += parse_state.eq(P_IDLE)
