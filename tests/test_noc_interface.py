@@ -15,7 +15,7 @@ from chipknit.rtl.noc.interface import (
     Region,
     TargetParams,
 )
-from chipknit.rtl.noc.transaction import TransactionParams
+from chipknit.rtl.noc.transaction import Status, TransactionParams
 from chipknit.rtl.tiles.memory import MemoryParams
 from chipknit.tb.benches import get_testbench
 from chipknit.tb.harness import run
@@ -203,3 +203,123 @@ def test_request_ready_is_registered_and_requests_stay_back_to_back():
     sim.add_testbench(bench)
     sim.run()
     assert stats["accepted"] > 30, stats
+
+
+# ---- the response stage --------------------------------------------------------------------
+
+def test_response_stage_cases():
+    """The initiator's response side driven flit by flit (Amaranth simulator): responses
+    stream with no bubble between packets; one arriving out of order waits at the port
+    until the oldest times out, and the oldest's response behind it is then late; a timed-out request gets TIMEOUT, its response in quarantine counts as ``late``, and a
+    second copy right behind it (its slot no longer awaited) as ``malformed``; a response
+    after the quarantine, or one whose length disagrees, counts as ``malformed`` and is
+    never handed to the tile."""
+    from amaranth.sim import Simulator
+
+    from chipknit.tb.models.noc import Dest
+
+    t = TransactionParams()
+    f = TransactionFormat()
+    timeout = 16
+    ni = InitiatorInterface(InitiatorParams(
+        transaction=t, address_map=AddressMap((Region(0, 0x1000, Node(1, 0)),)),
+        timeout=timeout))
+    request, response, eject = ni.bus.request, ni.bus.response, ni.eject[1]
+    me = Dest(0, 0)
+    to_send = []          # response flits queued for the NI's eject port
+    beats = []            # (cycle, tag, status, data, last) as the tile takes them
+    counters = {}
+
+    def answer(tag, length, *, status=OKAY, write=False, data=None):
+        data = tuple(data if data is not None else (tag * 100 + i for i in range(length + 1)))
+        to_send.extend(f.encode_response(ResponsePacket(
+            dest=me, write=write, status=status, tag=tag, length=length,
+            data=data if status == OKAY and not write else ())))
+
+    async def bench(ctx):
+        cycle = 0
+        ctx.set(ni.inject[0].ready, 1)
+        ctx.set(response.ready, 1)
+
+        async def step():
+            nonlocal cycle
+            ctx.set(eject.valid, bool(to_send))
+            if to_send:
+                ctx.set(eject.payload.as_value(), to_send[0])
+            taken = to_send and ctx.get(eject.ready)
+            if ctx.get(response.valid):
+                beats.append((cycle, ctx.get(response.payload.tag),
+                              ctx.get(response.payload.status),
+                              ctx.get(response.payload.data), ctx.get(response.payload.last)))
+            await ctx.tick()
+            cycle += 1
+            if taken:
+                to_send.pop(0)
+
+        async def issue(tag, length):
+            ctx.set(request.valid, 1)
+            ctx.set(request.payload.addr, 4 * tag)
+            ctx.set(request.payload.length, length)
+            ctx.set(request.payload.tag, tag)
+            while not ctx.get(request.ready):
+                await step()
+            await step()
+            ctx.set(request.valid, 0)
+
+        async def idle(cycles):
+            for _ in range(cycles):
+                await step()
+
+        # 1. Three 4-beat reads (slots 0-2), answered back to back: 15 flits (a head and
+        #    4 beats each) taken in 15 cycles, so the 12 beats span 14.
+        for slot in range(3):
+            await issue(slot, 3)
+        await idle(12)
+        for slot in range(3):
+            answer(slot, 3)
+        await idle(20)
+        cycles = [b[0] for b in beats]
+        assert len(beats) == 12 and cycles[-1] - cycles[0] == 13, beats
+        assert [(b[1], b[3]) for b in beats] == [(s, s * 100 + i)
+                                                 for s in range(3) for i in range(4)]
+        beats.clear()
+        # 2. Out of order (slots 3, 4): the younger's response waits at the port for the
+        #    older's; that one never passes it, so the older times out, then the younger is
+        #    delivered and the older's response, now in quarantine, counts as late.
+        await issue(3, 0)
+        await issue(4, 0)
+        await idle(6)        # both requests have left
+        answer(4, 0)
+        answer(3, 0)
+        await idle(timeout + 12)
+        assert [(b[1], b[2], b[3]) for b in beats] == [(3, Status.TIMEOUT, 0),
+                                                       (4, Status.OKAY, 400)], beats
+        assert not to_send
+        beats.clear()
+        # 3. Slot 5 times out; its response in quarantine is late, a second copy right
+        #    behind it malformed (the first cleared the slot). 4. One past the quarantine:
+        #    malformed. Nothing reaches the tile but the TIMEOUT.
+        await issue(5, 1)
+        await idle(timeout + 12)
+        assert [(b[1], b[2]) for b in beats] == [(5, Status.TIMEOUT)] * 2, beats
+        answer(5, 0, status=TARGET_ERROR)
+        answer(5, 0, status=TARGET_ERROR)
+        await idle(3 * timeout)
+        answer(5, 1)
+        await idle(10)
+        # 5. Slot 6 answered with the wrong length: malformed, then TIMEOUT.
+        await issue(6, 1)
+        await idle(4)
+        answer(6, 2)
+        await idle(timeout + 16)
+        assert [(b[1], b[2]) for b in beats] == [(5, Status.TIMEOUT)] * 2 \
+            + [(6, Status.TIMEOUT)] * 2, beats
+        for name in ("late", "malformed", "timeouts", "decode_errors"):
+            counters[name] = ctx.get(getattr(ni, name))
+
+    sim = Simulator(ni)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert counters == {"late": 2, "malformed": 3, "timeouts": 3, "decode_errors": 0}, \
+        counters
