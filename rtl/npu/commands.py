@@ -127,6 +127,31 @@ def _a_out_of_range(m, partial, a_base, a_depth):
     return total[width]
 
 
+def _exceeds(m, terms, limit, name):
+    """``sum(terms) > limit`` for unsigned ``terms`` (``(value, largest value)`` pairs),
+    as ``_a_out_of_range`` does it: the terms and ``2**W − limit − 1`` are reduced to two by
+    carry-save levels (LUTs) and the carry out of one chain is the answer."""
+    top = sum(largest for _, largest in terms)
+    if top <= limit:
+        return Const(0, 1)
+    if limit < 0:
+        return Const(1, 1)
+    width = top.bit_length()
+    values = []
+    for index, (value, _) in enumerate(terms):
+        term = Signal(width + 1, name=f"{name}_t{index}")
+        m.d.comb += term.eq(value)
+        values.append(term)
+    values.append(Const((1 << width) - limit - 1, width + 1))
+    while len(values) > 2:
+        a, b, c = values[:3]
+        values = values[3:] + [(a ^ b ^ c)[:width + 1],
+                               (((a & b) | (a & c) | (b & c)) << 1)[:width + 1]]
+    total = Signal(width + 2, name=f"{name}_total")
+    m.d.comb += total.eq(values[0] + values[1])
+    return total[width]
+
+
 @dataclass(frozen=True)
 class QueueParams:
     """Parameters of a :class:`CommandQueue`.
@@ -234,66 +259,42 @@ class CommandQueue(wiring.Component):
             m.d.comb += [self.o.valid.eq(engine.o.valid), engine.o.ready.eq(self.o.ready)]
 
         # --- Command FIFO. --------------------------------------------------------------
-        # The COMPUTE range check needs ``k_blocks·m``. It is computed in two halves as the
-        # command enters the FIFO (shift-add in LUTs, two adder levels each: no multiplier,
-        # no DSP in the command path) and travels with the command; the halves are summed
-        # and compared as the command leaves (see below).
+        # Every range check but the COMPUTE's ``a_base + k_blocks·m`` is made as the command
+        # enters the FIFO (from the staging FIFO's output register) and its outcome (status
+        # code, no-op) travels with the command. That check needs ``k_blocks·m``: its two
+        # halves are computed at the input (shift-add in LUTs, two adder levels each: no
+        # multiplier, no DSP in the command path), summed and compared at the output.
         partial_layout = data.StructLayout({"low": unsigned(_PARTIAL_BITS),
                                             "high": unsigned(_PARTIAL_BITS)})
-        entry = data.StructLayout({"command": command_layout, "partial": partial_layout})
+        entry = data.StructLayout({"command": command_layout, "partial": partial_layout,
+                                   "code": StatusCode, "noop": 1})
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=entry.size, depth=p.depth)
         incoming = Signal(entry)
-        k_in, m_in = self.cmd.payload.args.compute.k_blocks, self.cmd.payload.args.compute.m
-        m.d.comb += [incoming.command.eq(self.cmd.payload),
+        inc = self.cmd.payload
+        k_in, m_in = inc.args.compute.k_blocks, inc.args.compute.m
+        early_code, early_noop = self._checks(m, inc)
+        m.d.comb += [incoming.command.eq(inc),
                      incoming.partial.low.eq(_times_nibble(k_in[:4], m_in)),
                      incoming.partial.high.eq(_times_nibble(k_in[4:], m_in)),
+                     incoming.code.eq(early_code), incoming.noop.eq(early_noop),
                      queue.w_data.eq(incoming), queue.w_en.eq(self.cmd.valid),
                      self.cmd.ready.eq(queue.w_rdy)]
         fifo_entry = data.View(entry, queue.r_data)
         fifo_head = fifo_entry.command
 
-        # --- Range checks on the FIFO's output, registered with the command. --------------
-        early_code = Signal(StatusCode)
-        early_noop = Signal()
-        c, r, cf = fifo_head.args.compute, fifo_head.args.requantise, fifo_head.args.configure
-        # (If chains, not m.Switch: Yosys writes incomplete case statements lint rejects.)
-        with m.If(fifo_head.opcode == Opcode.CONFIGURE):
-            with m.If(cf.act_min > cf.act_max):
-                m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(fifo_head.opcode == Opcode.COMPUTE):
-            m.d.comb += early_noop.eq((c.m == 0) | (c.k_blocks == 0))
-            a_over = _a_out_of_range(m, fifo_entry.partial, c.a_base, e.a_depth)
-            with m.If(~early_noop & ((c.acc_base + c.m > e.acc_depth)
-                                     | (c.w_base + c.k_blocks * rows > e.w_depth)
-                                     | a_over)):
-                m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(fifo_head.opcode == Opcode.REQUANTISE):
-            m.d.comb += early_noop.eq(r.m == 0)
-            with m.If(~early_noop & ((r.acc_base + r.m > e.acc_depth)
-                                     | (r.qp_base + groups > e.qp_depth))):
-                m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(fifo_head.opcode == Opcode.LOAD):
-            ld = fifo_head.args.load
-            m.d.comb += early_noop.eq(ld.rows == 0)
-            target = fifo_head.flags[:2]
-            depth = Mux(target == 0, e.a_depth, Mux(target == 1, e.w_depth, e.qp_depth))
-            with m.If(~early_noop & ((target == 3) | (ld.spad_base + ld.rows > depth)
-                               | self._remote_out_of_range(ld.remote))):
-                m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(fifo_head.opcode == Opcode.STORE):
-            st = fifo_head.args.store
-            m.d.comb += early_noop.eq(st.m == 0)
-            with m.If(~early_noop & ((st.acc_base + st.m > e.acc_depth)
-                                     | (st.qp_base + groups > e.qp_depth)
-                               | self._remote_out_of_range(st.remote))):
-                m.d.comb += early_code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif((fifo_head.opcode != Opcode.FENCE) & (fifo_head.opcode != Opcode.STRIDE)):
-            m.d.comb += early_code.eq(StatusCode.ILLEGAL_OPCODE)
+        # At the output, the one check left, registered on its own beside the command and
+        # folded into its status code after the decode register.
+        c = fifo_head.args.compute
+        a_bad_next = Signal()
+        m.d.comb += a_bad_next.eq((fifo_head.opcode == Opcode.COMPUTE) & ~fifo_entry.noop
+                                  & _a_out_of_range(m, fifo_entry.partial, c.a_base,
+                                                    e.a_depth))
 
         # --- Decode stage: the command and the outcome of its checks, registered. --------
         head = Signal(command_layout)
         head_valid = Signal()
-        code = Signal(StatusCode)
+        head_code = Signal(StatusCode)
+        a_bad = Signal()
         noop = Signal()
         # The decode stage moves on whenever the skid entry (below) is free: a register, so
         # the FIFO read and the decode registers do not hang off ``retire``.
@@ -301,7 +302,10 @@ class CommandQueue(wiring.Component):
         with m.If(~head_valid | ~skid_valid):
             m.d.comb += queue.r_en.eq(1)
             m.d.sync += [head_valid.eq(queue.r_rdy), head.eq(fifo_head),
-                         code.eq(early_code), noop.eq(early_noop)]
+                         head_code.eq(fifo_entry.code), noop.eq(fifo_entry.noop),
+                         a_bad.eq(a_bad_next)]
+        code = Signal(StatusCode)
+        m.d.comb += code.eq(Mux(a_bad, StatusCode.OUT_OF_RANGE, head_code))
 
         kind = Signal(_Kind)
         with m.If((code == StatusCode.OK) & ~noop):
@@ -325,6 +329,17 @@ class CommandQueue(wiring.Component):
         cur_code = Signal(StatusCode)
         cur_kind = Signal(_Kind)
         cur_fence = Signal()        # cur.opcode == FENCE, registered with it
+        # What ``cur`` is, one-hot and registered with it, so that dispatch (``retire``) is
+        # one sum of products of registers and ready signals, not a chain of kind compares.
+        sel_layout = data.StructLayout({"compute": 1, "requant": 1, "load": 1, "store": 1,
+                                        "now": 1})
+        cur_sel = Signal(sel_layout)
+
+        def one_hot(kind, opcode):
+            dma_kind = kind == _Kind.DMA
+            return Cat(kind == _Kind.COMPUTE, kind == _Kind.REQUANT,
+                       dma_kind & (opcode == Opcode.LOAD), dma_kind & (opcode != Opcode.LOAD),
+                       kind == _Kind.NOW)
         seq = Signal(8)
         retire = Signal()
         cur_take = Signal()
@@ -333,10 +348,12 @@ class CommandQueue(wiring.Component):
             m.d.sync += [cur_valid.eq(head_valid | skid_valid), skid_valid.eq(0)]
             with m.If(skid_valid):
                 m.d.sync += [cur.eq(skid), cur_code.eq(skid_code), cur_kind.eq(skid_kind),
-                             cur_fence.eq(skid.opcode == Opcode.FENCE)]
+                             cur_fence.eq(skid.opcode == Opcode.FENCE),
+                             cur_sel.eq(one_hot(skid_kind, skid.opcode))]
             with m.Else():
                 m.d.sync += [cur.eq(head), cur_code.eq(code), cur_kind.eq(kind),
-                             cur_fence.eq(head.opcode == Opcode.FENCE)]
+                             cur_fence.eq(head.opcode == Opcode.FENCE),
+                             cur_sel.eq(one_hot(kind, head.opcode))]
         with m.Elif(~skid_valid):
             m.d.sync += skid_valid.eq(head_valid)
         cur_seq = Signal(8)
@@ -384,47 +401,52 @@ class CommandQueue(wiring.Component):
         dma_layout = dma_command_layout(p.dma)
         m.submodules.dma_cmds = dma_cmds = fifo.SyncFIFOBuffered(width=dma_layout.size,
                                                                  depth=p.dma_queue)
-        with m.If(cur_valid & room):
-            with m.If(cur_kind == _Kind.COMPUTE):
-                m.d.comb += [engine.cmd.valid.eq(1), retire.eq(engine.cmd.ready)]
-            with m.Elif(cur_kind == _Kind.REQUANT):
-                # Not while a STORE takes the requantiser's results.
-                with m.If(~dma.storing):
-                    m.d.comb += [engine.rq_cmd.valid.eq(1), retire.eq(engine.rq_cmd.ready),
-                                 target.eq(beats_issued + requant_beats)]
-                    with m.If(engine.rq_cmd.ready):
-                        m.d.sync += beats_issued.eq(beats_issued + requant_beats)
-            with m.Elif((cur_kind == _Kind.DMA) & (cur.opcode == Opcode.LOAD)):
-                # Into the DMA's command FIFO: the COMPUTEs behind a LOAD go on while the
-                # DMA is still busy with the transfers before it.
-                m.d.comb += [dma_cmds.w_en.eq(1), retire.eq(dma_cmds.w_rdy)]
-            with m.Elif(cur_kind == _Kind.DMA):
-                # STORE: the requantiser and the DMA start together, once the results of
-                # earlier REQUANTISEs have left ``o`` and the DMA has taken every earlier
-                # LOAD (straight to the DMA, past the empty FIFO). The condition is
-                # registered, as a FENCE's: while the STORE waits in ``cur`` nothing is
-                # dispatched, so it only turns from false to true and last cycle's value is
-                # safe; a STORE leaves one cycle after its condition holds.
-                m.d.sync += store_go.eq(~store_go & engine.rq_cmd.ready & dma.cmd.ready
-                                        & ~engine.rq_busy & (dma_cmds.level == 0))
-                with m.If(store_go):
-                    m.d.comb += [engine.rq_cmd.valid.eq(1), dma.cmd.valid.eq(1),
-                                 retire.eq(1)]
-            with m.Else():
-                # FENCE: everything earlier has completed and its status has left; a
-                # partial FENCE: few enough COMPUTEs and LOAD/STOREs still run, no
-                # REQUANTISE beats are still due.
-                fence = cur.args.fence
-                partial_done = ((computes_running <= fence.computes)
-                                & (transfers_running <= fence.transfers)
-                                & (beats_issued == beats_out))
-                m.d.comb += retire.eq(~cur_fence | fence_go)
-                m.d.sync += fence_go.eq(cur_fence & ~fence_go
-                                        & Mux(cur.flags[0], partial_done, done_fifo.level == 0))
-                with m.If((cur.opcode == Opcode.CONFIGURE) & (cur_code == StatusCode.OK)):
-                    m.d.sync += config.eq(cur.args.configure)
-                with m.If(retire & (cur.opcode == Opcode.STRIDE)):
-                    m.d.sync += shape_2d.eq(cur.args.stride)
+        go = Signal()               # cur can be dispatched (there is room for its entry)
+        requant_go = Signal()       # a REQUANTISE: not while a STORE takes the results
+        fence = cur.args.fence
+        partial_done = ((computes_running <= fence.computes)
+                        & (transfers_running <= fence.transfers)
+                        & (beats_issued == beats_out))
+        m.d.comb += [
+            go.eq(cur_valid & room),
+            requant_go.eq(go & cur_sel.requant & ~dma.storing),
+            target.eq(beats_issued + requant_beats),
+            # COMPUTE: to the engine.
+            engine.cmd.valid.eq(go & cur_sel.compute),
+            # REQUANTISE, and a STORE once ``store_go`` holds: to the requantiser.
+            engine.rq_cmd.valid.eq(requant_go | (go & cur_sel.store & store_go)),
+            # LOAD: into the DMA's command FIFO, so that the COMPUTEs behind a LOAD go on
+            # while the DMA is still busy with the transfers before it.
+            dma_cmds.w_en.eq(go & cur_sel.load),
+            retire.eq(go & ((cur_sel.compute & engine.cmd.ready)
+                            | (cur_sel.requant & ~dma.storing & engine.rq_cmd.ready)
+                            | (cur_sel.load & dma_cmds.w_rdy)
+                            | (cur_sel.store & store_go)
+                            | (cur_sel.now & (~cur_fence | fence_go)))),
+        ]
+        with m.If(requant_go & engine.rq_cmd.ready):
+            m.d.sync += beats_issued.eq(beats_issued + requant_beats)
+        with m.If(go & cur_sel.store):
+            # STORE: the requantiser and the DMA start together, once the results of
+            # earlier REQUANTISEs have left ``o`` and the DMA has taken every earlier
+            # LOAD (straight to the DMA, past the empty FIFO). The condition is
+            # registered, as a FENCE's: while the STORE waits in ``cur`` nothing is
+            # dispatched, so it only turns from false to true and last cycle's value is
+            # safe; a STORE leaves one cycle after its condition holds.
+            m.d.sync += store_go.eq(~store_go & engine.rq_cmd.ready & dma.cmd.ready
+                                    & ~engine.rq_busy & (dma_cmds.level == 0))
+            with m.If(store_go):
+                m.d.comb += dma.cmd.valid.eq(1)
+        with m.If(go & cur_sel.now):
+            # FENCE: everything earlier has completed and its status has left; a
+            # partial FENCE: few enough COMPUTEs and LOAD/STOREs still run, no
+            # REQUANTISE beats are still due.
+            m.d.sync += fence_go.eq(cur_fence & ~fence_go
+                                    & Mux(cur.flags[0], partial_done, done_fifo.level == 0))
+            with m.If((cur.opcode == Opcode.CONFIGURE) & (cur_code == StatusCode.OK)):
+                m.d.sync += config.eq(cur.args.configure)
+            with m.If(retire & (cur.opcode == Opcode.STRIDE)):
+                m.d.sync += shape_2d.eq(cur.args.stride)
         m.d.comb += done_fifo.w_en.eq(retire)
 
         cc, rc, sc, lc = (cur.args.compute, cur.args.requantise, cur.args.store,
@@ -496,18 +518,66 @@ class CommandQueue(wiring.Component):
                      dma_results.r_en.eq(done_fifo.r_en & (oldest.kind == _Kind.DMA))]
         m.d.sync += [dones.eq(dones + engine.done - retire_compute),
                      beats_out.eq(beats_out + (self.o.valid & self.o.ready))]
-        compute_dispatched = Signal()
-        transfer_dispatched = Signal()
-        m.d.comb += [compute_dispatched.eq(retire & (cur_kind == _Kind.COMPUTE)),
-                     transfer_dispatched.eq(retire & (cur_kind == _Kind.DMA))]
-        m.d.sync += [
-            computes_running.eq(computes_running + compute_dispatched - engine.done),
-            transfers_running.eq(transfers_running + transfer_dispatched - dma.done),
-        ]
+        # Both next values of each count are made from registers, and ``retire`` only
+        # chooses between them (it is the latest signal here).
+        for running, sel, done in ((computes_running, cur_sel.compute, engine.done),
+                                   (transfers_running, cur_sel.load | cur_sel.store,
+                                    dma.done)):
+            stays, grows = Signal.like(running), Signal.like(running)
+            m.d.comb += [stays.eq(running - done), grows.eq(running + 1 - done)]
+            m.d.sync += running.eq(Mux(retire & sel, grows, stays))
         # (The FIFO's level, not just r_rdy: a command written is not readable at once.)
         m.d.comb += self.busy.eq((queue.level != 0) | head_valid | skid_valid | cur_valid
                                  | (done_fifo.level != 0))
         return m
+
+    def _checks(self, m, command):
+        """The status code (but for the COMPUTE's ``a_base + k_blocks·m`` check) and the
+        no-op bit of ``command``: per opcode, each range check a sum and a compare in one
+        carry chain (``_exceeds``), then a choice by opcode."""
+        e = self.params.engine
+        rows, groups, top = e.array.rows, e.groups, (1 << FIELD.width) - 1
+        code = Signal(StatusCode, name="entry_code")
+        noop = Signal(name="entry_noop")
+        c, r, cf = command.args.compute, command.args.requantise, command.args.configure
+        ld, st = command.args.load, command.args.store
+        w_terms = [(c.k_blocks << bit, 255 << bit)
+                   for bit in range(rows.bit_length()) if rows >> bit & 1]
+        compute_bad = (_exceeds(m, [(c.acc_base, top), (c.m, top)], e.acc_depth, "c_acc")
+                       | _exceeds(m, [(c.w_base, top), *w_terms], e.w_depth, "c_w"))
+        # (REQUANTISE and STORE have m, acc_base and qp_base at the same bits.)
+        rq_bad = (_exceeds(m, [(r.acc_base, top), (r.m, top)], e.acc_depth, "r_acc")
+                  | _exceeds(m, [(r.qp_base, top)], e.qp_depth - groups, "r_qp"))
+        target = command.flags[:2]
+        spad_end = [(ld.spad_base, top), (ld.rows, top)]
+        load_bad = ((target == 3) | self._remote_out_of_range(ld.remote)
+                    | Mux(target == 0, _exceeds(m, spad_end, e.a_depth, "l_a"),
+                          Mux(target == 1, _exceeds(m, spad_end, e.w_depth, "l_w"),
+                              _exceeds(m, spad_end, e.qp_depth, "l_qp"))))
+        store_bad = rq_bad | self._remote_out_of_range(st.remote)
+        # (If chains, not m.Switch: Yosys writes incomplete case statements lint rejects.)
+        with m.If(command.opcode == Opcode.CONFIGURE):
+            with m.If(cf.act_min > cf.act_max):
+                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(command.opcode == Opcode.COMPUTE):
+            m.d.comb += noop.eq((c.m == 0) | (c.k_blocks == 0))
+            with m.If(~noop & compute_bad):
+                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(command.opcode == Opcode.REQUANTISE):
+            m.d.comb += noop.eq(r.m == 0)
+            with m.If(~noop & rq_bad):
+                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(command.opcode == Opcode.LOAD):
+            m.d.comb += noop.eq(ld.rows == 0)
+            with m.If(~noop & load_bad):
+                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif(command.opcode == Opcode.STORE):
+            m.d.comb += noop.eq(st.m == 0)
+            with m.If(~noop & store_bad):
+                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        with m.Elif((command.opcode != Opcode.FENCE) & (command.opcode != Opcode.STRIDE)):
+            m.d.comb += code.eq(StatusCode.ILLEGAL_OPCODE)
+        return code, noop
 
     def _remote_out_of_range(self, remote):
         """A remote beat address beyond the network's address width."""

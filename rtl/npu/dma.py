@@ -197,7 +197,7 @@ class Dma(wiring.Component):
         sized = Signal(size_layout)              # stage 1 → 2
         issue = Signal(data.StructLayout({       # stage 2 → 3
             "valid": 1, "last": 1, "line_end": 1, "spad_addr": 12,
-            "beats": range(t.max_beats + 1), "final_row": 13}))
+            "beats": range(t.max_beats + 1), "final_row": 13, "single": 1}))
         req = bus.request
         fire = Signal()
         issue_take = Signal()
@@ -257,7 +257,7 @@ class Dma(wiring.Component):
             m.d.sync += [issue.valid.eq(1),
                          issue.last.eq(sized.last), issue.line_end.eq(sized.line_end),
                          issue.spad_addr.eq(sized.spad_addr),
-                         issue.final_row.eq(sized.rows - 1),
+                         issue.final_row.eq(sized.rows - 1), issue.single.eq(sized.rows == 1),
                          issue.beats.eq(select(cmd, {key: _times(sized.rows, beats)
                                                      for key, beats in rb.items()}))]
         with m.Elif(fire):
@@ -265,8 +265,8 @@ class Dma(wiring.Component):
 
         # Records of the requests in flight, oldest first.
         record_layout = data.StructLayout({
-            "store": 1, "target": 2, "spad_addr": 12, "final_row": 13, "last": 1,
-            "tag": t.tag_bits})
+            "store": 1, "target": 2, "spad_addr": 12, "final_row": 13, "single": 1,
+            "last": 1, "tag": t.tag_bits})
         # Buffered: the head record comes from a register (responses are registered too,
         # so a response in the cycle after its request still finds its record).
         m.submodules.records = records = fifo.SyncFIFOBuffered(width=record_layout.size,
@@ -274,6 +274,7 @@ class Dma(wiring.Component):
         record = Signal(record_layout)
         m.d.comb += [record.store.eq(cmd.store), record.target.eq(cmd.target),
                      record.spad_addr.eq(issue.spad_addr), record.final_row.eq(issue.final_row),
+                     record.single.eq(issue.single),
                      record.last.eq(issue.last), record.tag.eq(tag),
                      records.w_data.eq(record)]
 
@@ -384,6 +385,13 @@ class Dma(wiring.Component):
         slots = [Signal(width, name=f"slot{index}") for index in range(load_beats - 1)]
         r_beat = Signal(range(load_beats))
         r_row = Signal(13)
+        # Whether row ``r_row`` is the record's final one, from registers: the first row's
+        # answer comes with the record (``single``), a later row's was worked out when the
+        # row before it ended (``next_final``), so no row compare sits before ``pop``.
+        first_row = Signal(init=1)
+        next_final = Signal()
+        final = Signal()
+        m.d.comb += final.eq(Mux(first_row, rec.single, next_final))
         row_failed = Signal()
         cmd_failed = Signal()
         row_end = Signal()
@@ -395,10 +403,12 @@ class Dma(wiring.Component):
             m.d.comb += pop.eq(1)
         with m.Elif(beat):
             with m.If(row_end):
-                m.d.sync += [r_beat.eq(0), row_failed.eq(0), r_row.eq(r_row + 1)]
-                with m.If(r_row == rec.final_row):
+                m.d.sync += [r_beat.eq(0), row_failed.eq(0), r_row.eq(r_row + 1),
+                             first_row.eq(0),
+                             next_final.eq((r_row + 1)[:13] == rec.final_row)]
+                with m.If(final):
                     m.d.comb += pop.eq(1)
-                    m.d.sync += r_row.eq(0)
+                    m.d.sync += [r_row.eq(0), first_row.eq(1)]
             with m.Else():
                 m.d.sync += [r_beat.eq(r_beat + 1), row_failed.eq(row_failed | failed)]
                 for index, slot in enumerate(slots):

@@ -143,7 +143,10 @@ class Requantiser(wiring.Component):
             # 2: bias and shift split.
             x1 = stage((acc + ch.bias)[:32].as_signed(), f"x1_{lane}")
             left1 = stage(Mux(ch.shift > 0, ch.shift.as_unsigned()[:5], 0), f"left1_{lane}")
-            right1 = stage(Mux(ch.shift < 0, (-ch.shift)[:6], 0), f"right1_{lane}")
+            # The right shift, clamped to 31 here (-32 acts as -31), so that the rounding
+            # masks of stage 9 decode a 5-bit register and nothing before it.
+            right1 = stage(Mux(ch.shift < 0, Mux(ch.shift == -32, 31, (-ch.shift)[:5]), 0),
+                           f"right1_{lane}")
             mul1 = stage(ch.multiplier, f"mul1_{lane}")
             # 3: left shift (wraps to 32 bits).
             x2 = stage((x1 << left1)[:32].as_signed(), f"x2_{lane}")
@@ -179,13 +182,22 @@ class Requantiser(wiring.Component):
             # The rounding divide's masks by 2**right (thermometer codes, no adder): ``tie``
             # is bit right-1, ``below`` the bits under it.
             right_c = Signal(5, name=f"right_c{lane}")
-            m.d.comb += right_c.eq(Mux(right[5] > 31, 31, right[5])[:5])
+            m.d.comb += right_c.eq(right[5])
             right8 = stage(right_c, f"right8_{lane}")
+            # The masks come from the shift's two fields decoded a stage earlier (beside
+            # right[5]), so that each mask bit is one LUT of registers: v == right is
+            # hi_eq[v >> 3] & lo_eq[v & 7], v < right is hi_gt[v >> 3] | (hi_eq & lo_gt).
+            hi, lo = right[4][3:], right[4][:3]
+            hi_eq = stage(Cat(*(hi == h for h in range(4))), f"right_hi_eq{lane}")
+            # (hi > 3 and lo > 7 never hold: constant zeros, not compares lint rejects.)
+            hi_gt = stage(Cat(*(hi > h for h in range(3)), Const(0, 1)), f"right_hi_gt{lane}")
+            lo_eq = stage(Cat(*(lo == j for j in range(8))), f"right_lo_eq{lane}")
+            lo_gt = stage(Cat(*(lo > j for j in range(7)), Const(0, 1)), f"right_lo_gt{lane}")
             # (right is at most 31: tie bit 31 and below bits 30, 31 are constant zeros.)
-            tie8 = stage(Cat(*(right_c == bit + 1 for bit in range(31)), Const(0, 1)),
-                         f"tie8_{lane}")
-            below8 = stage(Cat(*(right_c > bit + 1 for bit in range(30)), Const(0, 2)),
-                           f"below8_{lane}")
+            tie8 = stage(Cat(*(hi_eq[v >> 3] & lo_eq[v & 7] for v in range(1, 32)),
+                             Const(0, 1)), f"tie8_{lane}")
+            below8 = stage(Cat(*(hi_gt[v >> 3] | (hi_eq[v >> 3] & lo_gt[v & 7])
+                                 for v in range(1, 31)), Const(0, 2)), f"below8_{lane}")
             # 10: rounding divide by 2**right, ties away from zero: the remainder exceeds
             # (mask >> 1) + (x < 0), that is bit right-1 is set, and for x < 0 some bit below
             # it too (an exact tie rounds away from zero, which for x < 0 is toward -inf).
