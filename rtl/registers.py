@@ -9,8 +9,8 @@ wider ones are refused at elaboration).
 Behaviour (the reference model is ``chipknit.tb.models.registers``):
 
 - a read of ``length + 1`` beats from register ``i`` returns registers ``i .. i + length``,
-  sampled one per cycle into the bank's one-beat response register (the cycle of each
-  register's ``reads`` strobe); if any of them does not exist, or the address
+  sampled one per cycle into the bank's read register (the cycle of each register's
+  ``reads`` strobe); if any of them does not exist, or the address
   is not beat aligned, every beat carries ``TARGET_ERROR`` and ``data`` 0;
 - a write of ``length + 1`` beats to register ``i`` writes the control registers among
   ``i .. i + length``, honouring the byte strobes, and answers ``OKAY``; a write that
@@ -18,9 +18,10 @@ Behaviour (the reference model is ``chipknit.tb.models.registers``):
   ``TARGET_ERROR`` (all of its data beats are still consumed);
 - ``errors`` counts refused requests (saturating).
 
-One request is served at a time: reads stream one beat per cycle, writes take one data
-beat per cycle, and the response of a write follows its last beat by two cycles (responses
-leave from a register, so the read multiplexer ends inside the bank).
+One request is served at a time: reads stream one beat per cycle (the first two cycles
+after the request: the read multiplexer ends at a register of its own, then the response
+register), writes take one data beat per cycle, and the response of a write follows its
+last beat by two cycles.
 """
 
 import enum as py_enum
@@ -230,15 +231,21 @@ class RegisterBank(wiring.Component):
                 m.d.comb += touched[k].eq(low & high)
             all_writable = ~touched.any()
 
-        # Responses leave from a register (one beat): the read multiplexer ends there, so no
-        # path from the bank's state through it leaves the bank. A beat is sampled, and its
-        # ``reads`` strobe raised, as it enters this register.
+        # Responses leave from a register (one beat), and a read beat passes a register
+        # before it (``sample``): the read multiplexer ends at ``sample``, its enable decided
+        # from registers, and nothing after ``sample`` but a move. A beat is sampled, and its
+        # ``reads`` strobe raised, as it enters ``sample``.
         out_valid = Signal()
         out = Signal(p.response_layout)
         free = ~out_valid | bus.response.ready
         m.d.comb += [bus.response.valid.eq(out_valid), bus.response.payload.eq(out)]
         with m.If(bus.response.ready):
             m.d.sync += out_valid.eq(0)
+        sample_valid = Signal()
+        sample = Signal(p.response_layout)
+        move = sample_valid & free
+        with m.If(move):
+            m.d.sync += [out.eq(sample), out_valid.eq(1), sample_valid.eq(0)]
 
         # (An If chain, not m.Switch: Yosys writes incomplete case statements lint rejects.)
         with m.If(state == _State.IDLE):
@@ -253,13 +260,13 @@ class RegisterBank(wiring.Component):
                 m.d.comb += errors.inc.eq(~ok)
 
         with m.Elif(state == _State.READ):
-            with m.If(free):
+            with m.If(~sample_valid | move):
                 m.d.sync += [
-                    out_valid.eq(1),
-                    out.write.eq(0), out.tag.eq(tag),
-                    out.status.eq(Mux(refused, Status.TARGET_ERROR, Status.OKAY)),
-                    out.data.eq(Mux(refused, 0, read_values[index])),
-                    out.last.eq(remaining == 0),
+                    sample_valid.eq(1),
+                    sample.write.eq(0), sample.tag.eq(tag),
+                    sample.status.eq(Mux(refused, Status.TARGET_ERROR, Status.OKAY)),
+                    sample.data.eq(Mux(refused, 0, read_values[index])),
+                    sample.last.eq(remaining == 0),
                     index.eq(index + 1), remaining.eq(remaining - 1),
                 ]
                 for i, r in enumerate(registers):
@@ -289,7 +296,8 @@ class RegisterBank(wiring.Component):
                     m.d.sync += state.eq(_State.RESPOND)
 
         with m.Elif(state == _State.RESPOND):
-            with m.If(free):
+            # After the read beats still on their way (a write's response never passes them).
+            with m.If(free & ~sample_valid):
                 m.d.sync += [
                     out_valid.eq(1),
                     out.write.eq(1), out.tag.eq(tag),

@@ -934,6 +934,7 @@ class TargetInterface(wiring.Component):
         dropped_events = _drain_other_vcs(m, self, REQUEST_VC, RESPONSE_VC, fmt.vcs)
 
         # Descriptors of the responses owed, in request order.
+        # (Bit 0 is "error", bit 1 "poisoned"; never both, so each is tested as one bit.)
         kind_ok, kind_error, kind_poison = 0, 1, 2
         desc_layout = data.StructLayout({"src": fmt.dest_layout, "tag": t.tag_bits,
                                          "write": 1, "length": t.length_bits, "kind": 2})
@@ -942,8 +943,13 @@ class TargetInterface(wiring.Component):
         in_flight = Signal(range(p.depth + 1))
         reserve = Signal()
         release = Signal()
-        room = in_flight != p.depth
-        m.d.sync += in_flight.eq(in_flight + reserve - release)
+        # ``in_flight != depth`` as a register, kept with the count (no adder or compare
+        # after the late ``release``).
+        room = Signal(init=1)
+        with m.If(reserve & ~release):
+            m.d.sync += [in_flight.eq(in_flight + 1), room.eq(in_flight != p.depth - 1)]
+        with m.Elif(release & ~reserve):
+            m.d.sync += [in_flight.eq(in_flight - 1), room.eq(1)]
         push = Signal()
         push_kind = Signal(2)
         desc_in = desc_layout(owed.w_data)
@@ -1105,7 +1111,8 @@ class TargetInterface(wiring.Component):
         response = target.response
         head = Signal(fmt.head_layout)
         rsp_head = Signal(t.response_head_layout)
-        status = Mux(desc.kind == kind_ok, response.payload.status, Status.TARGET_ERROR)
+        is_error = desc.kind[0]
+        status = Mux(desc.kind.any(), Status.TARGET_ERROR, response.payload.status)
         m.d.comb += [
             head.dest.eq(desc.src), head.payload.eq(rsp_head),
             rsp_head.write.eq(desc.write), rsp_head.status.eq(status),
@@ -1126,11 +1133,10 @@ class TargetInterface(wiring.Component):
                 m.d.comb += [
                     inject.payload.head.eq(1), inject.payload.data.eq(head),
                     inject.payload.tail.eq(~ok_read),
-                    inject.valid.eq(owed.r_rdy & ((desc.kind == kind_error)
-                                                  | response.valid)),
+                    inject.valid.eq(owed.r_rdy & (is_error | response.valid)),
                 ]
                 with m.If(inject.valid & inject.ready):
-                    with m.If(desc.kind == kind_error):
+                    with m.If(is_error):
                         m.d.comb += pop.eq(1)
                     with m.Elif(desc.write):
                         m.d.comb += [response.ready.eq(1), pop.eq(1)]
