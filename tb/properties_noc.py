@@ -165,7 +165,7 @@ class AllocatorProperties(wiring.Component):
 def state_invariants(m, dut):
     """The allocator's registers hold one-hot values (true from reset on; k-induction needs
     them stated)."""
-    for pre in dut.pre:
+    for pre in (*dut.pre, *dut.pre_kept, *dut.pre_moved):
         m.d.comb += Assert(one_hot(pre))
     for arbiter in dut.arbiters:
         if arbiter is not None and arbiter.count > 1:
@@ -283,6 +283,10 @@ class RouterCreditProperties(wiring.Component):
                     sent.eq(self.in_valid[d] & (self.in_flit[d].vc == v)),
                     Assume(~sent | (up != 0)),
                 ]
+                if not router.reach(d):
+                    # No neighbour and no edge port there: nothing ever arrives (the mesh
+                    # leaves the input unconnected), and the router has no input unit.
+                    m.d.comb += Assume(~self.in_valid[d])
                 m.d.sync += up.eq(up - sent + link_in.credit[v])
                 count = probes["counts"][d][v]
                 m.d.comb += Assert(count + up == depth)

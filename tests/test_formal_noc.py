@@ -120,8 +120,8 @@ MUTANTS = {
     # The pre-selection moves on from a VC that lost (the allocator before the formal
     # checks): a VC offered every other cycle can lose every time to an output's
     # round-robin, so it starves (found by this check).
-    "alloc_rotates_past_loser": (ALLOCATOR, "Mux(keep & ~won[i], chosen, rotate)",
-                                 "rotate"),
+    "alloc_rotates_past_loser": (ALLOCATOR, "kept.eq(Mux(keep, chosen, rotate))",
+                                 "kept.eq(rotate)"),
     # An input asks outputs for every VC, not only the offered one: it wins two outputs,
     # or an output for a VC that did not ask for it.
     "alloc_all_vcs_ask": (ALLOCATOR,

@@ -70,8 +70,21 @@ class RoundRobin(wiring.Component):
             return m
         last = self.last
         requests = self.requests
-        blocked = [Cat(requests[j] & self.precedes(j, k) for j in range(count) if j != k).any()
-                   for k in range(count)]
+        # ``blocked[k]`` is an OR of pairs of requesters, each pair a wire of its own
+        # (``keep``): synthesis then maps the arbiter as one LUT level per pair and the
+        # grant's users (the router's credit, ownership and pop registers) right after it,
+        # instead of folding the pairs into the requests and the users' own levels (one
+        # level less in the router's allocation cycle, docs/noc.md *Issue 8*).
+        blocked = []
+        for k in range(count):
+            others = [j for j in range(count) if j != k]
+            groups = []
+            for g in range(0, len(others), 2):
+                part = Signal(name=f"blocked{k}_{g // 2}", attrs={"keep": 1})
+                m.d.comb += part.eq(Cat(requests[j] & self.precedes(j, k)
+                                        for j in others[g:g + 2]).any())
+                groups.append(part)
+            blocked.append(Cat(*groups).any())
         m.d.comb += [self.blocked.eq(Cat(blocked)), self.grant.eq(requests & ~self.blocked)]
         with m.If(self.advance & requests.any()):
             m.d.sync += last.eq(self.grant)
@@ -229,7 +242,19 @@ class PreselectAllocator(wiring.Component):
         })
         # State, made here so that the formal properties can name it: per input, the
         # pre-selected VC (one-hot); per output, its arbiter (None: no input reaches it).
-        self.pre = [Signal(vcs, init=1, name=f"pre{i}") for i in range(inputs)]
+        # The pre-selection of a cycle depends on whether the input won in the cycle
+        # before, so both candidates are registers (``pre_kept``: the input did not win,
+        # ``pre_moved``: it won) and ``pre`` picks one with the registered win (``won``):
+        # no register waits for the output arbiters' grants through the pre-selection.
+        self.pre = [Signal(vcs, name=f"pre{i}") for i in range(inputs)]
+        self.pre_kept = [Signal(vcs, init=1, name=f"pre_kept{i}") for i in range(inputs)]
+        self.pre_moved = [Signal(vcs, init=1, name=f"pre_moved{i}") for i in range(inputs)]
+        self.won = [Signal(name=f"won{i}") for i in range(inputs)]
+        #: Per input, the VCs whose requests it offers this cycle (``chosen`` is this and
+        #: ``present``). VC ``v`` of input ``i`` wins output ``o`` when ``requests[i][v]``
+        #: asks for ``o``, ``offered[i][v]`` and ``o``'s arbiter has ``i`` not ``blocked``:
+        #: the same as ``select[o][i] & chosen[i][v]``, which the router computes this way.
+        self.offered = [Signal(vcs, name=f"offered{i}") for i in range(inputs)]
         self.arbiters = [RoundRobin(len(c)) if c else None
                          for c in (connections or [range(inputs)] * outputs)]
 
@@ -244,11 +269,12 @@ class PreselectAllocator(wiring.Component):
             # one. ``offered`` is that rule without the flit itself; a request implies a
             # flit, so ``want`` gates the requests with it alone (fewer inputs than chosen).
             none_before = Cat(~present[:v].any() if v else Const(1) for v in range(vcs))
-            offered = Signal(vcs, name=f"offered{i}")
+            offered = self.offered[i]
             m.d.comb += offered.eq(Mux((pre & present).any(), pre, none_before))
             chosen = self.chosen[i]
             m.d.comb += chosen.eq(present & offered)
-            want = Signal(outputs, name=f"want{i}")
+            # A wire of its own (``keep``): the output arbiters start from a LUT output.
+            want = Signal(outputs, name=f"want{i}", attrs={"keep": 1})
             acc = 0
             for v in range(vcs):
                 acc = acc | (self.requests[i][v] & offered[v].replicate(outputs))
@@ -262,13 +288,21 @@ class PreselectAllocator(wiring.Component):
                 # An offered VC that lost but is still eligible is offered again (so its
                 # request stays up and its output's round-robin serves it); otherwise the
                 # next eligible VC after it. Both candidates are computed beside the output
-                # arbiters; ``won`` only picks one.
+                # arbiters and registered; next cycle's registered ``won`` picks one.
                 eligible, chosen = eligibles[i], self.chosen[i]
                 keep = Signal(name=f"keep{i}")
                 rotate = Signal(vcs, name=f"rotate{i}")
                 m.d.comb += [keep.eq((chosen & eligible).any()),
                              rotate.eq(_first_after(eligible, chosen, vcs))]
+                kept, moved = self.pre_kept[i], self.pre_moved[i]
+                m.d.comb += self.pre[i].eq(Mux(self.won[i], moved, kept))
+                m.d.sync += self.won[i].eq(won[i])
+                # Without an eligible request the input wins nothing and keeps ``pre``.
                 with m.If(eligible.any()):
-                    m.d.sync += self.pre[i].eq(Mux(keep & ~won[i], chosen, rotate))
+                    m.d.sync += [kept.eq(Mux(keep, chosen, rotate)), moved.eq(rotate)]
+                with m.Else():
+                    m.d.sync += [kept.eq(self.pre[i]), moved.eq(self.pre[i])]
+            else:
+                m.d.comb += self.pre[i].eq(1)
             m.d.comb += self.grant[i].eq(self.chosen[i] & Cat(won[i]).replicate(vcs))
         return m

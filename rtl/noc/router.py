@@ -204,15 +204,22 @@ class Router(wiring.Component):
     def reach(self, port: int) -> tuple:
         """The output ports a flit entering by ``port`` can take (XY routing forbids the
         rest): not back where it came from, and not from a y link of this die onto an x
-        link of this die (a Y->X turn). A tile input, and a link that leaves the die (a
-        gateway edge port), may go anywhere. An output that leads nowhere (no neighbour, no
-        gateway edge port) is never taken. The allocator's arbiters and the crossbar only
-        connect these pairs."""
+        link of this die (a Y->X turn). A tile input may go anywhere, and a link that leaves
+        the die (a gateway edge port) anywhere but back over that link. An output that
+        leads nowhere (no neighbour, no gateway edge port) is never taken, and nothing
+        enters by an input that comes from nowhere (none: it has no input unit). The
+        allocator's arbiters and the crossbar only connect these pairs."""
         p = self.params
         geometry, n_dir = p.geometry, len(DIRECTIONS)
         inner = {d for d in DIRECTIONS if geometry.contains(p.x + d.delta[0], p.y + d.delta[1])}
         edges = {direction for x, y, direction in geometry.edge_ports if (x, y) == (p.x, p.y)}
         outputs = [o for o in range(p.ports) if o >= n_dir or o in inner or o in edges]
+        if port < n_dir and port not in inner and port not in edges:
+            return ()
+        if port in edges:
+            # Die-level routes are shortest, so a packet that crossed a die link is one
+            # link closer to its die than the die it came from and never crosses back.
+            return tuple(o for o in outputs if o != port)
         if port >= n_dir or port not in inner:
             return tuple(outputs)
         incoming = Direction(port)
@@ -287,11 +294,10 @@ class Router(wiring.Component):
                      for o in range(ports)]
         credit_ge2 = [[Signal(init=depth > 1, name=f"credit_ge2_o{o}_v{v}") for v in range(vcs)]
                       for o in range(ports)]
-        # Last cycle's grant (go_reg), and whether it took or freed the output VC: applied
-        # to the counters and the ownership in this cycle.
+        # Last cycle's grant (go_reg), and whether it freed the output VC (a tail): applied
+        # to the counters and the ownership in this cycle. A granted flit that is not a tail
+        # leaves its output VC owned: a head takes it, and a body flit's packet holds it.
         go_reg = [[Signal(name=f"go_reg_o{o}_v{v}") for v in range(vcs)] for o in range(ports)]
-        take_reg = [[Signal(name=f"take_reg_o{o}_v{v}") for v in range(vcs)]
-                    for o in range(ports)]
         release_reg = [[Signal(name=f"release_reg_o{o}_v{v}") for v in range(vcs)]
                        for o in range(ports)]
         # credits - go_reg + credit_in != 0: a credit for a grant this cycle
@@ -305,7 +311,7 @@ class Router(wiring.Component):
                     credit_ok[o][v].eq(Mux(go_reg[o][v],
                                            credit_ge2[o][v] | (credit_nz[o][v] & credit_in[o][v]),
                                            credit_nz[o][v] | credit_in[o][v])),
-                    free_now[o][v].eq((free[o][v] & ~take_reg[o][v]) | release_reg[o][v]),
+                    free_now[o][v].eq((free[o][v] & ~go_reg[o][v]) | release_reg[o][v]),
                 ]
         # The credits left for this cycle's grants (for the formal properties).
         credits_now = [[Signal(range(depth + 1), name=f"credits_now_o{o}_v{v}")
@@ -319,6 +325,15 @@ class Router(wiring.Component):
 
         m.submodules.allocator = allocator = PreselectAllocator(ports, vcs, ports, connections)
 
+        def wins(o, v):
+            """``{input i: VC v of i won output o}`` (``select[o][i] & chosen[i][v]``: a
+            request implies a flit), from the VC's request and the arbiter's ``blocked``
+            rather than its grant: the credit and ownership registers are one AND-OR after
+            the arbiter, not two."""
+            arbiter = allocator.arbiters[o]
+            return {i: allocator.requests[i][v][o] & allocator.offered[i][v]
+                    & ~arbiter.blocked[k] for k, i in enumerate(connections[o])}
+
         def one_hot(port, outputs):
             """``port`` as one bit per output of ``outputs`` (zero if it is none of them)."""
             return Cat(port == o for o in outputs)
@@ -331,7 +346,7 @@ class Router(wiring.Component):
         st_vc = []          # per input: registered one-hot VC granted last cycle
         st_flags = []       # per input: registered {head, tail} of that flit
         pops = []           # per input, per VC: registered grant = read and free this cycle
-        req_head_all, req_tail_all = [], []
+        req_tail_all = []
         unroutable_events, malformed_events = [], []
         counts_all, go_all, eject_queues = [], [], {}
         for i in range(ports):
@@ -339,6 +354,17 @@ class Router(wiring.Component):
             outputs = reach[i]
             width = len(outputs)
             name = f"in{i}"
+            if not outputs:
+                # A mesh input with no neighbour and no gateway edge port: nothing arrives
+                # there (the mesh leaves it unconnected), so it has no input unit, no
+                # credits to return, and no output's arbiter or crossbar counts it.
+                st_entry.append(None)
+                st_flags.append(None)
+                st_vc.append(None)
+                pops.append(None)
+                req_tail_all.append(None)
+                counts_all.append([Const(0, range(depth + 1))] * vcs)
+                continue
             pushes, entries = [], []
             if not is_local:
                 wire = self.link_in[i].payload
@@ -516,8 +542,12 @@ class Router(wiring.Component):
                 third = meta_read.data
                 remaining = Signal(range(depth + 1), name=f"{vname}_remaining")
                 m.d.comb += remaining.eq(pending - pop)
+                # pending >= 3, registered: with has_pending and has_second, the flags of the
+                # next count are multiplexers of registers by push and pop (no adder after
+                # push, which comes late from the injection path or the wire).
+                has_third = Signal(name=f"{vname}_has_third")
                 two_left = Signal(name=f"{vname}_two_left")  # remaining >= 2
-                m.d.comb += two_left.eq(remaining > 1)
+                m.d.comb += two_left.eq(Mux(pop, has_third, has_second))
                 arrived = push.replicate(width)
                 m.d.sync += [
                     hol_port.eq(eff_port | (arrive_port & (push & ~eff_valid).replicate(width))),
@@ -528,8 +558,12 @@ class Router(wiring.Component):
                     sec_head.eq(Mux(two_left, Mux(pop, third.head, sec_head), in_head)),
                     sec_tail.eq(Mux(two_left, Mux(pop, third.tail, sec_tail), in_tail)),
                     pending.eq(remaining + push),
-                    has_pending.eq((remaining + push) != 0),
-                    has_second.eq((remaining + push) > 1),
+                    # remaining + push >= 1, >= 2, >= 3 (pop implies pending >= 1)
+                    has_pending.eq(push | Mux(pop, has_second, has_pending)),
+                    has_second.eq(Mux(push, Mux(pop, has_second, has_pending),
+                                      two_left)),
+                    has_third.eq(Mux(push, Mux(pop, pending > 2, pending > 1),
+                                     Mux(pop, pending > 3, pending > 2))),
                 ]
                 with m.If(pop):
                     m.d.sync += al_ptr.eq(_wrap_inc(al_ptr, depth))
@@ -539,7 +573,11 @@ class Router(wiring.Component):
                 request = [Const(0)] * ports
                 for k, o in enumerate(outputs):
                     request[o] = req_port[k] & credit_ok[o][v] & (~req_head | free_now[o][v])
-                m.d.comb += allocator.requests[i][v].eq(Cat(request))
+                # A wire of its own (``keep``), like the allocator's ``want`` and ``blocked``
+                # pairs: synthesis maps each stage of the allocation cycle on its own (2, 3,
+                # 4 LUT levels) instead of folding them into one another one level deeper.
+                asks = Signal(ports, name=f"{vname}_asks", attrs={"keep": 1})
+                m.d.comb += [asks.eq(Cat(request)), allocator.requests[i][v].eq(asks)]
                 m.d.sync += pop.eq(allocator.grant[i][v])
             m.d.sync += vc_reg.eq(allocator.grant[i])
             # Head and tail of the flit read for switch traversal: those of the VC offered
@@ -585,31 +623,25 @@ class Router(wiring.Component):
             counts_all.append(counts)
             st_vc.append(vc_reg)
             pops.append(pop_regs)
-            req_head_all.append(heads)
             req_tail_all.append(tails)
 
         # ---- Output side: credits and ownership follow the grants ---------------------------
         for o in range(ports):
             go_all.append([])
             for v in range(vcs):
-                # select[o][i] means input i won, with the VC it offered (chosen).
-                wins = {i: allocator.select[o][i] & allocator.chosen[i][v]
-                        for i in connections[o]}
+                # Input i's VC v won output o (select[o][i] & chosen[i][v], see wins).
+                won = wins(o, v)
                 go = Signal(name=f"go_o{o}_v{v}")
                 go_all[o].append(go)
-                take = Signal(name=f"take_o{o}_v{v}")
                 release = Signal(name=f"release_o{o}_v{v}")
                 m.d.comb += [
-                    go.eq(Cat(*wins.values()).any()),
-                    take.eq(Cat(w & req_head_all[i][v] & ~req_tail_all[i][v]
-                                for i, w in wins.items()).any()),
-                    release.eq(Cat(w & req_tail_all[i][v] for i, w in wins.items()).any()),
+                    go.eq(Cat(*won.values()).any()),
+                    release.eq(Cat(w & req_tail_all[i][v] for i, w in won.items()).any()),
                 ]
-                # The grant only goes into flip-flops (go_reg, take_reg, release_reg): the
+                # The grant only goes into flip-flops (go_reg, release_reg): the
                 # counter and the ownership apply it a cycle later, and a request reads
                 # them with last cycle's grant applied (credit_ok, free_now).
-                m.d.sync += [go_reg[o][v].eq(go), take_reg[o][v].eq(take),
-                             release_reg[o][v].eq(release)]
+                m.d.sync += [go_reg[o][v].eq(go), release_reg[o][v].eq(release)]
                 # Never below zero: a grant needed a credit that was there.
                 nxt = Signal(range(depth + 2), name=f"credits_next_o{o}_v{v}")
                 m.d.comb += nxt.eq(credits[o][v] + credit_in[o][v] - go_reg[o][v])
