@@ -793,7 +793,6 @@ class InitiatorInterface(wiring.Component):
         head_awaited = Signal()
         m.d.sync += head_awaited.eq(owed & live.bit_select(retire, 1)
                                     & ~expired.bit_select(retire, 1))
-        head_taken = Signal()
         retire_hot = (Const(1, slots) << retire)[:slots]
         waiting = Signal()
         R_IDLE, R_LOCAL, R_DATA, R_SKIP = range(4)
@@ -814,7 +813,7 @@ class InitiatorInterface(wiring.Component):
                 with m.If(~flit.tail):
                     m.d.sync += receive_state.eq(R_SKIP)
             with m.Elif(act & for_oldest):
-                m.d.comb += [head_taken.eq(1), rx_take.eq(1)]
+                m.d.comb += rx_take.eq(1)
                 with m.If(agreeing):
                     m.d.comb += clear_live.eq(tag_hot)
                     m.d.sync += [beat.eq(head_slot.length),
@@ -838,7 +837,9 @@ class InitiatorInterface(wiring.Component):
                 m.d.sync += receive_state.eq(R_LOCAL)
             # Otherwise a response for a younger slot waits here until the oldest
             # slot's response comes or it times out.
-            m.d.comb += waiting.eq(head_awaited & ~retired & ~head_taken)
+            # (Not while the oldest's response is in the stage: it is taken unless the
+            # action holds off a cycle. Read from registers, not from the take.)
+            m.d.comb += waiting.eq(head_awaited & ~retired & ~(rx_valid & for_oldest))
         with m.Elif(receive_state == R_LOCAL):
             m.d.comb += [
                 response.valid.eq(1), response.payload.status.eq(status),
