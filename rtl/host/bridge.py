@@ -308,14 +308,19 @@ class HostBridge(wiring.Component):
         with m.Elif(leaves):
             m.d.sync += tx_full.eq(0)
 
-        # In a parse state (OP .. CRC: inside a command frame), as a register set and
-        # cleared with the state, so the frame timer and the receive CRC do not decode it.
-        in_frame = Signal()
-
         def parse_state():
-            """Common to the states inside a command frame: take bytes (the CRC and the
-            frame timer follow ``in_frame``, below)."""
-            m.d.comb += [self.rx.ready.eq(1), got.eq(self.rx.valid)]
+            """Common to the states inside a command frame: take bytes, feed the CRC, and
+            give up on a frame that stops arriving."""
+            m.d.comb += [self.rx.ready.eq(1), got.eq(self.rx.valid),
+                         rx_crc.valid.eq(self.rx.valid)]
+            with m.If(self.rx.valid):
+                idle.restart()
+            with m.Elif(idle.expiring):
+                idle.restart()
+                m.d.comb += count["frame_timeouts"].eq(1)
+                m.d.sync += state.eq(_State.HUNT)
+            with m.Else():
+                idle.step()
 
         def drain_stale():
             """No command owns the response stream: whatever comes is late."""
@@ -340,7 +345,7 @@ class HostBridge(wiring.Component):
                 with m.If(byte == SYNC):
                     m.d.comb += rx_crc.start.eq(1)
                     idle.restart()
-                    m.d.sync += [state.eq(_State.OP), in_frame.eq(1)]
+                    m.d.sync += state.eq(_State.OP)
                 with m.Else():
                     m.d.comb += count["garbage_bytes"].eq(1)
 
@@ -398,7 +403,7 @@ class HostBridge(wiring.Component):
             parse_state()
             drain_stale()
             with m.If(got):
-                m.d.sync += [state.eq(_State.CHECK), in_frame.eq(0)]
+                m.d.sync += state.eq(_State.CHECK)
 
         with m.Elif(state == _State.CHECK):
             drain_stale()
@@ -577,17 +582,4 @@ class HostBridge(wiring.Component):
             send(tx_crc.crc, _State.HUNT)
             with m.If(sent & ~nak & ~is_counters):
                 m.d.sync += bus_tag.eq(bus_tag + 1)
-
-        # Inside a frame: the receive CRC takes every byte, and a frame whose bytes stop
-        # for ``frame_timeout`` cycles is dropped (after the state machine: this wins).
-        m.d.comb += rx_crc.valid.eq(in_frame & self.rx.valid)
-        with m.If(in_frame):
-            with m.If(self.rx.valid):
-                idle.restart()
-            with m.Elif(idle.expiring):
-                idle.restart()
-                m.d.comb += count["frame_timeouts"].eq(1)
-                m.d.sync += [state.eq(_State.HUNT), in_frame.eq(0)]
-            with m.Else():
-                idle.step()
         return m
