@@ -120,20 +120,20 @@ LINK_MUTANTS = {
                              "replay_read.addr.eq(Cat(next_slot_beat, next_seq[:slot_bits]))"),
     # NAKs are ignored (only the timer replays).
     "tx_ignores_nak": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
-                       "m.d.comb += nak_now.eq(self.peer_header_valid & self.peer_nak\n",
-                       "m.d.comb += nak_now.eq(0 & self.peer_nak\n"),
+                       "nak_heard.eq(self.peer_header_valid & self.peer_nak)",
+                       "nak_heard.eq(0 & self.peer_nak)"),
     # The stale-NAK hold-off never ends: a repeated NAK after a lost replay is ignored.
     "tx_holdoff_stuck": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
-                         "m.d.sync += holdoff.eq(holdoff - 1)",
-                         "m.d.sync += holdoff.eq(holdoff)"),
+                         "[holdoff.eq(holdoff - 1), holdoff_zero.eq(holdoff == 1)]",
+                         "[holdoff.eq(holdoff), holdoff_zero.eq(holdoff == 0)]"),
     # A flit sent without spending its credit (overflow).
     "tx_credit_not_spent": (TransmitterCreditProperties, transmitter, "LinkTransmitter",
                             "credits[vc].eq(Mux(taken, returned - 1, returned))",
                             "credits[vc].eq(returned)"),
     # A flit sent with no credit left (underflow).
     "tx_no_credit_check": (TransmitterCreditProperties, transmitter, "LinkTransmitter",
-                           "credit_ok.eq(has_credit.bit_select(source_vc, 1))",
-                           "credit_ok.eq(1)"),
+                           "credit_vc.eq(has_credit)",
+                           "credit_vc.eq(-1)"),
     # The receiver returns a credit whenever its consumer is ready, flit or not.
     "rx_credit_without_flit": (ReceiverCreditProperties, receiver, "LinkReceiver",
                                "with m.If(self.o[vc].valid & self.o[vc].ready):",

@@ -99,19 +99,30 @@ def _xor_matrix(columns, inputs, width: int) -> Value:
     return Cat(*bits)
 
 
-def crc_step(state: Value, word: Value) -> Value:
+def crc_step(state: Value, word: Value, *more: Value) -> Value:
     """The frame CRC register after ``word`` (one beat, fed MSB first) from ``state``,
     combinationally, as :class:`CRC`'s processor would step it: the update is linear, so each
-    bit is an XOR of state and word bits (columns from the software reference)."""
+    bit is an XOR of state and word bits (columns from the software reference). Further
+    words (``more``, of the same width) are stepped over after it, still as one flat XOR per
+    bit (not one step's XORs feeding the next's)."""
+    words = (word, *more)
     n, width = len(word), CRC.crc_width
+    if any(len(w) != n for w in words):
+        raise ValueError("crc_step: every word must have the same width")
 
     def algorithm(initial):
         return crc.Algorithm(crc_width=width, polynomial=CRC.polynomial, initial_crc=initial,
                              reflect_input=False, reflect_output=False, xor_output=0)
-    from_state = [algorithm(1 << j)(data_width=n).compute([0]) for j in range(width)]
-    from_word = [algorithm(0)(data_width=n).compute([1 << i]) for i in range(n)]
-    return _xor_matrix(from_state + from_word,
-                       [state[j] for j in range(width)] + [word[i] for i in range(n)], width)
+    zeros = [0] * len(words)
+    from_state = [algorithm(1 << j)(data_width=n).compute(zeros) for j in range(width)]
+    from_words, inputs = [], [state[j] for j in range(width)]
+    for k, w in enumerate(words):
+        for i in range(n):
+            unit = list(zeros)
+            unit[k] = 1 << i
+            from_words.append(algorithm(0)(data_width=n).compute(unit))
+            inputs.append(w[i])
+    return _xor_matrix(from_state + from_words, inputs, width)
 
 
 def _bits_for(value: int) -> int:

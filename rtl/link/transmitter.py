@@ -28,6 +28,13 @@ from .frame import CRC, LinkParams, crc_step, header_crc
 
 __all__ = ["LinkTransmitter", "TransmitterStatus"]
 
+
+def _or(values):
+    result = values[0]
+    for value in values[1:]:
+        result = result | value
+    return result
+
 COUNTER_WIDTH = 32
 
 
@@ -99,7 +106,9 @@ class LinkTransmitter(wiring.Component):
         self.early_new = Signal()
         self.early_vc = Signal(p.vc_bits)
         self.first = Signal(init=1)
-        #: The registered position flags agree with the beat index (for formal proofs).
+        #: The registered position flags agree with the beat index, and the registers kept
+        #: beside others (source select, slot-start and count registers, timeout and holdoff
+        #: flags) with what they stand for (for formal proofs).
         self.position_ok = Signal()
 
     def elaborate(self, platform):
@@ -153,6 +162,7 @@ class LinkTransmitter(wiring.Component):
                     "slot_start": in_slots & (slot_beat_of(i) % p.beats_per_flit == 0)
                                   & (slot_beat_of(i) >= p.beats_per_flit),
                     "at_header": i == H0, "at_trailer": i == p.first_trailer_beat,
+                    "at_last_trailer": i == p.crc_beat - 1,
                     "at_crc": i == p.crc_beat}
 
         def position_init(i):
@@ -163,13 +173,16 @@ class LinkTransmitter(wiring.Component):
                     "slot_start": (in_slots and slot_beat_init(i) % p.beats_per_flit == 0
                                    and slot_beat_init(i) >= p.beats_per_flit),
                     "at_header": i == H0, "at_trailer": i == p.first_trailer_beat,
+                    "at_last_trailer": i == p.crc_beat - 1,
                     "at_crc": i == p.crc_beat}
         at = {name: Signal(init=int(value), name=name)
               for name, value in position_init(0).items()}
         with m.If(send):
             m.d.sync += [at[name].eq(value) for name, value in position(index_next).items()]
         in_slots = at["in_slots"]
-        m.d.comb += self.position_ok.eq(Cat(
+        # (And the registers kept beside others: `may_more`, `source_oh`, the trailer count.)
+        may_more_ok, source_ok, count_ok, flags_ok = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += self.position_ok.eq(may_more_ok & source_ok & count_ok & flags_ok & Cat(
             index < p.frame_beats, first == (index == 0),
             *(at[name] == value for name, value in position(index).items())).all())
 
@@ -226,11 +239,11 @@ class LinkTransmitter(wiring.Component):
         # gets a control frame) and a replay, asked for meanwhile, goes first.
         early_new, early_vc = self.early_new, self.early_vc
         m.d.sync += [early_new.eq((eligible != 0) & window_open), early_vc.eq(pick)]
+        # At a frame's first beat the source is the early pick (`source_vc`, below, from a
+        # one-hot register): its `valid` is `source_valid`. (`decided_*` matter only then.)
         early_valid = Signal()
-        m.d.comb += early_valid.eq(self.i[0].valid)
-        for vc in range(1, p.vcs):
-            with m.If(early_vc == vc):
-                m.d.comb += early_valid.eq(self.i[vc].valid)
+        source_valid = Signal()
+        m.d.comb += early_valid.eq(source_valid)
         decided_kind = Signal(2)
         decided_seq = Signal(S)
         decided_vc = Signal(p.vc_bits)
@@ -256,12 +269,13 @@ class LinkTransmitter(wiring.Component):
         frame_vc = Mux(first, decided_vc, cur_vc)
         frame_kind = Mux(first, decided_kind, kind)
 
-        # Header, after the first `header_start` slot beats (see `frame.py`).
+        # Header, after the first `header_start` slot beats (see `frame.py`): unless it is the
+        # first beat, the frame's fields are in registers by then.
         live_header = Signal(p.header_layout)
         m.d.comb += [
-            live_header.vc.eq(frame_vc),
-            live_header.data.eq(frame_kind != KIND_CONTROL),
-            live_header.seq.eq(frame_seq),
+            live_header.vc.eq(frame_vc if header_first else cur_vc),
+            live_header.data.eq((frame_kind if header_first else kind) != KIND_CONTROL),
+            live_header.seq.eq(frame_seq if header_first else cur_seq),
             live_header.ack.eq(self.send_ack),
             live_header.nak.eq(self.send_nak),
             live_header.check.eq(header_crc(live_header.as_value()[:p.header_field_bits],
@@ -292,20 +306,28 @@ class LinkTransmitter(wiring.Component):
         # A new frame takes its first flit in its first cycle (so a data frame always has
         # one, even if the source then drops `valid`), then one at the first beat of each
         # further slot, until one is missing or the credits run out.
-        source_valid = Signal()
         source_payload = Signal(p.flit_width)
-        # Only a new frame takes flits, and its VC at the start is the early pick.
+        # Only a new frame takes flits, and its VC at the start is the early pick: the source
+        # is `Mux(first, early_vc, cur_vc)`, kept one-hot in a register (`source_oh`) from its
+        # next value, so that the sources' `valid`, payload and credit are picked by an
+        # AND-OR of registers.
+        source_oh = Signal(p.vcs, init=1)
+        next_first = Mux(send, index == p.crc_beat, first)
+        next_source_vc = Mux(next_first, pick, Mux(start, decided_vc, cur_vc))
+        m.d.sync += source_oh.eq(Cat(next_source_vc == vc for vc in range(p.vcs)))
         source_vc = Mux(first, early_vc, cur_vc)
-        m.d.comb += [
-            source_valid.eq(self.i[0].valid),
-            source_payload.eq(self.i[0].payload),
-        ]
-        for vc in range(1, p.vcs):
-            with m.If(source_vc == vc):
-                m.d.comb += [source_valid.eq(self.i[vc].valid),
-                             source_payload.eq(self.i[vc].payload)]
+        m.d.comb += source_ok.eq(source_oh == Cat(source_vc == vc for vc in range(p.vcs)))
+        credit_vc = Signal(p.vcs)         # per VC: a flit may be taken (has a credit)
+        valid_terms, payload_terms, credit_terms = [], [], []
+        for vc in range(p.vcs):
+            valid_terms.append(source_oh[vc] & self.i[vc].valid)
+            payload_terms.append(self.i[vc].payload & source_oh[vc].replicate(p.flit_width))
+            credit_terms.append(source_oh[vc] & credit_vc[vc])
         credit_ok = Signal()
-        m.d.comb += credit_ok.eq(has_credit.bit_select(source_vc, 1))
+        m.d.comb += [credit_vc.eq(has_credit),
+                     source_valid.eq(Cat(valid_terms).any()),
+                     source_payload.eq(_or(payload_terms)),
+                     credit_ok.eq(Cat(credit_terms).any())]
         first_slot = Signal()
         m.d.comb += first_slot.eq(at["first_slot"])
         # What this beat would take if it goes out (`offer_*`), and what it takes.
@@ -314,16 +336,38 @@ class LinkTransmitter(wiring.Component):
         take_first = Signal()
         take_more = Signal()
         take = Signal()
+        # A new frame's slot start before its slots closed (`may_more`): a register, decoded
+        # a beat ahead, when slot starts are never back to back (`closed` is set only at one).
+        may_more = Signal()
+        if p.beats_per_flit >= 2:
+            with m.If(send):
+                m.d.sync += may_more.eq(
+                    position(index_next)["slot_start"]
+                    & Mux(start, decided_kind == KIND_NEW, kind == KIND_NEW)
+                    & (start | ~closed))
+        else:
+            m.d.comb += may_more.eq(at["slot_start"] & (kind == KIND_NEW) & ~closed)
+        m.d.comb += may_more_ok.eq(may_more == (at["slot_start"] & (kind == KIND_NEW) & ~closed))
         m.d.comb += [
             offer_first.eq(first & (decided_kind == KIND_NEW)),
-            offer_more.eq(at["slot_start"] & (kind == KIND_NEW) & ~closed & source_valid
-                          & credit_ok),
+            offer_more.eq(may_more & source_valid & credit_ok),
             take_first.eq(send & offer_first),
             take_more.eq(send & offer_more),
             take.eq(take_first | take_more),
         ]
+        # The same per source (`source_oh` is one-hot), each an AND-OR of registers and the
+        # source's `valid`: what `ready` and the flit beat are made of.
+        first_new = Signal()      # a frame's first beat, a new data frame if the source has a flit
+        m.d.comb += first_new.eq(first & ~replaying & early_new)
+        offer_more_vc, offer_first_vc = [], []
         for vc in range(p.vcs):
-            m.d.comb += self.i[vc].ready.eq(take & (source_vc == vc))
+            more_vc = Signal(name=f"offer_more_{vc}")
+            first_vc = Signal(name=f"offer_first_{vc}")
+            m.d.comb += [more_vc.eq(source_oh[vc] & self.i[vc].valid & may_more & credit_vc[vc]),
+                         first_vc.eq(source_oh[vc] & self.i[vc].valid & first_new),
+                         self.i[vc].ready.eq(send & (more_vc | first_vc))]
+            offer_more_vc.append(more_vc)
+            offer_first_vc.append(first_vc)
         held = Signal(p.flit_width)       # the flit being sent, shifted one beat per cycle
         with m.If(take_first):
             # With slot 0 first, its first beat goes out now.
@@ -346,13 +390,20 @@ class LinkTransmitter(wiring.Component):
         use_held = Signal()
         m.d.comb += slot_start.eq(at["slot_start"])
         if header_first:
-            m.d.comb += [use_payload.eq(slot_start & offer_more),
+            m.d.comb += [use_payload.eq(offer_more),
                          use_held.eq(~slot_start & ~padding)]
         else:
-            m.d.comb += [use_payload.eq((slot_start & offer_more) | (first & offer_first)),
+            m.d.comb += [use_payload.eq(offer_more | offer_first),
                          use_held.eq(~slot_start & ~first & ~padding)]
-        m.d.comb += new_beat.eq((source_payload[:W] & use_payload.replicate(W))
-                                | (held[:W] & use_held.replicate(W)))
+        held_part = held[:W] & use_held.replicate(W)
+        m.d.comb += new_beat.eq((source_payload[:W] & use_payload.replicate(W)) | held_part)
+        # The flit beat on the way to the lanes: the same, per source (see `offer_*_vc`).
+        payload_parts = [held_part]
+        for vc in range(p.vcs):
+            use_vc = offer_more_vc[vc] if header_first else (offer_more_vc[vc]
+                                                              | offer_first_vc[vc])
+            payload_parts.append(self.i[vc].payload[:W] & use_vc.replicate(W))
+        lane_new_beat = _or(payload_parts)
 
         # Replay buffer: header beats are rebuilt; flit beats are kept.
         m.d.comb += [
@@ -365,9 +416,19 @@ class LinkTransmitter(wiring.Component):
                 m.d.sync += first_beats[frame_seq[:slot_bits]].eq(new_beat)
 
         trailer = Signal(p.trailer_layout)
+        count_now = Mux(kind == KIND_NEW, filled,
+                        Mux(kind == KIND_REPLAY, slot_count[cur_seq[:slot_bits]], 0))
+        if p.beats_per_flit >= 2:
+            # From a register, a cycle behind: the beat before the trailer is a last slot's
+            # second beat (or the trailer, stalled), which changes none of `count_now`'s
+            # inputs.
+            count = Signal.like(trailer.count)
+            m.d.sync += count.eq(count_now)
+        else:
+            count = count_now
+        m.d.comb += count_ok.eq(~at["at_trailer"] | (count == count_now))
         m.d.comb += [
-            trailer.count.eq(Mux(kind == KIND_NEW, filled,
-                                 Mux(kind == KIND_REPLAY, slot_count[cur_seq[:slot_bits]], 0))),
+            trailer.count.eq(count),
             trailer.credits.eq(self.send_credits),
         ]
         trailer_bits = Cat(trailer.as_value(),
@@ -382,37 +443,51 @@ class LinkTransmitter(wiring.Component):
         beat = Signal(W)
         other = Signal(W)
         from_buffer = Signal()
-        m.d.comb += beat.eq(Mux(from_buffer, replay_read.data, other))
+        # (The other terms are zero when `from_buffer` is set, so this is an OR.)
+        m.d.comb += beat.eq((replay_read.data & from_buffer.replicate(W)) | other)
         # `other` is an AND-OR of exclusive, mostly registered, selects.
         terms = []
         for n in range(HB):
             terms.append((at["at_header"] if n == 0 else index == H0 + n,
                           header_bits[n * W:(n + 1) * W]))
         if header_first:
-            terms.append((in_slots, new_beat))
+            terms.append((in_slots, lane_new_beat))
         else:
-            # A replay's first beat comes from `first_beats`.
+            # A replay's first beat comes from `first_beats` (a replay is decided when
+            # `replaying`, of the frame `replay_seq`).
             replay_first = Signal()
-            m.d.comb += replay_first.eq(first & (decided_kind == KIND_REPLAY))
-            terms.append((in_slots & ~replay_first, new_beat))
-            terms.append((replay_first, first_beats[decided_seq[:slot_bits]]))
+            m.d.comb += replay_first.eq(first & replaying)
+            terms.append((in_slots & ~replay_first, lane_new_beat))
+            terms.append((replay_first, first_beats[replay_seq[:slot_bits]]))
         for n in range(p.trailer_beats):
             terms.append((at["at_trailer"] if n == 0 else index == p.first_trailer_beat + n,
                           trailer_bits[n * W:(n + 1) * W]))
         # The frame CRC takes each beat from a register, the cycle after it went out, so that
         # the beat multiplexers are on no path into the CRC; the CRC beat is the register
         # stepped over the last beat, combinationally.
+        # `crc_state` restarts from the initial value as the CRC beat goes out, so it holds
+        # it while the next frame's first beat is pending.
         last_beat = Signal(W)
         pending = Signal()         # `last_beat` went out and is not in `crc_state` yet
-        pending_first = Signal()   # ... and it was a frame's first beat
-        crc_state = Signal(CRC.crc_width)
+        crc_state = Signal(CRC.crc_width, init=CRC.initial_crc)
         crc_now = Signal(CRC.crc_width)  # the CRC over the frame's beats sent so far
-        m.d.comb += crc_now.eq(Mux(pending, crc_step(Mux(pending_first, CRC.initial_crc, crc_state),
-                                                     last_beat), crc_state))
-        m.d.sync += [crc_state.eq(crc_now), pending.eq(send & ~at["at_crc"])]
+        m.d.comb += crc_now.eq(Mux(pending, crc_step(crc_state, last_beat), crc_state))
+        m.d.sync += [crc_state.eq(Mux(send & at["at_crc"], CRC.initial_crc, crc_now)),
+                     pending.eq(send & ~at["at_crc"])]
         with m.If(send):
-            m.d.sync += [last_beat.eq(beat), pending_first.eq(first)]
-        terms.append((at["at_crc"], crc_now))
+            m.d.sync += last_beat.eq(beat)
+        # The CRC beat: `crc_now`, with the step over the trailer's last beat split (the CRC
+        # is linear) into the state's part and the beat's, the beat's worked out from the
+        # trailer's fields into a register (`crc_trailer`) as that beat goes out. So the
+        # last beat's 16 + W-input XOR becomes a 16 + 1-input one.
+        last_trailer = Value.cast(trailer_bits[(p.trailer_beats - 1) * W:p.trailer_beats * W])
+        crc_trailer = Signal(CRC.crc_width)
+        with m.If(at["at_last_trailer"]):
+            m.d.sync += crc_trailer.eq(crc_step(Const(0, CRC.crc_width), last_trailer))
+        crc_beat = Signal(CRC.crc_width)
+        m.d.comb += crc_beat.eq(Mux(pending,
+                                    crc_step(crc_state, Const(0, W)) ^ crc_trailer, crc_state))
+        terms.append((at["at_crc"], crc_beat))
         or_terms = Const(0, W)
         for select, value in terms:
             or_terms = or_terms | (Value.cast(value) & select.replicate(W))
@@ -444,44 +519,66 @@ class LinkTransmitter(wiring.Component):
         ]
         # Frames stay unacknowledged after this cycle (next_after != new_base), worked out
         # without new_base: a frame starts now, or the ACK, if any, leaves some.
+        # (Worked out for each value of `acked`, which comes late, and picked by it.)
         left = Signal()
-        m.d.comb += left.eq(begin_new | Mux(acked, (self.peer_ack + 1)[:S] != next_seq,
-                                            outstanding != 0))
+        left_acked = Signal()
+        left_not_acked = Signal()
+        m.d.comb += [left_acked.eq(begin_new | ((self.peer_ack + 1)[:S] != next_seq)),
+                     left_not_acked.eq(begin_new | (outstanding != 0)),
+                     left.eq(Mux(acked, left_acked, left_not_acked))]
         # A NAK is new unless the peer cannot yet have seen the replay of the oldest frame:
         # from a rewind (`armed`) until its replay started `nak_holdoff` cycles ago (`holdoff`),
         # with no ACK progress since.
         armed = Signal()
         holdoff = Signal(range(p.nak_holdoff + 1))
+        holdoff_zero = Signal(init=1)     # holdoff == 0, kept as a register beside it
+        nak_heard = Signal()      # a good header carries a NAK
+        m.d.comb += nak_heard.eq(self.peer_header_valid & self.peer_nak)
         nak_now = Signal()
-        m.d.comb += nak_now.eq(self.peer_header_valid & self.peer_nak
-                               & (acked | (~armed & (holdoff == 0))))
+        m.d.comb += nak_now.eq(nak_heard & (acked | (~armed & holdoff_zero)))
 
         timer = Signal(range(p.replay_timeout + 1))
-        timeout = Signal()
-        m.d.comb += timeout.eq(timer == p.replay_timeout)
+        timeout = Signal(init=p.replay_timeout == 0)  # timer == replay_timeout, a register
+        m.d.comb += flags_ok.eq((timeout == (timer == p.replay_timeout))
+                                & (holdoff_zero == (holdoff == 0)))
         rewind = Signal()
-        m.d.comb += rewind.eq((nak_now | timeout) & left)
+        rewind_acked = Signal()
+        rewind_not_acked = Signal()
+        m.d.comb += [
+            rewind_acked.eq((nak_heard | timeout) & left_acked),
+            rewind_not_acked.eq(((nak_heard & ~armed & holdoff_zero) | timeout)
+                                & left_not_acked),
+            rewind.eq(Mux(acked, rewind_acked, rewind_not_acked)),
+        ]
         with m.If(rewind):
-            m.d.sync += [armed.eq(1), holdoff.eq(0)]
+            m.d.sync += [armed.eq(1), holdoff.eq(0), holdoff_zero.eq(1)]
         with m.Elif(acked):
-            m.d.sync += [armed.eq(0), holdoff.eq(0)]
+            m.d.sync += [armed.eq(0), holdoff.eq(0), holdoff_zero.eq(1)]
         with m.Elif(begin_replay & armed):
-            m.d.sync += [armed.eq(0), holdoff.eq(p.nak_holdoff)]
-        with m.Elif(holdoff != 0):
-            m.d.sync += holdoff.eq(holdoff - 1)
+            m.d.sync += [armed.eq(0), holdoff.eq(p.nak_holdoff),
+                         holdoff_zero.eq(p.nak_holdoff == 0)]
+        with m.Elif(~holdoff_zero):
+            m.d.sync += [holdoff.eq(holdoff - 1), holdoff_zero.eq(holdoff == 1)]
         # The timer restarts with each ACK progress, rewind, and start of the replay a rewind
         # asked for (which may start up to a frame after the rewind). (A NAK or timeout that
-        # does not rewind leaves nothing outstanding: the timer stays at 0 anyway.)
+        # does not rewind leaves nothing outstanding: the timer stays at 0 anyway.) `timeout`
+        # is its compare with `replay_timeout`, a cycle ahead.
         with m.If(acked | nak_now | timeout | (begin_replay & armed) | (outstanding == 0)):
-            m.d.sync += timer.eq(0)
+            m.d.sync += [timer.eq(0), timeout.eq(p.replay_timeout == 0)]
         with m.Else():
-            m.d.sync += timer.eq(timer + 1)
+            m.d.sync += [timer.eq(timer + 1), timeout.eq(timer == p.replay_timeout - 1)]
 
         # Keep the replay position inside the window when an ACK moves its start past it.
         # (replay_after - new_base > next_after - new_base: with base <= replay_after <=
         # next_after and base <= new_base <= next_after, it is replay_after < new_base.)
+        # (Worked out for both values of `replay_after`, picked by whether a frame starts.)
         replay_behind = Signal()
-        m.d.comb += replay_behind.eq(acked & ((replay_after - base)[:S] <= ack_offset))
+        behind_stay = Signal()
+        behind_step = Signal()
+        m.d.comb += [behind_stay.eq((replay_seq - base)[:S] <= ack_offset),
+                     behind_step.eq((replay_seq + 1 - base)[:S] <= ack_offset),
+                     replay_behind.eq(acked & Mux(begin_new | begin_replay, behind_step,
+                                                  behind_stay))]
         m.d.sync += [base.eq(new_base), next_seq.eq(next_after)]
         replay_seq_next = Signal(S)      # replay_seq's next value
         m.d.comb += replay_seq_next.eq(Mux(rewind | replay_behind, new_base, replay_after))

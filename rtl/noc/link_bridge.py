@@ -77,8 +77,8 @@ Reset
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..credit import SaturatingCounter
@@ -180,6 +180,57 @@ def BridgeStatus(params: LinkBridgeParams) -> wiring.Signature:
     )})
 
 
+class _OutQueue(Elaboratable):
+    """A synchronous FIFO (``SyncFIFO``'s ports but ``r_level``/``w_level``) whose
+    ``r_rdy`` is a register (``level != 0`` kept beside the level), so that the link
+    transmitter's take decision, which reads it, does not start with a compare of the level.
+    ``r_data`` is the storage (LUT RAM) read asynchronously at the read pointer, as in
+    ``SyncFIFO``."""
+
+    def __init__(self, width: int, depth: int):
+        self.width, self.depth = width, depth
+        self.w_data = Signal(width)
+        self.w_en = Signal()
+        self.w_rdy = Signal()
+        self.r_data = Signal(width)
+        self.r_en = Signal()
+        self.r_rdy = Signal()             # a register: the queue is not empty
+        self.r_rdy_next = Signal()        # r_rdy's next value
+        self.level = Signal(range(depth + 1))
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self.depth
+        do_write, do_read = Signal(), Signal()
+        m.d.comb += [self.w_rdy.eq(self.level != depth),
+                     do_write.eq(self.w_en & self.w_rdy),
+                     do_read.eq(self.r_en & self.r_rdy)]
+        storage = m.submodules.storage = memory.Memory(shape=self.width, depth=depth, init=[])
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="comb")
+        produce = Signal(range(depth))
+        consume = Signal(range(depth))
+
+        def incr(pointer):
+            return Mux(pointer == depth - 1, 0, pointer + 1)
+        m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data),
+                     w_port.en.eq(do_write), r_port.addr.eq(consume),
+                     self.r_data.eq(r_port.data)]
+        with m.If(do_write):
+            m.d.sync += produce.eq(incr(produce))
+        with m.If(do_read):
+            m.d.sync += consume.eq(incr(consume))
+        # The level's successors from the register; the late `do_read` only picks.
+        up, down = Signal.like(self.level), Signal.like(self.level)
+        m.d.comb += [up.eq(self.level + 1), down.eq(self.level - 1)]
+        m.d.sync += self.level.eq(Mux(do_read, Mux(do_write, self.level, down),
+                                      Mux(do_write, up, self.level)))
+        # level != 0 next cycle: a write keeps it so; else a read empties a queue of one.
+        m.d.comb += self.r_rdy_next.eq(do_write | Mux(do_read, self.level != 1, self.r_rdy))
+        m.d.sync += self.r_rdy.eq(self.r_rdy_next)
+        return m
+
+
 class LinkBridge(wiring.Component):
     """Joins one router mesh port to one :class:`~chipknit.rtl.link.adapter.LinkAdapter`.
 
@@ -250,7 +301,7 @@ class LinkBridge(wiring.Component):
         credit_back = Signal(vcs)
         m.d.comb += self.noc_in.credit.eq(credit_back)
         for v in range(vcs):
-            queue = m.submodules[f"out_v{v}"] = fifo.SyncFIFO(width=layout.size, depth=depth)
+            queue = m.submodules[f"out_v{v}"] = _OutQueue(layout.size, depth)
             out = self.to_link[v]
             handed = Signal(name=f"handed_v{v}")
             # Discarding: while ``discard`` is high, and on to the tail of a packet whose
@@ -258,18 +309,23 @@ class LinkBridge(wiring.Component):
             in_discarded = Signal(name=f"out_v{v}_in_discarded")
             draining = Signal(name=f"out_v{v}_draining")
             discarded = Signal(name=f"out_v{v}_discarded")
+            # queue.r_rdy & ~in_discarded, as a register (the link transmitter decides on it).
+            offered = Signal(name=f"out_v{v}_offered")
+            in_discarded_next = Signal(name=f"out_v{v}_in_discarded_next")
             m.d.comb += [
                 queue.w_data.eq(packed),
                 queue.w_en.eq(self.noc_in.valid & (arriving.vc == v)),
                 draining.eq(self.discard | in_discarded),
                 out.payload.eq(queue.r_data),
-                out.valid.eq(queue.r_rdy & ~self.peer_reset & ~draining),
+                out.valid.eq(offered & ~self.peer_reset & ~self.discard),
                 queue.r_en.eq(draining | (out.ready & ~self.peer_reset)),
                 handed.eq(out.valid & out.ready),
                 discarded.eq(draining & queue.r_rdy),
             ]
-            with m.If(discarded):
-                m.d.sync += in_discarded.eq(~layout(queue.r_data).tail)
+            m.d.comb += in_discarded_next.eq(Mux(discarded, ~layout(queue.r_data).tail,
+                                                 in_discarded))
+            m.d.sync += [in_discarded.eq(in_discarded_next),
+                         offered.eq(queue.r_rdy_next & ~in_discarded_next)]
             m.d.sync += credit_back[v].eq(handed | discarded)
             count("flits_out", v, handed)
             count("discarded", v, discarded)
