@@ -33,7 +33,7 @@ Protocol:
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -178,6 +178,18 @@ class Dma(wiring.Component):
         left_line = Signal(13)   # of those, rows left in the current line
         limit = Signal(13)       # rows per request (the command's kind)
         row = Signal(13)         # rows sized
+        more = Signal()          # left != 0
+        # The size's comparisons, worked out a step ahead and kept beside the counters: as
+        # differences (14-bit signed; a comparison is the sign bit of a register)
+        over = Signal(signed(14))        # left - limit
+        line_over = Signal(signed(14))   # left_line - limit
+        ahead = Signal(signed(14))       # left - left_line
+        line_limit = Signal(signed(14))  # line - limit (a new line's line_over)
+        # and the comparisons that include equality, as flags:
+        left_short = Signal()       # left <= limit
+        line_short = Signal()       # left_line <= limit
+        left_in_line = Signal()     # left <= left_line
+        new_line_short = Signal()   # line <= limit
         line_addr = Signal(32)
         addr = Signal(32)
         wphase = Signal()        # a STORE's data beats are due
@@ -190,6 +202,17 @@ class Dma(wiring.Component):
             return Mux(kind.store, Mux(kind.bypass, values["out32"], values["out"]),
                        Mux(kind.target == TARGET_A, values[TARGET_A],
                            Mux(kind.target == TARGET_W, values[TARGET_W], values[TARGET_QP])))
+
+        def wide(value):
+            """``value`` (unsigned or signed(14)) as signed(14), for the differences."""
+            if value.shape().signed:
+                return value
+            return Cat(value, Const(0, 14 - len(value))).as_signed()
+
+        def at_most(x, y):
+            """``x <= y`` as the sign of ``x + ~y`` (x - y - 1): one adder, whose top bit is
+            taken as it is (no comparison after it). Values stay within 14-bit signed."""
+            return (wide(x) + ~wide(y))[13]
 
         per_request = {key: max(t.max_beats // beats, 1) for key, beats in rb.items()}
         size_layout = data.StructLayout({
@@ -207,48 +230,88 @@ class Dma(wiring.Component):
             fire.eq(req.valid & req.ready),
             issue_take.eq(~issue.valid | fire),
             size_take.eq(sized.valid & issue_take),
-            size_go.eq(active & (left != 0) & (~sized.valid | size_take)),
+            # (``more`` implies ``active``.)
+            size_go.eq(more & (~sized.valid | size_take)),
         ]
 
         m.d.comb += self.cmd.ready.eq(~active)
         with m.If(self.cmd.valid & ~active):
             payload = self.cmd.payload
+            kind_limit = Signal(13)
+            # One line (``line_rows`` 0) is a line of 4096 rows, longer than any command:
+            # then ``left_line`` stays above ``left`` and the line never ends before the
+            # last request (where the original line of ``rows`` rows ended, with nothing
+            # after it to take the next line's address). So no mux by ``line_rows == 0``
+            # follows the comparisons and subtractions below: it is only the line's top bit.
+            first_line = Signal(13)
+            one_line = Signal()
+            first_over = Signal(signed(14))
+            m.d.comb += [kind_limit.eq(select(payload, per_request)),
+                         one_line.eq(payload.line_rows == 0),
+                         first_line.eq(Cat(payload.line_rows, one_line)),
+                         first_over.eq(wide(first_line) - wide(kind_limit))]
             m.d.sync += [cmd.eq(payload), active.eq(1), row.eq(0), left.eq(payload.rows),
-                         line.eq(Mux(payload.line_rows == 0, payload.rows, payload.line_rows)),
-                         left_line.eq(Mux(payload.line_rows == 0, payload.rows,
-                                          payload.line_rows)),
-                         limit.eq(select(payload, per_request)),
+                         more.eq(payload.rows != 0),
+                         line.eq(first_line), left_line.eq(first_line),
+                         limit.eq(kind_limit),
+                         over.eq(wide(payload.rows) - wide(kind_limit)),
+                         line_over.eq(first_over), line_limit.eq(first_over),
+                         ahead.eq(wide(payload.rows) - wide(first_line)),
+                         left_short.eq(at_most(payload.rows, kind_limit)),
+                         # (A line of 4096 is longer than any limit.)
+                         line_short.eq(at_most(payload.line_rows, kind_limit) & ~one_line),
+                         new_line_short.eq(at_most(payload.line_rows, kind_limit) & ~one_line),
+                         left_in_line.eq(at_most(payload.rows, payload.line_rows) | one_line),
                          line_addr.eq(payload.remote), addr.eq(payload.remote)]
 
-        # Stage 1: the size. Three comparisons side by side pick the smallest of three, and
-        # the counters' next values are computed for each choice beside them.
+        # Stage 1: the size, min(limit, left_line, left). The three comparisons are the signs
+        # of registers (the differences above), so the choice is a LUT of registers; the
+        # differences' next values are worked out beside the counters' for each choice, as
+        # differences of registers, and the choice only picks among them. A choice that is
+        # the command's last request (count == left) leaves ``more`` low: what it leaves in
+        # ``left_line`` and the differences is never read (the next command reloads them).
         limit_first = Signal()
         line_first = Signal()
         count = Signal(13)
         line_end = Signal()
+        last = Signal()
+
+        def after(value):
+            """``value`` (a function of ``left`` after the request, unless it is the last
+            one) for both choices, from registers, and the choice picks one: ``left`` after
+            is ``over`` when the limit goes first, else ``ahead``."""
+            return Mux(limit_first, value(over), value(ahead))
+
         m.d.comb += [
-            limit_first.eq((limit <= left_line) & (limit <= left)),
-            line_first.eq(left_line <= left),
+            limit_first.eq(~line_over[-1] & ~over[-1]),     # limit <= left_line, left
+            line_first.eq(~ahead[-1]),                      # left_line <= left
             count.eq(Mux(limit_first, limit, Mux(line_first, left_line, left))),
-            line_end.eq((left_line <= limit) & line_first),     # count == left_line
+            line_end.eq(line_short & line_first),           # count == left_line
+            last.eq(left_short & left_in_line),             # count == left
         ]
         with m.If(size_go):
             m.d.sync += [sized.valid.eq(1), sized.rows.eq(count),
-                         sized.last.eq((left <= limit) & (left <= left_line)),
+                         sized.last.eq(last),
                          sized.line_end.eq(line_end),
-                         sized.spad_addr.eq(cmd.spad_base + row)]
+                         sized.spad_addr.eq(cmd.spad_base + row),
+                         row.eq(row + count), more.eq(~last),
+                         over.eq(after(lambda x: x - wide(limit))),
+                         left_short.eq(after(lambda x: at_most(x, limit)))]
             with m.If(limit_first):
-                m.d.sync += [left.eq(left - limit), row.eq(row + limit)]
+                m.d.sync += left.eq(over)
             with m.Elif(line_first):
-                m.d.sync += [left.eq(left - left_line), row.eq(row + left_line)]
+                m.d.sync += left.eq(ahead)
             with m.Else():
-                m.d.sync += [left.eq(0), row.eq(row + left)]
+                m.d.sync += left.eq(0)
             with m.If(line_end):
-                m.d.sync += left_line.eq(line)
-            with m.Elif(limit_first):
-                m.d.sync += left_line.eq(left_line - limit)
+                m.d.sync += [left_line.eq(line), line_over.eq(line_limit),
+                             line_short.eq(new_line_short),
+                             ahead.eq(after(lambda x: x - wide(line))),
+                             left_in_line.eq(after(lambda x: at_most(x, line)))]
             with m.Else():
-                m.d.sync += left_line.eq(left_line - left)
+                # (limit_first; otherwise the last request: count == left.)
+                m.d.sync += [left_line.eq(line_over), line_over.eq(line_over - wide(limit)),
+                             line_short.eq(at_most(line_over, limit))]
         with m.Elif(size_take):
             m.d.sync += sized.valid.eq(0)
 
@@ -293,7 +356,7 @@ class Dma(wiring.Component):
                 m.d.sync += addr.eq(addr + issue.beats)
             with m.If(cmd.store):
                 m.d.sync += [wphase.eq(1), wleft.eq(issue.beats)]
-        with m.If(active & ~wphase & (left == 0) & ~sized.valid & ~issue.valid):
+        with m.If(active & ~wphase & ~more & ~sized.valid & ~issue.valid):
             m.d.sync += active.eq(0)
         m.d.comb += [self.storing.eq(active & cmd.store),
                      # (``done`` is registered: busy until it has left.)
