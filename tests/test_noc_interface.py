@@ -210,7 +210,8 @@ def test_request_ready_is_registered_and_requests_stay_back_to_back():
 def test_response_stage_cases():
     """The initiator's response side driven flit by flit (Amaranth simulator): responses
     stream with no bubble between packets; one arriving out of order waits at the port
-    until the oldest times out, and the oldest's response behind it is then late; a timed-out request gets TIMEOUT, its response in quarantine counts as ``late``, and a
+    until the oldest times out, and the oldest's response behind it is then late; a
+    timed-out request gets TIMEOUT, its response in quarantine counts as ``late``, and a
     second copy right behind it (its slot no longer awaited) as ``malformed``; a response
     after the quarantine, or one whose length disagrees, counts as ``malformed`` and is
     never handed to the tile."""

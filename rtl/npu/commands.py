@@ -238,7 +238,7 @@ class CommandQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p, e = self.params, self.params.engine
-        rows, groups = e.array.rows, e.groups
+        groups = e.groups
         m.submodules.engine = engine = self.engine
         m.submodules.dma = dma = self.dma
         wiring.connect(m, dma.bus, wiring.flipped(self.bus))
