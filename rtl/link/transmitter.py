@@ -271,16 +271,21 @@ class LinkTransmitter(wiring.Component):
 
         # Header, after the first `header_start` slot beats (see `frame.py`): unless it is the
         # first beat, the frame's fields are in registers by then.
+        # The fields (in the layout's order), then their CRC, assigned whole from one
+        # concatenation (assigned field by field, the CRC taken from the same signal's low
+        # bits is a false combinational loop to Verilator's lint).
+        field_bits = Cat(
+            frame_vc if header_first else cur_vc,
+            (frame_kind if header_first else kind) != KIND_CONTROL,
+            frame_seq if header_first else cur_seq,
+            self.send_ack,
+            self.send_nak,
+        )
+        assert len(field_bits) == p.header_field_bits
+        fields = Signal(p.header_field_bits)
+        m.d.comb += fields.eq(field_bits)
         live_header = Signal(p.header_layout)
-        m.d.comb += [
-            live_header.vc.eq(frame_vc if header_first else cur_vc),
-            live_header.data.eq((frame_kind if header_first else kind) != KIND_CONTROL),
-            live_header.seq.eq(frame_seq if header_first else cur_seq),
-            live_header.ack.eq(self.send_ack),
-            live_header.nak.eq(self.send_nak),
-            live_header.check.eq(header_crc(live_header.as_value()[:p.header_field_bits],
-                                            p.header_crc_width)),
-        ]
+        m.d.comb += live_header.eq(Cat(fields, header_crc(fields, p.header_crc_width)))
         # A header of several beats is the one of its first beat (its CRC covers it).
         sent_header = Signal(p.header_layout)
         with m.If(send & at["at_header"]):
