@@ -716,9 +716,13 @@ class InitiatorInterface(wiring.Component):
         with m.If(advance):
             m.d.sync += [rx.eq(eject.payload), rx_valid.eq(eject.valid)]
 
-        def agrees(flit, entry):
-            head = t.response_head_layout(
+        def response_head(flit):
+            """The response head a head flit carries (garbage for a body flit)."""
+            return t.response_head_layout(
                 t.flit.head_layout(flit.data).payload[:t.response_head_layout.size])
+
+        def agrees(flit, entry):
+            head = response_head(flit)
             ok_read = ~head.write & (head.status == Status.OKAY)
             return ((head.write == entry.write) & (head.length == entry.length)
                     & (flit.tail != ok_read))
@@ -733,8 +737,7 @@ class InitiatorInterface(wiring.Component):
         })
 
         def classify(flit):
-            head = t.response_head_layout(
-                t.flit.head_layout(flit.data).payload[:t.response_head_layout.size])
+            head = response_head(flit)
             tag_live = live.bit_select(head.tag, 1)
             tag_expired = expired.bit_select(head.tag, 1)
             now = head.tag == retire
@@ -759,8 +762,7 @@ class InitiatorInterface(wiring.Component):
         m.d.sync += hold_off.eq(timed_out | quarantine_over.any() | late)
 
         flit = rx
-        rhead = t.response_head_layout(
-            t.flit.head_layout(flit.data).payload[:t.response_head_layout.size])
+        rhead = response_head(flit)
         tag_hot = (Const(1, slots) << rhead.tag)[:slots]
         # A head for the oldest slot (live and not timed out, as ``late``/``unknown`` come
         # first), and whether it agrees with the request.

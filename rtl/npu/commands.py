@@ -559,22 +559,16 @@ class CommandQueue(wiring.Component):
         with m.If(command.opcode == Opcode.CONFIGURE):
             with m.If(cf.act_min > cf.act_max):
                 m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(command.opcode == Opcode.COMPUTE):
-            m.d.comb += noop.eq((c.m == 0) | (c.k_blocks == 0))
-            with m.If(~noop & compute_bad):
-                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(command.opcode == Opcode.REQUANTISE):
-            m.d.comb += noop.eq(r.m == 0)
-            with m.If(~noop & rq_bad):
-                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(command.opcode == Opcode.LOAD):
-            m.d.comb += noop.eq(ld.rows == 0)
-            with m.If(~noop & load_bad):
-                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
-        with m.Elif(command.opcode == Opcode.STORE):
-            m.d.comb += noop.eq(st.m == 0)
-            with m.If(~noop & store_bad):
-                m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
+        # Each checked command: when it is empty (a no-op), and when it is out of range.
+        for opcode, empty, bad in ((Opcode.COMPUTE, (c.m == 0) | (c.k_blocks == 0),
+                                    compute_bad),
+                                   (Opcode.REQUANTISE, r.m == 0, rq_bad),
+                                   (Opcode.LOAD, ld.rows == 0, load_bad),
+                                   (Opcode.STORE, st.m == 0, store_bad)):
+            with m.Elif(command.opcode == opcode):
+                m.d.comb += noop.eq(empty)
+                with m.If(~noop & bad):
+                    m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)
         with m.Elif((command.opcode != Opcode.FENCE) & (command.opcode != Opcode.STRIDE)):
             m.d.comb += code.eq(StatusCode.ILLEGAL_OPCODE)
         return code, noop
