@@ -324,3 +324,46 @@ def test_response_stage_cases():
     sim.run()
     assert counters == {"late": 2, "malformed": 3, "timeouts": 3, "decode_errors": 0}, \
         counters
+
+
+def test_slots_run_out_and_requests_wait():
+    """Every slot in use (here by refused requests whose DECODE_ERROR the tile does not
+    take yet): the NI takes ``2 ** tag_bits`` requests into slots and two more into its
+    command stage and skid entry, then holds ``request.ready`` low; once the tile takes
+    responses, they come back in order, one per request, and the waiting requests go on."""
+    from amaranth.sim import Simulator
+
+    t = TransactionParams()
+    slots = 1 << t.tag_bits
+    ni = InitiatorInterface(InitiatorParams(
+        transaction=t, address_map=AddressMap((Region(0, 0x1000, Node(1, 0)),)), timeout=32))
+    request, response = ni.bus.request, ni.bus.response
+    taken, delivered = [], []
+
+    async def bench(ctx):
+        ctx.set(ni.inject[0].ready, 1)
+        ctx.set(response.ready, 0)
+        ctx.set(request.valid, 1)
+        for cycle in range(200):
+            if cycle == 120:
+                ctx.set(response.ready, 1)
+            tag = len(taken) % slots
+            ctx.set(request.payload.addr, 0x4000 + 4 * len(taken))   # outside every region
+            ctx.set(request.payload.tag, tag)
+            ctx.set(request.payload.length, 0)
+            ctx.set(request.valid, len(taken) < slots + 4)
+            if cycle == 110:
+                assert len(taken) == slots + 2, taken
+                assert not ctx.get(request.ready)
+            if ctx.get(request.valid) and ctx.get(request.ready):
+                taken.append(tag)
+            if ctx.get(response.valid) and ctx.get(response.ready):
+                delivered.append((ctx.get(response.payload.tag), ctx.get(response.payload.status)))
+            await ctx.tick()
+
+    sim = Simulator(ni)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(taken) == slots + 4
+    assert delivered == [(tag, Status.DECODE_ERROR) for tag in taken], delivered

@@ -412,7 +412,10 @@ class InitiatorInterface(wiring.Component):
         slot_rd = slot_mem.read_port(domain="comb")
         alloc = Signal(t.tag_bits)    # next slot to take
         retire = Signal(t.tag_bits)   # oldest slot owed a response
-        used = Signal(t.tag_bits + 1)
+        # How many slots are in use, as a thermometer code (bit k set while more than k
+        # are): an allocation or a retirement shifts it, so no adder sits behind the late
+        # ``do_alloc``/``do_retire``, and "all used" is one bit.
+        fill = Signal(slots)
         live = Signal(slots)          # awaiting a network response (or quarantined)
         expired = Signal(slots)       # timed out
         time_bits = p.timeout.bit_length()
@@ -450,11 +453,13 @@ class InitiatorInterface(wiring.Component):
             slot_wr.data.length.eq(cmd_length),
             slot_wr.data.status.eq(Mux(cmd_refused, Status.DECODE_ERROR, Status.OKAY)),
         ]
-        m.d.sync += used.eq(used + do_alloc - do_retire)
+        used_two = fill[1] & ~fill[2] if slots > 2 else fill[1] if slots > 1 else 0
         with m.If(do_alloc & ~do_retire):
-            m.d.sync += [used_none.eq(0), used_one.eq(used_none)]
+            m.d.sync += [fill.eq(Cat(1, fill[:-1])),
+                         used_none.eq(0), used_one.eq(used_none)]
         with m.Elif(do_retire & ~do_alloc):
-            m.d.sync += [used_none.eq(used_one), used_one.eq(used == 2)]
+            m.d.sync += [fill.eq(fill[1:]),
+                         used_none.eq(used_one), used_one.eq(used_two)]
         with m.If(do_alloc):
             m.d.sync += alloc.eq(alloc + 1)
         with m.If(do_retire):
@@ -522,7 +527,7 @@ class InitiatorInterface(wiring.Component):
         same_dest_skid, same_dest_cmd = Signal(), Signal()
         was_busy = Signal()
         m.d.sync += [
-            slot_free.eq((used != slots) & ~live.bit_select(alloc, 1)),
+            slot_free.eq(~fill[-1] & ~live.bit_select(alloc, 1)),
             picked_skid.eq(from_skid),
             refused_skid.eq(refusal(skid)), refused_cmd.eq(cmd_refused),
             same_dest_skid.eq(cur_dest.as_value() == destination(skid)),
