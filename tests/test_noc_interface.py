@@ -367,3 +367,64 @@ def test_slots_run_out_and_requests_wait():
     sim.run()
     assert len(taken) == slots + 4
     assert delivered == [(tag, Status.DECODE_ERROR) for tag in taken], delivered
+
+
+def test_target_holds_at_most_depth_requests():
+    """A target that takes requests but does not answer: the target interface hands it
+    exactly ``depth`` requests, then holds its eject port; once the target answers, every
+    request gets its response, in order, and the rest go through."""
+    from amaranth.sim import Simulator
+
+    from chipknit.rtl.noc.interface import TargetInterface
+
+    t = TransactionParams()
+    f = TransactionFormat()
+    depth = 3
+    ni = TargetInterface(TargetParams(transaction=t, depth=depth))
+    eject, inject, target = ni.eject[0], ni.inject[1], ni.target
+    requests = 2 * depth + 2
+    to_send = []
+    for tag in range(requests):
+        to_send.extend(f.encode_request(RequestPacket(
+            dest=Dest(0, 0), src=Dest(1, 0), write=False, tag=tag, addr=4 * tag, length=0)))
+    taken, flits = [], []
+
+    async def bench(ctx):
+        ctx.set(inject.ready, 1)
+        ctx.set(target.request.ready, 1)
+        answered = 0
+        for cycle in range(300):
+            ctx.set(eject.valid, bool(to_send))
+            if to_send:
+                ctx.set(eject.payload.as_value(), to_send[0])
+            answering = cycle >= 100 and answered < len(taken)
+            ctx.set(target.response.valid, answering)
+            if answering:
+                ctx.set(target.response.payload.tag, taken[answered])
+                ctx.set(target.response.payload.data, 1000 + taken[answered])
+                ctx.set(target.response.payload.last, 1)
+            if cycle == 99:
+                assert len(taken) == depth, taken
+                assert not ctx.get(eject.ready) and to_send
+            sent = to_send and ctx.get(eject.ready)
+            if ctx.get(target.request.valid) and ctx.get(target.request.ready):
+                taken.append(ctx.get(target.request.payload.tag))
+            if answering and ctx.get(target.response.ready):
+                answered += 1
+            if ctx.get(inject.valid) and ctx.get(inject.ready):
+                flits.append(ctx.get(inject.payload.as_value()))
+            await ctx.tick()
+            if sent:
+                to_send.pop(0)
+
+    sim = Simulator(ni)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert taken == list(range(requests))
+    packets = []
+    while flits:
+        packets.append(f.decode_response(flits[:2]))
+        flits = flits[2:]
+    assert [(p.tag, p.status, p.data) for p in packets] == \
+        [(tag, OKAY, (1000 + tag,)) for tag in range(requests)]

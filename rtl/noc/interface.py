@@ -961,16 +961,17 @@ class TargetInterface(wiring.Component):
                                          "write": 1, "length": t.length_bits, "kind": 2})
         m.submodules.owed = owed = fifo.SyncFIFOBuffered(width=desc_layout.size,
                                                          depth=p.depth)
-        in_flight = Signal(range(p.depth + 1))
+        # Requests taken and not yet answered, as a thermometer code (bit k set while more
+        # than k are): the late ``release`` only shifts it, with no adder or compare
+        # behind it, and "room for one more" is one bit.
+        in_flight = Signal(p.depth)
         reserve = Signal()
         release = Signal()
-        # ``in_flight != depth`` as a register, kept with the count (no adder or compare
-        # after the late ``release``).
-        room = Signal(init=1)
+        room = ~in_flight[-1]
         with m.If(reserve & ~release):
-            m.d.sync += [in_flight.eq(in_flight + 1), room.eq(in_flight != p.depth - 1)]
+            m.d.sync += in_flight.eq(Cat(1, in_flight[:-1]))
         with m.Elif(release & ~reserve):
-            m.d.sync += [in_flight.eq(in_flight - 1), room.eq(1)]
+            m.d.sync += in_flight.eq(in_flight[1:])
         push = Signal()
         push_kind = Signal(2)
         desc_in = desc_layout(owed.w_data)
