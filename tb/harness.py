@@ -30,7 +30,7 @@ from pathlib import Path
 
 import cocotb
 from amaranth.lib import wiring
-from cocotb_tools.runner import get_runner
+from cocotb_tools.runner import Verilator, get_runner
 
 from .hdl import port_names, to_sv
 from .toolchain import require_simulator, verilator_root
@@ -81,6 +81,7 @@ class Testbench:
     description: str = ""
     simulator: str = "icarus"
     cxx_opt: str = "-Os"
+    public_internals: bool = False
 
 
 @dataclass
@@ -128,6 +129,31 @@ class SimResult:
 def build_root() -> Path:
     """Where builds go: ``$CHIPKNIT_BUILD_DIR``, else ``./build``."""
     return Path(os.environ.get("CHIPKNIT_BUILD_DIR", "build")).resolve()
+
+
+class _TopPortsVerilator(Verilator):
+    """cocotb's Verilator runner with only the top level's ports visible to cocotb.
+
+    cocotb's runner passes ``--public-flat-rw``, which keeps every signal of the design
+    public: none can be inlined or optimised away, and each gets a symbol-table entry. The
+    benches read and drive only their top level's ports (``Testbench.public_internals``
+    says otherwise), so a control file makes those public instead."""
+
+    def _build_command(self):
+        commands = super()._build_command()
+        verilate = commands[0]
+        public = verilate.index("--public-flat-rw")
+        control = Path(self.build_dir) / "top_ports.vlt"
+        control.write_text("`verilator_config\n"
+                           f'public_flat_rw -module "{self.hdl_toplevel}" -var "*"\n')
+        verilate[public:public + 1] = [str(control)]
+        return commands
+
+
+def _runner(simulator: str, public_internals: bool):
+    if simulator == "verilator" and not public_internals:
+        return _TopPortsVerilator()
+    return get_runner(simulator)
 
 
 def _tool_fingerprint(simulator: str) -> str:
@@ -235,7 +261,8 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
     sv_text = to_sv(component, bench.name)
     make_variables = cxx_make_variables(simulator, os.environ.get(CXX_OPT_ENV) or bench.cxx_opt)
     key = hashlib.sha256("\0".join(
-        [sv_text, simulator, str(waves), _tool_fingerprint(simulator)]
+        [sv_text, simulator, str(waves), _tool_fingerprint(simulator),
+         "public" if bench.public_internals else "ports"]
         + ([repr(sorted(make_variables.items()))] if make_variables else [])
     ).encode()).hexdigest()
     suffix = "-waves" if waves else ""
@@ -246,7 +273,7 @@ def run(bench: Testbench, *, simulator: str = "icarus", seed: int | None = None,
         sv_path = build_dir / f"{bench.name}.sv"
         if not sv_path.exists() or sv_path.read_text() != sv_text:
             sv_path.write_text(sv_text)
-        runner = get_runner(simulator)
+        runner = _runner(simulator, bench.public_internals)
         build_args = []
         if simulator == "verilator":
             # Lint is a separate, strict step (chipknit.tb.lint); the simulation build must

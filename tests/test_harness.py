@@ -89,6 +89,31 @@ def test_verilator_cxx_opt_keys_the_build_and_reaches_the_compiler(monkeypatch):
     assert cxx_make_variables("icarus", "-O0") == {}
 
 
+def _vpi_scopes(build_dir) -> set[str]:
+    """The design scopes a Verilator model makes visible to cocotb (its symbol table)."""
+    text = "".join(p.read_text() for p in build_dir.glob("Vtop__Syms*.cpp"))
+    return set(re.findall(r'new VerilatedScope\{this, "([^"]+)"', text)) - {"TOP"}
+
+
+def test_verilator_makes_only_the_top_ports_public():
+    """cocotb's ``--public-flat-rw`` is replaced by a control file naming the top level's
+    ports (the models compile several times faster): a bench sees no submodule unless it
+    says ``public_internals``, and the run is the same either way."""
+    import dataclasses
+    ports = run(PROBE, simulator="verilator", seed=5)
+    everything = run(dataclasses.replace(PROBE, public_internals=True), simulator="verilator",
+                     seed=5)
+    ports.check()
+    everything.check()
+    assert _digest(ports) == _digest(everything)
+    assert ports.build_dir != everything.build_dir
+    assert _vpi_scopes(ports.build_dir) == {"harness_probe"}
+    assert "harness_probe.dropped" in _vpi_scopes(everything.build_dir)
+    assert 'public_flat_rw -module "harness_probe"' in \
+        (ports.build_dir / "top_ports.vlt").read_text()
+    assert not (everything.build_dir / "top_ports.vlt").exists()
+
+
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_waves_and_gtkw_groups(simulator):
     result = run(PROBE, simulator=simulator, seed=7, waves=True)
