@@ -170,7 +170,8 @@ class Dma(wiring.Component):
         #   beats: the request's beats (rows × row beats of the command's kind);
         #   issue: the request on ``bus.request`` (address register, tag), then its record.
         # Each stage takes a new request while the one after it is empty or moving on, so
-        # requests still leave back to back; a command's first one leaves 3 cycles after it.
+        # requests still leave back to back; a command's first one leaves 4 cycles after it
+        # (one to take it into ``cmd``, see ``setup``).
         cmd = Signal(dma_command_layout(p))
         active = Signal()
         line = Signal(13)        # rows of a line
@@ -234,9 +235,15 @@ class Dma(wiring.Component):
             size_go.eq(more & (~sized.valid | size_take)),
         ]
 
+        # A command is taken into ``cmd`` first; the next cycle (``setup``) works out its
+        # first sizes from that register, so the queue's command multiplexers (the command
+        # FIFO or a STORE straight from ``cur``) end at ``cmd`` and never reach the
+        # subtractions below (the package's critical path when they did).
+        setup = Signal()
         m.d.comb += self.cmd.ready.eq(~active)
         with m.If(self.cmd.valid & ~active):
-            payload = self.cmd.payload
+            m.d.sync += [cmd.eq(self.cmd.payload), active.eq(1), setup.eq(1)]
+        with m.If(setup):
             kind_limit = Signal(13)
             # One line (``line_rows`` 0) is a line of 4096 rows, longer than any command:
             # then ``left_line`` stays above ``left`` and the line never ends before the
@@ -246,23 +253,23 @@ class Dma(wiring.Component):
             first_line = Signal(13)
             one_line = Signal()
             first_over = Signal(signed(14))
-            m.d.comb += [kind_limit.eq(select(payload, per_request)),
-                         one_line.eq(payload.line_rows == 0),
-                         first_line.eq(Cat(payload.line_rows, one_line)),
+            m.d.comb += [kind_limit.eq(select(cmd, per_request)),
+                         one_line.eq(cmd.line_rows == 0),
+                         first_line.eq(Cat(cmd.line_rows, one_line)),
                          first_over.eq(wide(first_line) - wide(kind_limit))]
-            m.d.sync += [cmd.eq(payload), active.eq(1), row.eq(0), left.eq(payload.rows),
-                         more.eq(payload.rows != 0),
+            m.d.sync += [setup.eq(0), row.eq(0), left.eq(cmd.rows),
+                         more.eq(cmd.rows != 0),
                          line.eq(first_line), left_line.eq(first_line),
                          limit.eq(kind_limit),
-                         over.eq(wide(payload.rows) - wide(kind_limit)),
+                         over.eq(wide(cmd.rows) - wide(kind_limit)),
                          line_over.eq(first_over), line_limit.eq(first_over),
-                         ahead.eq(wide(payload.rows) - wide(first_line)),
-                         left_short.eq(at_most(payload.rows, kind_limit)),
+                         ahead.eq(wide(cmd.rows) - wide(first_line)),
+                         left_short.eq(at_most(cmd.rows, kind_limit)),
                          # (A line of 4096 is longer than any limit.)
-                         line_short.eq(at_most(payload.line_rows, kind_limit) & ~one_line),
-                         new_line_short.eq(at_most(payload.line_rows, kind_limit) & ~one_line),
-                         left_in_line.eq(at_most(payload.rows, payload.line_rows) | one_line),
-                         line_addr.eq(payload.remote), addr.eq(payload.remote)]
+                         line_short.eq(at_most(cmd.line_rows, kind_limit) & ~one_line),
+                         new_line_short.eq(at_most(cmd.line_rows, kind_limit) & ~one_line),
+                         left_in_line.eq(at_most(cmd.rows, cmd.line_rows) | one_line),
+                         line_addr.eq(cmd.remote), addr.eq(cmd.remote)]
 
         # Stage 1: the size, min(limit, left_line, left). The three comparisons are the signs
         # of registers (the differences above), so the choice is a LUT of registers; the
@@ -356,7 +363,7 @@ class Dma(wiring.Component):
                 m.d.sync += addr.eq(addr + issue.beats)
             with m.If(cmd.store):
                 m.d.sync += [wphase.eq(1), wleft.eq(issue.beats)]
-        with m.If(active & ~wphase & ~more & ~sized.valid & ~issue.valid):
+        with m.If(active & ~setup & ~wphase & ~more & ~sized.valid & ~issue.valid):
             m.d.sync += active.eq(0)
         m.d.comb += [self.storing.eq(active & cmd.store),
                      # (``done`` is registered: busy until it has left.)
