@@ -62,3 +62,25 @@ def test_a_carry_chain_counts_once():
         "s": _ff(d=22, q=30),
     }
     assert _by_name(depths(_netlist(cells)))["s"] == ("DI", 2.0, "r")
+
+
+def test_package_blocks_are_tiles_interfaces_routers_and_link_ends():
+    """The modules ``--keep-blocks`` keeps, from the default package board top's RTLIL:
+    every tile and its interfaces, the routers of both dies, the link's adapters and
+    bridges; not the register slices, the interposer wires or the network's own module."""
+    from chipknit.bench.logic_depth import package_blocks
+    from chipknit.platforms.boards import get_board
+    from chipknit.platforms.build import prepare_plan
+    from chipknit.platforms.package_board import package_top
+
+    board = get_board("ulx3s")
+    design = package_top("default", clock_mhz=None, ber=0.0, die=None)(board)
+    blocks = package_blocks(prepare_plan(board, design).files["top.il"])
+    short = {name.removeprefix("top.design.package.") for name in blocks}
+    assert {"host", "host_ni", "memory", "memory_ti", "npu0", "npu0_ni", "npu0_ti",
+            "npu1", "npu1_ni", "npu1_ti", "counters0", "counters0_ti"} <= short
+    assert sum(name.startswith("network.die") for name in short) == 8     # 2 dies of 2x2
+    assert {"network.link0.adapter_a", "network.link0.adapter_b",
+            "network.link0.bridge_a", "network.link0.bridge_b"} <= short
+    assert not any(name.endswith("_slice") or "lanes" in name for name in short)
+    assert "network" not in short

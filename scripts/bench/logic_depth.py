@@ -23,6 +23,7 @@ registers three. Routing is not counted: in the default package each level costs
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter, defaultdict
 
@@ -141,22 +142,86 @@ def depths(netlist: dict, trace: str | None = None):
     return found
 
 
-def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None):
+def package_blocks(rtlil: str) -> list[str]:
+    """The package board top's blocks, as Yosys module names: every tile, network
+    interface and register bank (a module one level below ``package``, but the register
+    slices between them), every router of a die's mesh and every die link's adapters and
+    bridges (not the interposer wires)."""
+    prefix = "top.design.package."
+    blocks = []
+    for name in re.findall(r"^module \\(\S+)$", rtlil, re.MULTILINE):
+        if not name.startswith(prefix):
+            continue
+        path = name[len(prefix):].split(".")
+        if len(path) == 1 and path[0] != "network" and not path[0].endswith("_slice"):
+            blocks.append(name)
+        elif len(path) == 3 and path[0] == "network" and (
+                path[2].startswith("router_")
+                or path[2].startswith(("adapter_", "bridge_")) and path[1].startswith("link")):
+            blocks.append(name)
+    return blocks
+
+
+def flatten_netlist(netlist) -> dict:
+    """``netlist`` (a Yosys JSON file) as one module: a netlist synthesised with kept
+    blocks is flattened by Yosys first (the hierarchy attribute cleared); a flat one is
+    read as it is."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from amaranth._toolchain import tool_env_var
+
+    from chipknit.platforms.toolchain import toolchain_env
+
+    with open(netlist) as f:
+        loaded = json.load(f)
+    if not any("keep_hierarchy" in module.get("attributes", {})
+               for module in loaded["modules"].values()):
+        return loaded
+    env = toolchain_env()
+    # (YoWASP's Yosys sees its working folder only.)
+    with tempfile.TemporaryDirectory(prefix="chipknit-flatten-") as tmp:
+        shutil.copyfile(netlist, Path(tmp, "hier.json"))
+        subprocess.run([env.get(tool_env_var("yosys")) or "yosys", "-q", "-p",
+                        "read_json hier.json; setattr -mod -unset keep_hierarchy *; "
+                        "hierarchy -top top; flatten; write_json flat.json"],
+                       cwd=tmp, env=env, check=True)
+        with open(Path(tmp, "flat.json")) as f:
+            return json.load(f)
+
+
+def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None, keep_blocks=False):
     """Synthesise ``design`` (a board-level elaboratable, as for
     :func:`~chipknit.platforms.build.prepare_plan`) into ``build_dir`` with the build's
-    Yosys script; returns the seconds it took. The netlist is ``top.json`` there."""
+    Yosys script; returns the seconds it took. The netlist is ``top.json`` there.
+
+    ``keep_blocks`` (a package board top only) keeps :func:`package_blocks` as modules of
+    their own (Yosys ``keep_hierarchy``): ABC then maps each block for its own deepest path,
+    not for the deepest in the package, and unused outputs of a block stay. The netlist is
+    hierarchical; ``flatten_netlist`` makes one module of it for :func:`analyse`."""
     import subprocess
     import time
     from pathlib import Path
 
     from amaranth._toolchain import tool_env_var
 
-    from chipknit.platforms.build import prepare_plan
+    from chipknit.platforms.build import SCRIPT_AFTER_READ, prepare_plan
     from chipknit.platforms.toolchain import toolchain_env
 
     out = Path(build_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = prepare_plan(board, design, synth_opts=synth_opts)
+    if keep_blocks:
+        blocks = package_blocks(plan.files["top.il"])
+        if not blocks:
+            raise ValueError("keep_blocks: no package blocks in this design")
+        script = plan.files["top.ys"]
+        assert SCRIPT_AFTER_READ in script
+        plan.files["top.ys"] = script.replace(SCRIPT_AFTER_READ, SCRIPT_AFTER_READ
+                                              + "\nsetattr -mod -set keep_hierarchy 1 "
+                                              + " ".join(blocks), 1)
     plan.extract(out)
     env = toolchain_env()
     yosys = json.loads(plan.files[f"{plan.script}.json"])["commands"][0]
@@ -200,14 +265,18 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the histogram and the blocks' counts here")
     parser.add_argument("--trace", help="print the longest path into each register whose "
                                         "name contains this")
+    parser.add_argument("--keep-blocks", action="store_true",
+                        help="with --package: keep each block a module of its own in "
+                             "synthesis (see synthesise)")
     args = parser.parse_args(argv)
+    if args.keep_blocks and not args.package:
+        parser.error("--keep-blocks needs --package")
     if args.package or args.block:
         from pathlib import Path
-        seconds = synthesise(_design(args), args.netlist)
+        seconds = synthesise(_design(args), args.netlist, keep_blocks=args.keep_blocks)
         print(f"synthesised in {seconds} s")
         args.netlist = str(Path(args.netlist, "top.json"))
-    with open(args.netlist) as f:
-        found = depths(json.load(f), args.trace)
+    found = depths(flatten_netlist(args.netlist), args.trace)
     histogram = Counter(int(d) for _, _, d, _ in found)
     print(f"{len(found)} register inputs; levels: count")
     for level in sorted(histogram):
