@@ -84,3 +84,24 @@ def test_package_blocks_are_tiles_interfaces_routers_and_link_ends():
             "network.link0.bridge_a", "network.link0.bridge_b"} <= short
     assert not any(name.endswith("_slice") or "lanes" in name for name in short)
     assert "network" not in short
+
+
+def test_abc_delay_splits_the_synthesis_around_abc9():
+    """``--abc-delay``: the script's ``synth_ecp5`` runs up to its LUT mapping, ``abc9``
+    runs with the delay target, then ``synth_ecp5`` goes on from the cell mapping; the rest
+    of the script is untouched."""
+    import pytest
+
+    from chipknit.bench.logic_depth import with_abc_delay
+
+    script = "read_rtlil top.il\nrename -hide w:*]\n    synth_ecp5 -nowidelut -top top\n" \
+             "write_json top.json\n"
+    lines = with_abc_delay(script, 2000).splitlines()
+    assert lines[:2] == ["read_rtlil top.il", "rename -hide w:*]"]
+    assert lines[2] == "synth_ecp5 -nowidelut -top top -run :map_luts"
+    assert "abc9 -W 300 -D 2000" in lines
+    assert lines.index("abc9 -W 300 -D 2000") < lines.index(
+        "synth_ecp5 -nowidelut -top top -run map_cells:")
+    assert lines[-1] == "write_json top.json"
+    with pytest.raises(ValueError, match="no synth_ecp5"):
+        with_abc_delay("read_rtlil top.il\n", 2000)

@@ -192,7 +192,28 @@ def flatten_netlist(netlist) -> dict:
             return json.load(f)
 
 
-def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None, keep_blocks=False):
+def with_abc_delay(script: str, delay_ps: int) -> str:
+    """The build's Yosys script with ABC given a delay target: ``synth_ecp5`` split around
+    its ``map_luts`` step, which runs ``abc9 -W 300`` with ``-D delay_ps`` added (Yosys's
+    ``scratchpad -set abc9.D`` does not reach it). See docs/build.md."""
+    lines = script.splitlines()
+    index = next((k for k, line in enumerate(lines) if "synth_ecp5" in line), None)
+    if index is None:
+        raise ValueError("with_abc_delay: the script runs no synth_ecp5")
+    synth = lines[index].strip()
+    lines[index:index + 1] = [
+        f"{synth} -run :map_luts",
+        "check -latchonly -assert",
+        "techmap -map +/lattice/latches_map.v",
+        f"abc9 -W 300 -D {int(delay_ps)}",
+        "clean",
+        f"{synth} -run map_cells:",
+    ]
+    return "\n".join(lines) + ("\n" if script.endswith("\n") else "")
+
+
+def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None, keep_blocks=False,
+               abc_delay_ps=None):
     """Synthesise ``design`` (a board-level elaboratable, as for
     :func:`~chipknit.platforms.build.prepare_plan`) into ``build_dir`` with the build's
     Yosys script; returns the seconds it took. The netlist is ``top.json`` there.
@@ -200,7 +221,8 @@ def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None, keep_blocks
     ``keep_blocks`` (a package board top only) keeps :func:`package_blocks` as modules of
     their own (Yosys ``keep_hierarchy``): ABC then maps each block for its own deepest path,
     not for the deepest in the package, and unused outputs of a block stay. The netlist is
-    hierarchical; ``flatten_netlist`` makes one module of it for :func:`analyse`."""
+    hierarchical; ``flatten_netlist`` makes one module of it for :func:`analyse`.
+    ``abc_delay_ps`` gives ABC that delay target (:func:`with_abc_delay`, ECP5 only)."""
     import subprocess
     import time
     from pathlib import Path
@@ -222,6 +244,8 @@ def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None, keep_blocks
         plan.files["top.ys"] = script.replace(SCRIPT_AFTER_READ, SCRIPT_AFTER_READ
                                               + "\nsetattr -mod -set keep_hierarchy 1 "
                                               + " ".join(blocks), 1)
+    if abc_delay_ps is not None:
+        plan.files["top.ys"] = with_abc_delay(plan.files["top.ys"], abc_delay_ps)
     plan.extract(out)
     env = toolchain_env()
     yosys = json.loads(plan.files[f"{plan.script}.json"])["commands"][0]
@@ -268,12 +292,17 @@ def main(argv=None) -> int:
     parser.add_argument("--keep-blocks", action="store_true",
                         help="with --package: keep each block a module of its own in "
                              "synthesis (see synthesise)")
+    parser.add_argument("--abc-delay", type=int, metavar="PS",
+                        help="with --package or --block: give ABC this delay target")
     args = parser.parse_args(argv)
     if args.keep_blocks and not args.package:
         parser.error("--keep-blocks needs --package")
+    if args.abc_delay is not None and not (args.package or args.block):
+        parser.error("--abc-delay needs --package or --block")
     if args.package or args.block:
         from pathlib import Path
-        seconds = synthesise(_design(args), args.netlist, keep_blocks=args.keep_blocks)
+        seconds = synthesise(_design(args), args.netlist, keep_blocks=args.keep_blocks,
+                             abc_delay_ps=args.abc_delay)
         print(f"synthesised in {seconds} s")
         args.netlist = str(Path(args.netlist, "top.json"))
     found = depths(flatten_netlist(args.netlist), args.trace)
