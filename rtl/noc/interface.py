@@ -438,11 +438,12 @@ class InitiatorInterface(wiring.Component):
         retire_after = Signal(t.tag_bits, init=1)
         head_slot = Signal(slot_layout)
         m.d.comb += [slot_rd.addr.eq(retire), slot_after.addr.eq(retire_after)]
-        # ``used == 0`` and ``used == 1`` as registers (``owed`` and which slot an
-        # allocation writes, relative to the oldest, without a compare of the pointers).
-        used_none = Signal(init=1)
-        used_one = Signal()
-        owed = ~used_none
+        # ``used == 0`` and ``used == 1``, read off the thermometer's low bits (``owed`` and
+        # which slot an allocation writes, relative to the oldest, without a compare of
+        # the pointers).
+        used_none = ~fill[0]
+        used_one = fill[0] & ~fill[1] if slots > 1 else fill[0]
+        owed = fill[0]
 
         do_alloc = Signal()
         alloc_live = Signal()
@@ -453,13 +454,10 @@ class InitiatorInterface(wiring.Component):
             slot_wr.data.length.eq(cmd_length),
             slot_wr.data.status.eq(Mux(cmd_refused, Status.DECODE_ERROR, Status.OKAY)),
         ]
-        used_two = fill[1] & ~fill[2] if slots > 2 else fill[1] if slots > 1 else 0
         with m.If(do_alloc & ~do_retire):
-            m.d.sync += [fill.eq(Cat(1, fill[:-1])),
-                         used_none.eq(0), used_one.eq(used_none)]
+            m.d.sync += fill.eq(Cat(1, fill[:-1]))
         with m.Elif(do_retire & ~do_alloc):
-            m.d.sync += [fill.eq(fill[1:]),
-                         used_none.eq(used_one), used_one.eq(used_two)]
+            m.d.sync += fill.eq(fill[1:])
         with m.If(do_alloc):
             m.d.sync += alloc.eq(alloc + 1)
         with m.If(do_retire):

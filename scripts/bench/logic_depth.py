@@ -221,7 +221,7 @@ def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None, keep_blocks
     ``keep_blocks`` (a package board top only) keeps :func:`package_blocks` as modules of
     their own (Yosys ``keep_hierarchy``): ABC then maps each block for its own deepest path,
     not for the deepest in the package, and unused outputs of a block stay. The netlist is
-    hierarchical; ``flatten_netlist`` makes one module of it for :func:`analyse`.
+    hierarchical; :func:`flatten_netlist` makes one module of it for :func:`depths`.
     ``abc_delay_ps`` gives ABC that delay target (:func:`with_abc_delay`, ECP5 only)."""
     import subprocess
     import time
