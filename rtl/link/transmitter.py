@@ -161,6 +161,7 @@ class LinkTransmitter(wiring.Component):
                     # the first beat of a slot after slot 0 (one that may take a flit)
                     "slot_start": in_slots & (slot_beat_of(i) % p.beats_per_flit == 0)
                                   & (slot_beat_of(i) >= p.beats_per_flit),
+                    "at_second": i == 1,
                     "at_header": i == H0, "at_trailer": i == p.first_trailer_beat,
                     "at_last_trailer": i == p.crc_beat - 1,
                     "at_crc": i == p.crc_beat}
@@ -172,6 +173,7 @@ class LinkTransmitter(wiring.Component):
                     "first_slot": slot_beat_init(i) < p.beats_per_flit,
                     "slot_start": (in_slots and slot_beat_init(i) % p.beats_per_flit == 0
                                    and slot_beat_init(i) >= p.beats_per_flit),
+                    "at_second": i == 1,
                     "at_header": i == H0, "at_trailer": i == p.first_trailer_beat,
                     "at_last_trailer": i == p.crc_beat - 1,
                     "at_crc": i == p.crc_beat}
@@ -200,13 +202,16 @@ class LinkTransmitter(wiring.Component):
         m.submodules.replay = replay = memory.Memory(shape=W, depth=R << beat_addr_bits,
                                                      init=[])
         replay_write = replay.write_port()
-        # Read one beat ahead (a registered read: block RAM), so that the replay buffer is not
-        # on a path with the beat multiplexer and the CRC. A frame's first beat (a slot beat
-        # unless the header comes first) is also kept in registers, one per replay slot, and
-        # replayed from there: its read would be issued a cycle before the frame starts,
-        # before the start has decided which frame to replay.
+        # Read two beats ahead: the block RAM's registered read, then a register of its own
+        # (`buffered`), both stepped with `send`, so that the RAM's slow clock-to-output
+        # (5.8 ns on the ECP5) ends in a flip-flop, not in the beat multiplexer and the lanes.
+        # A frame's first two beats, where they are slot beats, are also kept in registers,
+        # one per replay slot, and replayed from there: their reads would be issued before the
+        # frame starts, before the start has decided which frame to replay.
         replay_read = replay.read_port()
         first_beats = Signal(data.ArrayLayout(W, R))
+        second_beats = Signal(data.ArrayLayout(W, R))
+        second_in_slots = not (H0 <= 1 < H0 + HB)
 
         # Credits per VC, and the peer's last credit totals.
         credits = self.status.credits
@@ -293,14 +298,17 @@ class LinkTransmitter(wiring.Component):
         header = Mux(at["at_header"], live_header.as_value(), sent_header.as_value())
         header_bits = Cat(header, Const(0, HB * W - p.header_layout.size))
 
+        # (`slot_beat` of this beat, `read_slot_beat` of the beat after the next one.)
         slot_beat = Signal(beat_addr_bits, init=slot_beat_init(0))
         slot_beat_after = Signal(beat_addr_bits, init=slot_beat_init(1 % p.frame_beats))
-        index_after_next = Signal(range(p.frame_beats))
-        m.d.comb += index_after_next.eq(Mux(index >= p.frame_beats - 2,
-                                            index + 2 - p.frame_beats, index + 2))
+        read_slot_beat = Signal(beat_addr_bits, init=slot_beat_init(2 % p.frame_beats))
+        index_three_ahead = Signal(range(p.frame_beats))
+        m.d.comb += index_three_ahead.eq(Mux(index >= p.frame_beats - 3,
+                                             index + 3 - p.frame_beats, index + 3))
         with m.If(send):
             m.d.sync += [slot_beat.eq(slot_beat_after),
-                         slot_beat_after.eq(slot_beat_of(index_after_next))]
+                         slot_beat_after.eq(read_slot_beat),
+                         read_slot_beat.eq(slot_beat_of(index_three_ahead))]
         flit_beat = Signal(range(p.beats_per_flit))
         with m.If(send & in_slots):
             m.d.sync += flit_beat.eq(Mux(flit_beat == p.beats_per_flit - 1, 0, flit_beat + 1))
@@ -419,6 +427,9 @@ class LinkTransmitter(wiring.Component):
         if not header_first:
             with m.If(send & first & (frame_kind == KIND_NEW)):
                 m.d.sync += first_beats[frame_seq[:slot_bits]].eq(new_beat)
+        if second_in_slots:
+            with m.If(send & at["at_second"] & (kind == KIND_NEW)):
+                m.d.sync += second_beats[cur_seq[:slot_bits]].eq(new_beat)
 
         trailer = Signal(p.trailer_layout)
         count_now = Mux(kind == KIND_NEW, filled,
@@ -442,28 +453,35 @@ class LinkTransmitter(wiring.Component):
             m.d.sync += [slot_count[cur_seq[:slot_bits]].eq(filled),
                          slot_vc[cur_seq[:slot_bits]].eq(cur_vc)]
 
-        # The beat: a replayed slot beat straight from the replay buffer (`from_buffer`, a
-        # register, says so), else whatever the rest of the frame has here (`other`), so that
-        # the block RAM's slow output is one multiplexer from the lanes.
+        # The beat: a replayed slot beat from the replay buffer's read, registered
+        # (`buffered`; `from_buffer`, a register, says so), else whatever the rest of the
+        # frame has here (`other`).
         beat = Signal(W)
         other = Signal(W)
+        buffered = Signal(W)
         from_buffer = Signal()
         # (The other terms are zero when `from_buffer` is set, so this is an OR.)
-        m.d.comb += beat.eq((replay_read.data & from_buffer.replicate(W)) | other)
+        m.d.comb += beat.eq((buffered & from_buffer.replicate(W)) | other)
         # `other` is an AND-OR of exclusive, mostly registered, selects.
         terms = []
         for n in range(HB):
             terms.append((at["at_header"] if n == 0 else index == H0 + n,
                           header_bits[n * W:(n + 1) * W]))
-        if header_first:
-            terms.append((in_slots, lane_new_beat))
-        else:
-            # A replay's first beat comes from `first_beats` (a replay is decided when
-            # `replaying`, of the frame `replay_seq`).
+        # A replay's first beat comes from `first_beats` (a replay is decided when
+        # `replaying`, of the frame `replay_seq`), its second from `second_beats`; the rest of
+        # a replay's slot beats from `buffered`. (A replay's `lane_new_beat` is zero.)
+        new_select = in_slots
+        if not header_first:
             replay_first = Signal()
             m.d.comb += replay_first.eq(first & replaying)
-            terms.append((in_slots & ~replay_first, lane_new_beat))
+            new_select = new_select & ~replay_first
             terms.append((replay_first, first_beats[replay_seq[:slot_bits]]))
+        if second_in_slots:
+            replay_second = Signal()
+            m.d.comb += replay_second.eq(at["at_second"] & (kind == KIND_REPLAY))
+            new_select = new_select & ~replay_second
+            terms.append((replay_second, second_beats[cur_seq[:slot_bits]]))
+        terms.append((new_select, lane_new_beat))
         for n in range(p.trailer_beats):
             terms.append((at["at_trailer"] if n == 0 else index == p.first_trailer_beat + n,
                           trailer_bits[n * W:(n + 1) * W]))
@@ -595,20 +613,23 @@ class LinkTransmitter(wiring.Component):
                                           Mux(begin_replay, (replay_seq + 1)[:S] != next_seq,
                                               replaying))))]
 
-        # The replay buffer read for the beat that goes out next cycle: that beat's slot beat,
-        # in the frame going out now. (When the next beat starts a frame, a slot beat comes
-        # from `first_beats`, and a header does not need the buffer: the read is unused.)
-        next_index = Signal(range(p.frame_beats))
-        m.d.comb += next_index.eq(Mux(send, index_next, index))
-        next_slot_beat = Signal(beat_addr_bits)
-        m.d.comb += next_slot_beat.eq(Mux(send, slot_beat_after, slot_beat))
+        # The replay buffer read, a stage of two stepped with `send`: the beat going out now
+        # is in `buffered`, the next one in the RAM's output, and the address is the beat's
+        # after that, in the frame going out now. (For a next frame's first two beats the read
+        # is unused: they come from `first_beats` and `second_beats`, as headers, trailers
+        # and CRC beats do not need the buffer.)
         read_seq = Signal(S)
         m.d.comb += read_seq.eq(frame_seq)
+        m.d.comb += [replay_read.addr.eq(Cat(read_slot_beat, read_seq[:slot_bits])),
+                     replay_read.en.eq(send)]
+        with m.If(send):
+            m.d.sync += buffered.eq(replay_read.data)
+        next_index = Signal(range(p.frame_beats))
+        m.d.comb += next_index.eq(Mux(send, index_next, index))
         next_in_slots = ((next_index < p.first_trailer_beat)
                          & ~((next_index >= H0) & (next_index < H0 + HB)))
-        m.d.sync += from_buffer.eq(next_in_slots & (next_index != 0)
+        m.d.sync += from_buffer.eq(next_in_slots & (next_index >= 2)
                                    & (frame_kind == KIND_REPLAY))
-        m.d.comb += replay_read.addr.eq(Cat(next_slot_beat, read_seq[:slot_bits]))
 
         for vc in range(p.vcs):
             delta = Signal(p.credit_bits, name=f"credit_delta_{vc}")
