@@ -213,7 +213,6 @@ TESTBENCHES = {bench.name: bench for bench in [
         module="chipknit.tb.tests.link_pair",
         params=LINK_PAIR_PARAMS,
         description="two link adapters over a lossy channel: framing, CRC, replay, credits",
-        public_internals=True,   # its frame check reads adapter A's transmit port
     ),
     Testbench(
         name="noc_router",

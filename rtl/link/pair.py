@@ -71,6 +71,9 @@ class LinkPair(wiring.Component):
         The adapters' counters.
     a_errors, b_errors : Out(32)
         Bit errors injected into the beats each end received.
+    a_beat, a_beat_sent : Out(beat_width), Out(1)
+        End ``a``'s beat and whether it goes out this cycle, before the channel's bit errors
+        (for a monitor of the frame format).
     """
 
     def __init__(self, params: LinkParams = LinkParams(), latency: int = 2,
@@ -93,6 +96,8 @@ class LinkPair(wiring.Component):
             "b_rx_status": Out(ReceiverStatus(p)),
             "a_errors": Out(32),
             "b_errors": Out(32),
+            "a_beat": Out(p.beat_width),
+            "a_beat_sent": Out(1),
         })
 
     def elaborate(self, platform):
@@ -108,6 +113,7 @@ class LinkPair(wiring.Component):
         wiring.connect(m, a.rx_status, wiring.flipped(self.a_rx_status))
         wiring.connect(m, b.tx_status, wiring.flipped(self.b_tx_status))
         wiring.connect(m, b.rx_status, wiring.flipped(self.b_rx_status))
+        m.d.comb += [self.a_beat.eq(a.tx.payload), self.a_beat_sent.eq(a.tx.valid & a.tx.ready)]
 
         for name, src, dst, seed, errors_out in (("ab", a, b, self.seeds[0], self.b_errors),
                                                  ("ba", b, a, self.seeds[1], self.a_errors)):

@@ -103,8 +103,8 @@ async def frames_on_the_wire_match_the_format(dut):
             if int(dut.rst.value):
                 beats.clear()
             # The channel's first stage: what A sent, before any error.
-            elif int(dut.a.tx__valid.value) and int(dut.a.tx__ready.value):
-                beats.append(int(dut.a.tx__payload.value))
+            elif int(dut.a_beat_sent.value):
+                beats.append(int(dut.a_beat.value))
                 if len(beats) == fmt.frame_beats:
                     frames.append(fmt.decode(beats))
                     beats.clear()
