@@ -340,7 +340,6 @@ TESTBENCHES = {bench.name: bench for bench in [
         params=CROSS_LINK_PARAMS,
         description="two routers on two dies over bridges and a lossy link: VCs, reset, latency",
         cxx_opt=QUICK_COMPILE,
-        public_internals=True,   # its latency test probes the bridges' ports
     ),
     Testbench(
         name="link_end",

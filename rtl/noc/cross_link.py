@@ -103,6 +103,10 @@ class CrossLinkPair(wiring.Component):
         Each die's link adapter counters.
     bit_errors : Out(32).array(2)
         Bit errors injected into the beats die ``d`` received.
+    noc_in_valid, noc_out_valid : Out(1).array(2)
+    to_link_valid, from_link_valid : Out(1).array(2, vcs)
+        Die ``d``'s bridge's ports' ``valid`` (from and into the router, to and from the
+        link adapter, per VC), for latency probes.
     """
 
     def __init__(self, params: CrossLinkParams = CrossLinkParams()):
@@ -122,6 +126,10 @@ class CrossLinkPair(wiring.Component):
             "tx_status": Out(TransmitterStatus(p.link)).array(2),
             "rx_status": Out(ReceiverStatus(p.link)).array(2),
             "bit_errors": Out(32).array(2),
+            "noc_in_valid": Out(1).array(2),
+            "noc_out_valid": Out(1).array(2),
+            "to_link_valid": Out(1).array(2, p.flit.vcs),
+            "from_link_valid": Out(1).array(2, p.flit.vcs),
         })
 
     def elaborate(self, platform):
@@ -155,7 +163,12 @@ class CrossLinkPair(wiring.Component):
                 self.unroutable[die].eq(router.unroutable),
                 self.malformed[die].eq(router.malformed),
                 self.bit_errors[die].eq(errors),
+                self.noc_in_valid[die].eq(bridge.noc_in.valid),
+                self.noc_out_valid[die].eq(bridge.noc_out.valid),
             ]
+            for vc in range(p.flit.vcs):
+                m.d.comb += [self.to_link_valid[die][vc].eq(bridge.to_link[vc].valid),
+                             self.from_link_valid[die][vc].eq(bridge.from_link[vc].valid)]
         return m
 
 

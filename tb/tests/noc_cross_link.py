@@ -298,13 +298,12 @@ async def zero_load_latency(dut):
     for n in range(24):
         src, vc = n % 2, rng.randrange(bench.vcs)
         dst = 1 - src
-        bridge_out, bridge_in = dut[f"bridge{src}"], dut[f"bridge{dst}"]
         probes = [
             ("inject", dut[f"inject__{src}__{vc}__valid"]),        # the tile offers it
-            ("router", bridge_out.noc_in__valid),                 # source router's output
-            ("bridge_out", bridge_out[f"to_link__{vc}__valid"]),   # offered to the adapter
-            ("link", bridge_in[f"from_link__{vc}__valid"]),        # out of the far adapter
-            ("bridge_in", bridge_in.noc_out__valid),              # on the far router's input
+            ("router", dut[f"noc_in_valid__{src}"]),              # source router's output
+            ("bridge_out", dut[f"to_link_valid__{src}__{vc}"]),    # offered to the adapter
+            ("link", dut[f"from_link_valid__{dst}__{vc}"]),        # out of the far adapter
+            ("bridge_in", dut[f"noc_out_valid__{dst}"]),          # on the far router's input
             ("eject", dut[f"eject__{dst}__{vc}__valid"]),          # offered to the far tile
         ]
         bench.send(src, dst, vc, 1)
