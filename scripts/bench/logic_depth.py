@@ -201,11 +201,14 @@ def with_abc_delay(script: str, delay_ps: int) -> str:
     if index is None:
         raise ValueError("with_abc_delay: the script runs no synth_ecp5")
     synth = lines[index].strip()
+    # As synth_ecp5 runs it: with -nowidelut, no LUT library entries of 4 inputs and more
+    # (ABC would otherwise map to LUT5-7 made of PFUMX/L6MUX21).
+    maxlut = " -maxlut 4" if "-nowidelut" in synth.split() else ""
     lines[index:index + 1] = [
         f"{synth} -run :map_luts",
         "check -latchonly -assert",
         "techmap -map +/lattice/latches_map.v",
-        f"abc9 -W 300 -D {int(delay_ps)}",
+        f"abc9{maxlut} -W 300 -D {int(delay_ps)}",
         "clean",
         f"{synth} -run map_cells:",
     ]
