@@ -130,9 +130,10 @@ class MemoryTile(wiring.Component):
         tag = Signal(t.tag_bits)
         refused = Signal()
         word = Signal(word_bits)
-        beat = Signal(t.length_bits)
-        length = Signal(t.length_bits)
-        last_beat = beat == length
+        # Beats after this one, and whether there are none: a register, so that the end of
+        # a request is no compare in front of the next request's take.
+        remaining = Signal(t.length_bits)
+        last_beat = Signal()
 
         # Response FIFO and the one-cycle stage in front of it (RAM read latency).
         m.submodules.responses = responses = fifo.SyncFIFOBuffered(
@@ -173,7 +174,8 @@ class MemoryTile(wiring.Component):
                                     Mux(stage_read, rd.data, 0), stage.last)),
         ]
         with m.If(step):
-            m.d.sync += [beat.eq(beat + 1), word.eq(word + 1)]
+            m.d.sync += [remaining.eq(remaining - 1), last_beat.eq(remaining == 1),
+                         word.eq(word + 1)]
 
         # Take the next request when idle or in the cycle the last beat goes.
         take = requests.r_rdy & (~active | (step & last_beat))
@@ -187,8 +189,9 @@ class MemoryTile(wiring.Component):
         m.d.comb += bad.eq(unaligned | (end >= p.words))
         with m.If(take):
             m.d.sync += [
-                active.eq(1), write.eq(head.write), tag.eq(head.tag), length.eq(head.length),
-                refused.eq(bad), word.eq(first[:word_bits]), beat.eq(0),
+                active.eq(1), write.eq(head.write), tag.eq(head.tag),
+                remaining.eq(head.length), last_beat.eq(head.length == 0),
+                refused.eq(bad), word.eq(first[:word_bits]),
             ]
         with m.Elif(step & last_beat):
             m.d.sync += active.eq(0)
