@@ -625,6 +625,10 @@ class InitiatorInterface(wiring.Component):
         S_HEAD, S_ADDR, S_DATA, S_DISCARD = range(4)
         send_state = Signal(range(4), name="send_state")
         with m.If(send_state == S_HEAD):
+            # The address and data counters are set up in every head cycle, not only as the
+            # head goes: they are used only after it, and the send decision (the package's
+            # critical path, into ``drain_index``) then drives fewer registers.
+            m.d.sync += [addr_index.eq(0), drain_left.eq(cmd_length + 1), drain_index.eq(0)]
             with m.If(open_packet):
                 # Reset in the middle of a packet: end it with a lone tail flit.
                 m.d.comb += [inject.valid.eq(1), flit_tail.eq(1)]
@@ -640,11 +644,7 @@ class InitiatorInterface(wiring.Component):
                     m.d.comb += inject.valid.eq(1)
                     with m.If(inject.ready):
                         m.d.comb += [do_alloc.eq(1), alloc_live.eq(1)]
-                        m.d.sync += [cur_dest.eq(cmd_dest), addr_index.eq(0)]
-                        with m.If(cmd_write):
-                            m.d.sync += [drain_left.eq(cmd_length + 1),
-                                         drain_index.eq(0)]
-                        m.d.sync += send_state.eq(S_ADDR)
+                        m.d.sync += [cur_dest.eq(cmd_dest), send_state.eq(S_ADDR)]
         with m.Elif(send_state == S_ADDR):
             last_addr = addr_index == t.addr_flits - 1
             m.d.comb += [inject.valid.eq(1), flit_data.eq(addr_chunk),
