@@ -375,12 +375,15 @@ class HostBridge(wiring.Component):
         with m.Elif(state == _State.ADDR):
             parse_state()
             drain_stale()
+            # The beat counters start over in every ADDR cycle (the length is known since
+            # LEN), not only as the last address byte arrives: they are used from DATA on,
+            # and their reset then waits for no byte, field or timer decision.
+            first_beat()
             with m.If(got):
                 m.d.sync += [addr.eq(Cat(addr[8:], byte)), field.eq(field + 1)]
                 with m.If(field == 3):
                     m.d.sync += [field.eq(0), last_field.eq(
                         Mux(masked, beat_bytes + strobe_bytes - 1, beat_bytes - 1))]
-                    first_beat()
                     with m.If(is_write):
                         m.d.sync += state.eq(_State.DATA)
                     with m.Else():
