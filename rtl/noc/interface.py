@@ -667,7 +667,9 @@ class InitiatorInterface(wiring.Component):
                 flit_data.eq(Mux(on_strobe, Array(strobes)[drain_bank], buf_rd.data)),
                 flit_tail.eq(~on_strobe & (drain_left == 1)),
             ]
-            with m.If(inject.valid & inject.ready):
+            # (``bank_full``, not ``inject.valid``: the same here, but synthesis would share
+            # one ``valid & ready`` with the head state's and start from its decision.)
+            with m.If(bank_full & inject.ready):
                 with m.If(group_end):
                     m.d.comb += drain_close.eq(1)
                     m.d.sync += [drain_index.eq(0), drain_bank.eq(~drain_bank)]
