@@ -42,6 +42,15 @@ def test_system(seed):
     assert result.tests == 5
 
 
+@pytest.mark.slow
+def test_system_with_two_address_flits(seed):
+    """40-bit addresses over 32-bit flits: the initiator sends each address in two flits
+    (the only configuration with an address-flit index; the default has none)."""
+    result = run(BENCH, simulator="verilator", seed=seed, params={"addr_width": 40})
+    result.check()
+    assert result.tests == 5
+
+
 # ---- model against the RTL layouts ---------------------------------------------------------
 
 FORMATS = [

@@ -628,7 +628,9 @@ class InitiatorInterface(wiring.Component):
             # The address and data counters are set up in every head cycle, not only as the
             # head goes: they are used only after it, and the send decision (the package's
             # critical path, into ``drain_index``) then drives fewer registers.
-            m.d.sync += [addr_index.eq(0), drain_left.eq(cmd_length + 1), drain_index.eq(0)]
+            m.d.sync += [drain_left.eq(cmd_length + 1), drain_index.eq(0)]
+            if t.addr_flits > 1:
+                m.d.sync += addr_index.eq(0)
             with m.If(open_packet):
                 # Reset in the middle of a packet: end it with a lone tail flit.
                 m.d.comb += [inject.valid.eq(1), flit_tail.eq(1)]
@@ -646,11 +648,13 @@ class InitiatorInterface(wiring.Component):
                         m.d.comb += [do_alloc.eq(1), alloc_live.eq(1)]
                         m.d.sync += [cur_dest.eq(cmd_dest), send_state.eq(S_ADDR)]
         with m.Elif(send_state == S_ADDR):
-            last_addr = addr_index == t.addr_flits - 1
+            # (One address flit, the usual case: no index register at all.)
+            last_addr = addr_index == t.addr_flits - 1 if t.addr_flits > 1 else Const(1)
             m.d.comb += [inject.valid.eq(1), flit_data.eq(addr_chunk),
                          flit_tail.eq(last_addr & ~cmd_write)]
             with m.If(inject.ready):
-                m.d.sync += addr_index.eq(addr_index + 1)
+                if t.addr_flits > 1:
+                    m.d.sync += addr_index.eq(addr_index + 1)
                 with m.If(last_addr):
                     # The command stage is held until here, so it may refill now.
                     m.d.comb += cmd_take.eq(1)
