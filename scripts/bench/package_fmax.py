@@ -96,8 +96,8 @@ def main(argv=None) -> int:
                         help="keep every tile, interface, router and link end a module of "
                              "its own in synthesis (chipknit.bench.logic_depth.synthesise)")
     parser.add_argument("--abc-delay", type=int, metavar="PS",
-                        help="give ABC this delay target in synthesis (docs/build.md; "
-                             "2000 placed the default package at 91.8 MHz, seed 1)")
+                        help="give ABC this delay target in synthesis (docs/build.md: "
+                             "2000 did not beat the build's own synthesis)")
     args = parser.parse_args(argv)
     print(json.dumps(measure(args.build_dir, seed=args.seed, mhz=args.mhz,
                              package=args.package, synth_opts=args.synth_opts,
