@@ -247,62 +247,59 @@ class RegisterBank(wiring.Component):
         with m.If(move):
             m.d.sync += [out.eq(sample), out_valid.eq(1), sample_valid.eq(0)]
 
-        # (An If chain, not m.Switch: Yosys writes incomplete case statements lint rejects.)
-        with m.If(state == _State.IDLE):
-            m.d.comb += bus.request.ready.eq(1)
-            with m.If(bus.request.valid):
-                ok = aligned & in_range & Mux(request.write, all_writable, 1)
-                m.d.sync += [
-                    index.eq(word), remaining.eq(request.length),
-                    tag.eq(request.tag), refused.eq(~ok),
-                    state.eq(Mux(request.write, _State.WRITE, _State.READ)),
-                ]
-                m.d.comb += errors.inc.eq(~ok)
-
-        with m.Elif(state == _State.READ):
-            with m.If(~sample_valid | move):
-                m.d.sync += [
-                    sample_valid.eq(1),
-                    sample.write.eq(0), sample.tag.eq(tag),
-                    sample.status.eq(Mux(refused, Status.TARGET_ERROR, Status.OKAY)),
-                    sample.data.eq(Mux(refused, 0, read_values[index])),
-                    sample.last.eq(remaining == 0),
-                    index.eq(index + 1), remaining.eq(remaining - 1),
-                ]
-                for i, r in enumerate(registers):
-                    m.d.comb += getattr(self.reads, r.name).eq(~refused & (index == i))
-                with m.If(remaining == 0):
-                    m.d.sync += state.eq(_State.IDLE)
-
-        with m.Elif(state == _State.WRITE):
-            beat = bus.wdata.payload
-            m.d.comb += bus.wdata.ready.eq(1)
-            with m.If(bus.wdata.valid):
-                for i, r in enumerate(registers):
-                    m.d.comb += getattr(self.writes, r.name).eq(~refused & (index == i))
-                with m.If(~refused):
+        with m.Switch(state):
+            with m.Case(_State.IDLE):
+                m.d.comb += bus.request.ready.eq(1)
+                with m.If(bus.request.valid):
+                    ok = aligned & in_range & Mux(request.write, all_writable, 1)
+                    m.d.sync += [
+                        index.eq(word), remaining.eq(request.length),
+                        tag.eq(request.tag), refused.eq(~ok),
+                        state.eq(Mux(request.write, _State.WRITE, _State.READ)),
+                    ]
+                    m.d.comb += errors.inc.eq(~ok)
+            with m.Case(_State.READ):
+                with m.If(~sample_valid | move):
+                    m.d.sync += [
+                        sample_valid.eq(1),
+                        sample.write.eq(0), sample.tag.eq(tag),
+                        sample.status.eq(Mux(refused, Status.TARGET_ERROR, Status.OKAY)),
+                        sample.data.eq(Mux(refused, 0, read_values[index])),
+                        sample.last.eq(remaining == 0),
+                        index.eq(index + 1), remaining.eq(remaining - 1),
+                    ]
                     for i, r in enumerate(registers):
-                        if r.access is not Access.READ_WRITE:
-                            continue
-                        target = value(r)
-                        with m.If(index == i):
-                            for byte in range(-(-r.width // 8)):
-                                bits = slice(8 * byte, min(8 * byte + 8, r.width))
-                                with m.If(beat.strobe[byte]):
-                                    m.d.sync += target[bits].eq(beat.data[bits])
-                m.d.sync += [index.eq(index + 1), remaining.eq(remaining - 1)]
-                # The length in the request decides the end; ``last`` is advisory.
-                with m.If(remaining == 0):
-                    m.d.sync += state.eq(_State.RESPOND)
-
-        with m.Elif(state == _State.RESPOND):
-            # After the read beats still on their way (a write's response never passes them).
-            with m.If(free & ~sample_valid):
-                m.d.sync += [
-                    out_valid.eq(1),
-                    out.write.eq(1), out.tag.eq(tag),
-                    out.status.eq(Mux(refused, Status.TARGET_ERROR, Status.OKAY)),
-                    out.data.eq(0), out.last.eq(1),
-                    state.eq(_State.IDLE),
-                ]
+                        m.d.comb += getattr(self.reads, r.name).eq(~refused & (index == i))
+                    with m.If(remaining == 0):
+                        m.d.sync += state.eq(_State.IDLE)
+            with m.Case(_State.WRITE):
+                beat = bus.wdata.payload
+                m.d.comb += bus.wdata.ready.eq(1)
+                with m.If(bus.wdata.valid):
+                    for i, r in enumerate(registers):
+                        m.d.comb += getattr(self.writes, r.name).eq(~refused & (index == i))
+                    with m.If(~refused):
+                        for i, r in enumerate(registers):
+                            if r.access is not Access.READ_WRITE:
+                                continue
+                            target = value(r)
+                            with m.If(index == i):
+                                for byte in range(-(-r.width // 8)):
+                                    bits = slice(8 * byte, min(8 * byte + 8, r.width))
+                                    with m.If(beat.strobe[byte]):
+                                        m.d.sync += target[bits].eq(beat.data[bits])
+                    m.d.sync += [index.eq(index + 1), remaining.eq(remaining - 1)]
+                    # The length in the request decides the end; ``last`` is advisory.
+                    with m.If(remaining == 0):
+                        m.d.sync += state.eq(_State.RESPOND)
+            with m.Case(_State.RESPOND):
+                # After the read beats still on their way (a write's response never passes them).
+                with m.If(free & ~sample_valid):
+                    m.d.sync += [
+                        out_valid.eq(1),
+                        out.write.eq(1), out.tag.eq(tag),
+                        out.status.eq(Mux(refused, Status.TARGET_ERROR, Status.OKAY)),
+                        out.data.eq(0), out.last.eq(1),
+                        state.eq(_State.IDLE),
+                    ]
         return m

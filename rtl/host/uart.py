@@ -34,8 +34,7 @@ BAUD_TOLERANCE = 0.01
 
 
 class _RxState(enum.Enum):
-    """States of the receiver (an If chain, not m.FSM: Yosys writes the
-    case statements of an FSM incompletely, which lint rejects)."""
+    """States of the receiver."""
     IDLE = 0
     START = 1
     DATA = 2
@@ -138,41 +137,42 @@ class UartRx(wiring.Component):
             m.d.sync += self.o.valid.eq(0)
 
         state = Signal(_RxState)
-        with m.If(state == _RxState.IDLE):
-            with m.If(~line):
-                m.d.sync += timer.eq(divisor // 2 - 1)
-                m.d.sync += state.eq(_RxState.START)
-        with m.Elif(state == _RxState.START):
-            with m.If(timer != 0):
-                m.d.sync += timer.eq(timer - 1)
-            with m.Elif(line):          # gone again before mid-bit: a glitch
-                m.d.sync += state.eq(_RxState.IDLE)
-            with m.Else():
-                m.d.sync += [timer.eq(divisor - 1), bits.eq(0)]
-                m.d.sync += state.eq(_RxState.DATA)
-        with m.Elif(state == _RxState.DATA):
-            with m.If(timer != 0):
-                m.d.sync += timer.eq(timer - 1)
-            with m.Else():
-                m.d.sync += [timer.eq(divisor - 1), shift.eq(Cat(shift[1:], line)),
-                             bits.eq(bits + 1)]
-                with m.If(bits == 7):
-                    m.d.sync += state.eq(_RxState.STOP)
-        with m.Elif(state == _RxState.STOP):
-            with m.If(timer != 0):
-                m.d.sync += timer.eq(timer - 1)
-            with m.Elif(line):
-                with m.If(self.o.valid & ~self.o.ready):
-                    m.d.comb += count["overruns"].eq(1)
+        with m.Switch(state):
+            with m.Case(_RxState.IDLE):
+                with m.If(~line):
+                    m.d.sync += timer.eq(divisor // 2 - 1)
+                    m.d.sync += state.eq(_RxState.START)
+            with m.Case(_RxState.START):
+                with m.If(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Elif(line):          # gone again before mid-bit: a glitch
+                    m.d.sync += state.eq(_RxState.IDLE)
                 with m.Else():
-                    m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(shift)]
-                m.d.sync += state.eq(_RxState.IDLE)
-            with m.Else():
-                m.d.comb += count["framing_errors"].eq(1)
-                m.d.sync += state.eq(_RxState.BREAK)
-        with m.Elif(state == _RxState.BREAK):
-            with m.If(line):
-                m.d.sync += state.eq(_RxState.IDLE)
+                    m.d.sync += [timer.eq(divisor - 1), bits.eq(0)]
+                    m.d.sync += state.eq(_RxState.DATA)
+            with m.Case(_RxState.DATA):
+                with m.If(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Else():
+                    m.d.sync += [timer.eq(divisor - 1), shift.eq(Cat(shift[1:], line)),
+                                 bits.eq(bits + 1)]
+                    with m.If(bits == 7):
+                        m.d.sync += state.eq(_RxState.STOP)
+            with m.Case(_RxState.STOP):
+                with m.If(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Elif(line):
+                    with m.If(self.o.valid & ~self.o.ready):
+                        m.d.comb += count["overruns"].eq(1)
+                    with m.Else():
+                        m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(shift)]
+                    m.d.sync += state.eq(_RxState.IDLE)
+                with m.Else():
+                    m.d.comb += count["framing_errors"].eq(1)
+                    m.d.sync += state.eq(_RxState.BREAK)
+            with m.Case(_RxState.BREAK):
+                with m.If(line):
+                    m.d.sync += state.eq(_RxState.IDLE)
         return m
 
 

@@ -555,7 +555,6 @@ class CommandQueue(wiring.Component):
                           Mux(target == 1, _exceeds(m, spad_end, e.w_depth, "l_w"),
                               _exceeds(m, spad_end, e.qp_depth, "l_qp"))))
         store_bad = rq_bad | self._remote_out_of_range(st.remote)
-        # (If chains, not m.Switch: Yosys writes incomplete case statements lint rejects.)
         with m.If(command.opcode == Opcode.CONFIGURE):
             with m.If(cf.act_min > cf.act_max):
                 m.d.comb += code.eq(StatusCode.OUT_OF_RANGE)

@@ -229,7 +229,6 @@ class GemmEngine(wiring.Component):
         with m.If(hold != 0):
             m.d.sync += hold.eq(hold - 1)
 
-        # (An If chain, not m.FSM: a 3-state FSM's case statements are incomplete for lint.)
         state = Signal(_Loader)
         with m.If(state == _Loader.IDLE):
             m.d.comb += self.cmd.ready.eq(1)
