@@ -445,26 +445,39 @@ class InitiatorInterface(wiring.Component):
         used_one = fill[0] & ~fill[1] if slots > 1 else fill[0]
         owed = fill[0]
 
+        # The head decision (``do_alloc``, with ``alloc_live`` for a request that goes into
+        # the network) is applied to the slots a cycle later, from registers
+        # (``allocated``, ``allocated_live``, ``allocated_entry``): the decision then drives
+        # a few registers, not the slot memory, the thermometer, ``live``/``expired`` and the
+        # oldest entry (the package's critical path ran from the decision into them). The
+        # next head cannot go in the cycle after a decision (``settle``), and the
+        # registers that the one after reads (``slot_free``, ``was_busy``) count the
+        # pending allocation; a response cannot arrive for a slot a cycle after its request.
         do_alloc = Signal()
         alloc_live = Signal()
+        allocated = Signal()
+        allocated_live = Signal()
+        allocated_entry = Signal(slot_layout)
         do_retire = Signal()
-        m.d.comb += [
-            slot_wr.addr.eq(alloc), slot_wr.en.eq(do_alloc),
-            slot_wr.data.tag.eq(cmd_tag), slot_wr.data.write.eq(cmd_write),
-            slot_wr.data.length.eq(cmd_length),
-            slot_wr.data.status.eq(Mux(cmd_refused, Status.DECODE_ERROR, Status.OKAY)),
+        m.d.sync += [
+            allocated.eq(do_alloc), allocated_live.eq(alloc_live),
+            allocated_entry.tag.eq(cmd_tag), allocated_entry.write.eq(cmd_write),
+            allocated_entry.length.eq(cmd_length),
+            allocated_entry.status.eq(Mux(cmd_refused, Status.DECODE_ERROR, Status.OKAY)),
         ]
-        with m.If(do_alloc & ~do_retire):
+        m.d.comb += [slot_wr.addr.eq(alloc), slot_wr.en.eq(allocated),
+                     slot_wr.data.eq(allocated_entry)]
+        with m.If(allocated & ~do_retire):
             m.d.sync += fill.eq(Cat(1, fill[:-1]))
-        with m.Elif(do_retire & ~do_alloc):
+        with m.Elif(do_retire & ~allocated):
             m.d.sync += fill.eq(fill[1:])
-        with m.If(do_alloc):
+        with m.If(allocated):
             m.d.sync += alloc.eq(alloc + 1)
         with m.If(do_retire):
             m.d.sync += [retire.eq(retire_after), retire_after.eq(retire_after + 1)]
         # An allocation writes the oldest slot's entry when nothing is owed, or the one
         # after it when one request is (``alloc`` is ``retire + used``).
-        with m.If(do_alloc & Mux(do_retire, used_one, used_none)):
+        with m.If(allocated & Mux(do_retire, used_one, used_none)):
             m.d.sync += head_slot.eq(slot_wr.data)
         with m.Elif(do_retire):
             m.d.sync += head_slot.eq(slot_after.data)
@@ -486,8 +499,8 @@ class InitiatorInterface(wiring.Component):
         quarantine_over = live & expired & hit_time & ~expired_then & ~stamped
         set_live = Signal(slots)
         one_hot = (Const(1, slots) << alloc)[:slots]
-        m.d.comb += set_live.eq(Mux(do_alloc & alloc_live, one_hot, 0))
-        set_fresh = Mux(do_alloc, one_hot, 0)
+        m.d.comb += set_live.eq(Mux(allocated & allocated_live, one_hot, 0))
+        set_fresh = Mux(allocated, one_hot, 0)
         m.d.sync += [
             live.eq((live & ~clear_live & ~quarantine_over) | set_live),
             expired.eq((expired | expire_now) & ~set_fresh),
@@ -524,13 +537,18 @@ class InitiatorInterface(wiring.Component):
         refused_skid, refused_cmd = Signal(), Signal()
         same_dest_skid, same_dest_cmd = Signal(), Signal()
         was_busy = Signal()
+        # With an allocation pending, the slot after ``alloc`` is the next one, and the
+        # thermometer's top after the shift is its second bit (a retirement in the same
+        # cycle is not counted: the head waits a cycle at most).
+        full_after = fill[-2] if slots > 1 else Const(1)
         m.d.sync += [
-            slot_free.eq(~fill[-1] & ~live.bit_select(alloc, 1)),
+            slot_free.eq(Mux(allocated, ~full_after & ~live.bit_select(alloc + 1, 1),
+                             ~fill[-1] & ~live.bit_select(alloc, 1))),
             picked_skid.eq(from_skid),
             refused_skid.eq(refusal(skid)), refused_cmd.eq(cmd_refused),
             same_dest_skid.eq(cur_dest.as_value() == destination(skid)),
             same_dest_cmd.eq(cur_dest.as_value() == cmd_dest.as_value()),
-            was_busy.eq(busy),
+            was_busy.eq(busy | (allocated & allocated_live)),
             settle.eq((cmd_load & ~skid_valid) | do_alloc),
         ]
         m.d.comb += [
@@ -637,11 +655,10 @@ class InitiatorInterface(wiring.Component):
             with m.Elif(cmd_valid & ~settle & slot_free):
                 m.d.comb += [inject.payload.head.eq(1), flit_data.eq(head)]
                 with m.If(refused):
+                    # A write's beats are taken in S_DISCARD, and the command stage is
+                    # released there (a read's at once), not by this decision.
                     m.d.comb += [do_alloc.eq(1), refused_now.eq(1)]
-                    with m.If(cmd_write):
-                        m.d.sync += send_state.eq(S_DISCARD)
-                    with m.Else():
-                        m.d.comb += cmd_take.eq(1)
+                    m.d.sync += send_state.eq(S_DISCARD)
                 with m.Elif(dest_ok):
                     m.d.comb += inject.valid.eq(1)
                     with m.If(inject.ready):
@@ -684,9 +701,10 @@ class InitiatorInterface(wiring.Component):
                     with m.If(drain_left == 1):
                         m.d.sync += send_state.eq(S_HEAD)
         with m.Elif(send_state == S_DISCARD):
-            # A refused write: its beats are taken and dropped, then it is done (the cycle
-            # after its last beat: the command stage reloads from registers only).
-            with m.If(fill_started & fill_idle):
+            # A refused request: a read is done at once, a write once its beats are taken
+            # and dropped (the cycle after its last beat). Either way the command stage
+            # reloads from registers only.
+            with m.If(~cmd_write | (fill_started & fill_idle)):
                 m.d.comb += cmd_take.eq(1)
                 m.d.sync += send_state.eq(S_HEAD)
         return self._responses(m, p, eject, head_slot, slot_after.data, owed, live, expired,
