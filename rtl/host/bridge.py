@@ -285,8 +285,11 @@ class HostBridge(wiring.Component):
 
         # Bytes out leave from a register (one byte), with what the transmit CRC does with
         # them (start, add, nothing); the CRC takes each byte as it leaves, so neither the
-        # byte's multiplexers nor the CRC are on one path. The checksum byte is loaded only
-        # once the register is empty, when the CRC has every byte before it.
+        # byte's multiplexers nor the CRC are on one path. A byte is loaded only into an
+        # empty register (``out_ready`` is ``~tx_full``, not ``| tx.ready``), so no state's
+        # logic waits on the transport's ready: one idle cycle between bytes, nothing
+        # against a UART's byte time. The checksum byte then also finds every byte before
+        # it in the CRC.
         out_valid = Signal()
         out_byte = Signal(8)
         out_crc_start = Signal()
@@ -301,7 +304,7 @@ class HostBridge(wiring.Component):
             self.tx.valid.eq(tx_full), self.tx.payload.eq(tx_byte),
             tx_crc.data.eq(tx_byte),
             tx_crc.start.eq(leaves & tx_crc_start), tx_crc.valid.eq(leaves & tx_crc_add),
-            out_ready.eq(~tx_full | self.tx.ready),
+            out_ready.eq(~tx_full),
         ]
         sent = out_valid & out_ready
         with m.If(sent):
@@ -584,7 +587,6 @@ class HostBridge(wiring.Component):
 
             with m.Case(_State.CHECKSUM):
                 drain_stale()
-                m.d.comb += out_ready.eq(~tx_full)   # after the CRC has taken the status byte
                 send(tx_crc.crc, _State.HUNT)
                 with m.If(sent & ~nak & ~is_counters):
                     m.d.sync += bus_tag.eq(bus_tag + 1)
