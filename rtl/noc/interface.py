@@ -471,8 +471,11 @@ class InitiatorInterface(wiring.Component):
             m.d.sync += fill.eq(Cat(1, fill[:-1]))
         with m.Elif(do_retire & ~allocated):
             m.d.sync += fill.eq(fill[1:])
+        # ``alloc`` one-hot as well: the slot's bits of ``live``/``expired`` are selected
+        # and set with ANDs, not a multiplexer or a decoder of the pointer.
+        alloc_hot = Signal(slots, init=1)
         with m.If(allocated):
-            m.d.sync += alloc.eq(alloc + 1)
+            m.d.sync += [alloc.eq(alloc + 1), alloc_hot.eq(alloc_hot.rotate_left(1))]
         with m.If(do_retire):
             m.d.sync += [retire.eq(retire_after), retire_after.eq(retire_after + 1)]
         # An allocation writes the oldest slot's entry when nothing is owed, or the one
@@ -498,9 +501,8 @@ class InitiatorInterface(wiring.Component):
         # (A quarantine lasts ``timeout`` >= 4 cycles, so it never ends in a masked cycle.)
         quarantine_over = live & expired & hit_time & ~expired_then & ~stamped
         set_live = Signal(slots)
-        one_hot = (Const(1, slots) << alloc)[:slots]
-        m.d.comb += set_live.eq(Mux(allocated & allocated_live, one_hot, 0))
-        set_fresh = Mux(allocated, one_hot, 0)
+        m.d.comb += set_live.eq(Mux(allocated & allocated_live, alloc_hot, 0))
+        set_fresh = Mux(allocated, alloc_hot, 0)
         m.d.sync += [
             live.eq((live & ~clear_live & ~quarantine_over) | set_live),
             expired.eq((expired | expire_now) & ~set_fresh),
@@ -542,8 +544,8 @@ class InitiatorInterface(wiring.Component):
         # cycle is not counted: the head waits a cycle at most).
         full_after = fill[-2] if slots > 1 else Const(1)
         m.d.sync += [
-            slot_free.eq(Mux(allocated, ~full_after & ~live.bit_select(alloc + 1, 1),
-                             ~fill[-1] & ~live.bit_select(alloc, 1))),
+            slot_free.eq(Mux(allocated, ~full_after & ~(live & alloc_hot.rotate_left(1)).any(),
+                             ~fill[-1] & ~(live & alloc_hot).any())),
             picked_skid.eq(from_skid),
             refused_skid.eq(refusal(skid)), refused_cmd.eq(cmd_refused),
             same_dest_skid.eq(cur_dest.as_value() == destination(skid)),
