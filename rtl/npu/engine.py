@@ -282,13 +282,18 @@ class GemmEngine(wiring.Component):
         # last row decides ``take``, which loads every feeder register.)
         m.d.comb += [last_row.eq(feeding & (i == current.final)),
                      take.eq(shadow_full & (~feeding | last_row))]
+        # The A read address ``a_ptr + i`` is kept in a register of its own, stepped with
+        # ``i``: Yosys emulates the block RAM's read-before-write behaviour by comparing the
+        # read address with the write a cycle late, and behind an adder that compare was
+        # 9 LUT levels (the deepest register input of the package).
+        a_addr = Signal.like(a_rd.addr)
         with m.If(take):
             m.d.sync += [current.eq(pending), feeding.eq(1), i.eq(0), shadow_full.eq(0),
-                         hold.eq(arr.swap_hold)]
+                         hold.eq(arr.swap_hold), a_addr.eq(pending.a_ptr)]
         with m.Elif(last_row):
             m.d.sync += feeding.eq(0)
         with m.Elif(feeding):
-            m.d.sync += i.eq(i + 1)
+            m.d.sync += [i.eq(i + 1), a_addr.eq(a_addr + 1)]
 
         # Row issue: address now, data (and these flags, registered) next cycle.
         issue_layout = data.StructLayout({
@@ -298,7 +303,7 @@ class GemmEngine(wiring.Component):
             "acc_addr": cmd_layout["acc_base"].shape,
         })
         issue = Signal(issue_layout)
-        m.d.comb += [a_rd.addr.eq(current.a_ptr + i),
+        m.d.comb += [a_rd.addr.eq(a_addr),
                      issue.valid.eq(feeding), issue.first.eq(current.first),
                      issue.last.eq(last_row & current.last),
                      issue.acc_addr.eq(current.acc_base + i)]
