@@ -32,7 +32,8 @@ from .toolchain import package_versions, tool_version, toolchain_env
 from .top import BoardTop, TopFactory, make_design
 
 __all__ = ["BuildResult", "BuildError", "build", "format_summary", "read_nextpnr_report",
-           "prepare_plan", "SYNTH_OPTS", "SCRIPT_AFTER_READ", "FAMILY_CELLS"]
+           "prepare_plan", "SYNTH_OPTS", "SCRIPT_AFTER_READ", "FAMILY_CELLS",
+           "package_blocks", "keep_blocks_script"]
 
 #: Default ``synth_<family>`` options. ECP5: Yosys 0.70's ``synth_ecp5`` maps with abc9 to
 #: wide LUTs (LUT5-7 built from PFUMX/L6MUX21), which costs far more LUT4 slots on datapaths
@@ -286,6 +287,38 @@ def _run_step(argv, step, *, cwd, env, log_path, t_start, emit):
     return time.monotonic() - t0
 
 
+def package_blocks(rtlil: str) -> list[str]:
+    """A package board top's blocks, as Yosys module names: every tile, network interface
+    and register bank (a module one level below ``package``, but the register slices
+    between them), every router of a die's mesh and every die link's adapters and bridges
+    (not the interposer wires)."""
+    prefix = "top.design.package."
+    blocks = []
+    for module in re.findall(r"^module \\(\S+)$", rtlil, re.MULTILINE):
+        if not module.startswith(prefix):
+            continue
+        path = module[len(prefix):].split(".")
+        if len(path) == 1 and path[0] != "network" and not path[0].endswith("_slice"):
+            blocks.append(module)
+        elif len(path) == 3 and path[0] == "network" and (
+                path[2].startswith("router_")
+                or path[2].startswith(("adapter_", "bridge_")) and path[1].startswith("link")):
+            blocks.append(module)
+    return blocks
+
+
+def keep_blocks_script(script: str, blocks: list[str]) -> str:
+    """The build's Yosys script with ``blocks`` kept as modules of their own (Yosys
+    ``keep_hierarchy``, set right after the netlist is read): ABC then maps each block for
+    its own paths, and shares no logic across a block's edge (docs/package.md)."""
+    if SCRIPT_AFTER_READ not in script:
+        raise ValueError("keep_blocks_script: not a build script (no SCRIPT_AFTER_READ)")
+    if not blocks:
+        return script
+    return script.replace(SCRIPT_AFTER_READ, SCRIPT_AFTER_READ
+                          + "\nsetattr -mod -set keep_hierarchy 1 " + " ".join(blocks), 1)
+
+
 def prepare_plan(board: str | Board, design: Elaboratable, *, name: str = "top",
                  synth_opts: str | None = None, nextpnr_opts: str = ""):
     """Amaranth's build plan for ``design`` on ``board``, with the Yosys script every build
@@ -311,7 +344,7 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
           top: Elaboratable | TopFactory | None = None,
           progress: Callable[[str], None] | None = print,
           synth_opts: str | None = None, name: str = "top",
-          timing_allow_fail: bool = False) -> BuildResult:
+          timing_allow_fail: bool = False, keep_blocks: bool | None = None) -> BuildResult:
     """Synthesise, place and route ``top`` on ``board``; write the bitstream and
     ``report.json`` into ``build_dir`` (default ``build/<board>`` under the current folder).
 
@@ -332,6 +365,10 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
         ``--timing-allow-fail``): to learn how fast a design closes against a tight
         constraint. The report says the constraint failed; the bitstream is not to be used
         at that clock.
+    keep_blocks : bool, optional
+        Synthesise a package's blocks (:func:`package_blocks`) as modules of their own.
+        Default: what the design asks for (its ``keep_blocks`` attribute; a package board
+        top does, docs/package.md), else flat. The report records how many were kept.
 
     Raises
     ------
@@ -364,6 +401,10 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
     t0 = time.monotonic()
     plan = prepare_plan(board, design, name=name, synth_opts=synth_opts,
                         nextpnr_opts=nextpnr_opts)
+    if keep_blocks is None:
+        keep_blocks = bool(getattr(design, "keep_blocks", False))
+    kept = package_blocks(plan.files[f"{name}.il"]) if keep_blocks else []
+    plan.files[f"{name}.ys"] = keep_blocks_script(plan.files[f"{name}.ys"], kept)
     # Outputs of an earlier build must not pass for this one's.
     bitstream = build_path / (f"{name}.bit" if board.family == "ecp5" else f"{name}.bin")
     for stale in (bitstream, build_path / "report.json", build_path / "report_nextpnr.json",
@@ -432,7 +473,7 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
         "critical_paths": figures["critical_paths"],
         "utilization": figures["utilization"],
         "yosys_cells": yosys_cells,
-        "options": {"synth": synth_opts, "nextpnr": nextpnr_opts},
+        "options": {"synth": synth_opts, "nextpnr": nextpnr_opts, "kept_blocks": len(kept)},
         "tools": versions,
         "time_s": times,
         "files": {

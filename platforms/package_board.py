@@ -84,7 +84,14 @@ class PackageBoard(Elaboratable):
     ----------
     params : dict
         What the build report records as the design's parameters.
+    keep_blocks : bool
+        True: the build synthesises each tile, interface, router and link end as a module
+        of its own (:func:`~chipknit.platforms.build.package_blocks`). On the default
+        package this placed at 95.0 / 93.6 / 99.4 MHz (seeds 1–3) against 88.1 / 92.4 /
+        81.0 flat, for about 11 % more LUTs (docs/package.md).
     """
+
+    keep_blocks = True
 
     def __init__(self, board: Board, package: Package, *, clock_mhz: float | None = None,
                  ber: float = 0.0, die: int | None = None):

@@ -88,6 +88,34 @@ def test_package_blocks_are_tiles_interfaces_routers_and_link_ends():
     assert "network" not in short
 
 
+def test_package_builds_keep_their_blocks():
+    """``chipknit build`` keeps a package's blocks (the board top asks for it); the
+    script gains one ``setattr`` naming them right after the netlist is read; without
+    blocks it is unchanged."""
+    from chipknit.platforms.boards import get_board
+    from chipknit.platforms.build import (
+        SCRIPT_AFTER_READ,
+        keep_blocks_script,
+        package_blocks,
+        prepare_plan,
+    )
+    from chipknit.platforms.package_board import package_top
+
+    board = get_board("ulx3s")
+    design = package_top("default")(board)
+    assert design.keep_blocks
+    plan = prepare_plan(board, design)
+    blocks = package_blocks(plan.files["top.il"])
+    script = plan.files["top.ys"]
+    kept = keep_blocks_script(script, blocks)
+    assert keep_blocks_script(script, []) == script
+    (line,) = [line for line in kept.splitlines() if line.startswith("setattr")]
+    assert line.split()[5:] == blocks and line.split()[:5] == [
+        "setattr", "-mod", "-set", "keep_hierarchy", "1"]
+    lines = kept.splitlines()
+    assert lines.index(line) == lines.index(SCRIPT_AFTER_READ) + 1
+
+
 def test_abc_delay_splits_the_synthesis_around_abc9():
     """``--abc-delay``: the script's ``synth_ecp5`` runs up to its LUT mapping, ``abc9``
     runs with the delay target, then ``synth_ecp5`` goes on from the cell mapping; the rest

@@ -23,11 +23,12 @@ registers three. Routing is not counted: in the default package each level costs
 
 import argparse
 import json
-import re
 import sys
 from collections import Counter, defaultdict
 
-__all__ = ["depths", "synthesise", "summary", "main"]
+from chipknit.platforms.build import package_blocks
+
+__all__ = ["depths", "synthesise", "summary", "main", "package_blocks"]
 
 # (cell type) -> (input ports through which depth propagates, levels added, output ports).
 _COMBINATIONAL = {
@@ -142,26 +143,6 @@ def depths(netlist: dict, trace: str | None = None):
     return found
 
 
-def package_blocks(rtlil: str) -> list[str]:
-    """The package board top's blocks, as Yosys module names: every tile, network
-    interface and register bank (a module one level below ``package``, but the register
-    slices between them), every router of a die's mesh and every die link's adapters and
-    bridges (not the interposer wires)."""
-    prefix = "top.design.package."
-    blocks = []
-    for name in re.findall(r"^module \\(\S+)$", rtlil, re.MULTILINE):
-        if not name.startswith(prefix):
-            continue
-        path = name[len(prefix):].split(".")
-        if len(path) == 1 and path[0] != "network" and not path[0].endswith("_slice"):
-            blocks.append(name)
-        elif len(path) == 3 and path[0] == "network" and (
-                path[2].startswith("router_")
-                or path[2].startswith(("adapter_", "bridge_")) and path[1].startswith("link")):
-            blocks.append(name)
-    return blocks
-
-
 def flatten_netlist(netlist) -> dict:
     """``netlist`` (a Yosys JSON file) as one module: a netlist synthesised with kept
     blocks is flattened by Yosys first (the hierarchy attribute cleared); a flat one is
@@ -215,16 +196,18 @@ def with_abc_delay(script: str, delay_ps: int) -> str:
     return "\n".join(lines) + ("\n" if script.endswith("\n") else "")
 
 
-def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None, keep_blocks=False,
+def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None, keep_blocks=None,
                abc_delay_ps=None):
     """Synthesise ``design`` (a board-level elaboratable, as for
     :func:`~chipknit.platforms.build.prepare_plan`) into ``build_dir`` with the build's
     Yosys script; returns the seconds it took. The netlist is ``top.json`` there.
 
-    ``keep_blocks`` (a package board top only) keeps :func:`package_blocks` as modules of
-    their own (Yosys ``keep_hierarchy``): ABC then maps each block for its own deepest path,
-    not for the deepest in the package, and unused outputs of a block stay. The netlist is
-    hierarchical; :func:`flatten_netlist` makes one module of it for :func:`depths`.
+    ``keep_blocks`` keeps a package's blocks (:func:`package_blocks`) as modules of their
+    own (Yosys ``keep_hierarchy``), as ``chipknit build`` does for a package (default: what
+    the design asks for, as there; ``False`` synthesises flat): ABC then maps each block for
+    its own deepest path, not for the deepest in the package, and unused outputs of a block
+    stay. The netlist is hierarchical; :func:`flatten_netlist` makes one module of it for
+    :func:`depths`.
     ``abc_delay_ps`` gives ABC that delay target (:func:`with_abc_delay`, ECP5 only)."""
     import subprocess
     import time
@@ -232,21 +215,19 @@ def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None, keep_blocks
 
     from amaranth._toolchain import tool_env_var
 
-    from chipknit.platforms.build import SCRIPT_AFTER_READ, prepare_plan
+    from chipknit.platforms.build import keep_blocks_script, prepare_plan
     from chipknit.platforms.toolchain import toolchain_env
 
     out = Path(build_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = prepare_plan(board, design, synth_opts=synth_opts)
+    if keep_blocks is None:
+        keep_blocks = bool(getattr(design, "keep_blocks", False))
     if keep_blocks:
         blocks = package_blocks(plan.files["top.il"])
         if not blocks:
             raise ValueError("keep_blocks: no package blocks in this design")
-        script = plan.files["top.ys"]
-        assert SCRIPT_AFTER_READ in script
-        plan.files["top.ys"] = script.replace(SCRIPT_AFTER_READ, SCRIPT_AFTER_READ
-                                              + "\nsetattr -mod -set keep_hierarchy 1 "
-                                              + " ".join(blocks), 1)
+        plan.files["top.ys"] = keep_blocks_script(plan.files["top.ys"], blocks)
     if abc_delay_ps is not None:
         plan.files["top.ys"] = with_abc_delay(plan.files["top.ys"], abc_delay_ps)
     plan.extract(out)
@@ -292,14 +273,17 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the histogram and the blocks' counts here")
     parser.add_argument("--trace", help="print the longest path into each register whose "
                                         "name contains this")
-    parser.add_argument("--keep-blocks", action="store_true",
-                        help="with --package: keep each block a module of its own in "
-                             "synthesis (see synthesise)")
+    flow = parser.add_mutually_exclusive_group()
+    flow.add_argument("--keep-blocks", dest="keep_blocks", action="store_const", const=True,
+                      help="with --package: keep each block a module of its own in "
+                           "synthesis (see synthesise; the build's default for a package)")
+    flow.add_argument("--flatten", dest="keep_blocks", action="store_const", const=False,
+                      help="with --package: synthesise the package flat")
     parser.add_argument("--abc-delay", type=int, metavar="PS",
                         help="with --package or --block: give ABC this delay target")
     args = parser.parse_args(argv)
-    if args.keep_blocks and not args.package:
-        parser.error("--keep-blocks needs --package")
+    if args.keep_blocks is not None and not args.package:
+        parser.error("--keep-blocks and --flatten need --package")
     if args.abc_delay is not None and not (args.package or args.block):
         parser.error("--abc-delay needs --package or --block")
     if args.package or args.block:

@@ -37,7 +37,7 @@ def constrain(lpf: str, mhz: float) -> str:
 
 
 def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "default",
-            synth_opts: str | None = None, keep_blocks: bool = False,
+            synth_opts: str | None = None, keep_blocks: bool | None = None,
             abc_delay_ps: int | None = None) -> dict:
     """Synthesise ``package``'s ULX3S board top into ``build_dir`` (``synth_ecp5``
     ``synth_opts``, default ``SYNTH_OPTS["ecp5"]`` as every build), place and route it at
@@ -55,6 +55,8 @@ def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "def
     board = get_board("ulx3s")
     design = package_top(package, clock_mhz=None, ber=0.0, die=None)(board)
     synth_opts = SYNTH_OPTS["ecp5"] if synth_opts is None else synth_opts
+    if keep_blocks is None:
+        keep_blocks = bool(getattr(design, "keep_blocks", False))
     figures = {"package": package, "seed": seed, "constraint_mhz": mhz,
                "synth_opts": synth_opts, "keep_blocks": keep_blocks,
                "abc_delay_ps": abc_delay_ps,
@@ -92,9 +94,13 @@ def main(argv=None) -> int:
     parser.add_argument("--package", default="default")
     parser.add_argument("--synth-opts", default=None,
                         help="options for synth_ecp5 (default: those of every build)")
-    parser.add_argument("--keep-blocks", action="store_true",
-                        help="keep every tile, interface, router and link end a module of "
-                             "its own in synthesis (chipknit.bench.logic_depth.synthesise)")
+    flow = parser.add_mutually_exclusive_group()
+    flow.add_argument("--keep-blocks", dest="keep_blocks", action="store_const", const=True,
+                      help="keep every tile, interface, router and link end a module of its "
+                           "own in synthesis (the default, as chipknit build does)")
+    flow.add_argument("--flatten", dest="keep_blocks", action="store_const", const=False,
+                      help="synthesise the package flat (the build before the fourteenth "
+                           "session)")
     parser.add_argument("--abc-delay", type=int, metavar="PS",
                         help="give ABC this delay target in synthesis (docs/build.md: "
                              "2000 did not beat the build's own synthesis)")
