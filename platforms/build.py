@@ -33,7 +33,7 @@ from .top import BoardTop, TopFactory, make_design
 
 __all__ = ["BuildResult", "BuildError", "build", "format_summary", "read_nextpnr_report",
            "prepare_plan", "SYNTH_OPTS", "SCRIPT_AFTER_READ", "FAMILY_CELLS",
-           "package_blocks", "keep_blocks_script"]
+           "package_blocks", "keep_blocks_script", "wants_kept_blocks", "keep_blocks_in_plan"]
 
 #: Default ``synth_<family>`` options. ECP5: Yosys 0.70's ``synth_ecp5`` maps with abc9 to
 #: wide LUTs (LUT5-7 built from PFUMX/L6MUX21), which costs far more LUT4 slots on datapaths
@@ -319,6 +319,22 @@ def keep_blocks_script(script: str, blocks: list[str]) -> str:
                           + "\nsetattr -mod -set keep_hierarchy 1 " + " ".join(blocks), 1)
 
 
+def wants_kept_blocks(design, keep_blocks: bool | None = None) -> bool:
+    """``keep_blocks`` if given, else what ``design`` asks for (its ``keep_blocks``
+    attribute, which a package board top sets); flat by default."""
+    if keep_blocks is None:
+        return bool(getattr(design, "keep_blocks", False))
+    return keep_blocks
+
+
+def keep_blocks_in_plan(plan, name: str = "top") -> list[str]:
+    """Keep the package blocks of ``plan``'s netlist as modules of their own in its Yosys
+    script (:func:`keep_blocks_script`); the blocks kept (none: the script is unchanged)."""
+    kept = package_blocks(plan.files[f"{name}.il"])
+    plan.files[f"{name}.ys"] = keep_blocks_script(plan.files[f"{name}.ys"], kept)
+    return kept
+
+
 def prepare_plan(board: str | Board, design: Elaboratable, *, name: str = "top",
                  synth_opts: str | None = None, nextpnr_opts: str = ""):
     """Amaranth's build plan for ``design`` on ``board``, with the Yosys script every build
@@ -401,10 +417,7 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
     t0 = time.monotonic()
     plan = prepare_plan(board, design, name=name, synth_opts=synth_opts,
                         nextpnr_opts=nextpnr_opts)
-    if keep_blocks is None:
-        keep_blocks = bool(getattr(design, "keep_blocks", False))
-    kept = package_blocks(plan.files[f"{name}.il"]) if keep_blocks else []
-    plan.files[f"{name}.ys"] = keep_blocks_script(plan.files[f"{name}.ys"], kept)
+    kept = keep_blocks_in_plan(plan, name) if wants_kept_blocks(design, keep_blocks) else []
     # Outputs of an earlier build must not pass for this one's.
     bitstream = build_path / (f"{name}.bit" if board.family == "ecp5" else f"{name}.bin")
     for stale in (bitstream, build_path / "report.json", build_path / "report_nextpnr.json",

@@ -446,7 +446,9 @@ class CommandQueue(wiring.Component):
         # while the STORE waits), so it takes the command at once; until then the
         # requantiser's results go its way and no REQUANTISE is dispatched, as while it runs.
         store_cmd = Signal(dma_layout)
-        with m.If(go & cur_sel.store & store_go):
+        store_leaves = Signal()     # the STORE in ``cur`` is dispatched now
+        m.d.comb += store_leaves.eq(go & cur_sel.store & store_go)
+        with m.If(store_leaves):
             m.d.sync += store_pending.eq(1)
         with m.Elif(dma.cmd.ready):
             m.d.sync += store_pending.eq(0)
@@ -478,7 +480,7 @@ class CommandQueue(wiring.Component):
         ]
         # The DMA takes the FIFO's LOADs; a STORE (only dispatched while the FIFO is empty)
         # goes to it from ``store_cmd``.
-        with m.If(go & cur_sel.store & store_go):
+        with m.If(store_leaves):
             m.d.sync += store_cmd.eq(dma_cmd)
         with m.If(store_pending):
             m.d.comb += [dma.cmd.valid.eq(1), dma.cmd.payload.eq(store_cmd)]

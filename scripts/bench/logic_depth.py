@@ -215,19 +215,14 @@ def synthesise(design, build_dir, *, board="ulx3s", synth_opts=None, keep_blocks
 
     from amaranth._toolchain import tool_env_var
 
-    from chipknit.platforms.build import keep_blocks_script, prepare_plan
+    from chipknit.platforms.build import keep_blocks_in_plan, prepare_plan, wants_kept_blocks
     from chipknit.platforms.toolchain import toolchain_env
 
     out = Path(build_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = prepare_plan(board, design, synth_opts=synth_opts)
-    if keep_blocks is None:
-        keep_blocks = bool(getattr(design, "keep_blocks", False))
-    if keep_blocks:
-        blocks = package_blocks(plan.files["top.il"])
-        if not blocks:
-            raise ValueError("keep_blocks: no package blocks in this design")
-        plan.files["top.ys"] = keep_blocks_script(plan.files["top.ys"], blocks)
+    if wants_kept_blocks(design, keep_blocks) and not keep_blocks_in_plan(plan):
+        raise ValueError("keep_blocks: no package blocks in this design")
     if abc_delay_ps is not None:
         plan.files["top.ys"] = with_abc_delay(plan.files["top.ys"], abc_delay_ps)
     plan.extract(out)

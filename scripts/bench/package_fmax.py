@@ -46,7 +46,12 @@ def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "def
 
     from chipknit.bench.logic_depth import synthesise
     from chipknit.platforms.boards import get_board
-    from chipknit.platforms.build import SYNTH_OPTS, _yosys_cells, read_nextpnr_report
+    from chipknit.platforms.build import (
+        SYNTH_OPTS,
+        _yosys_cells,
+        read_nextpnr_report,
+        wants_kept_blocks,
+    )
     from chipknit.platforms.package_board import package_top
     from chipknit.platforms.toolchain import toolchain_env
 
@@ -55,8 +60,7 @@ def measure(build_dir, *, seed: int = 1, mhz: float = 100.0, package: str = "def
     board = get_board("ulx3s")
     design = package_top(package, clock_mhz=None, ber=0.0, die=None)(board)
     synth_opts = SYNTH_OPTS["ecp5"] if synth_opts is None else synth_opts
-    if keep_blocks is None:
-        keep_blocks = bool(getattr(design, "keep_blocks", False))
+    keep_blocks = wants_kept_blocks(design, keep_blocks)
     figures = {"package": package, "seed": seed, "constraint_mhz": mhz,
                "synth_opts": synth_opts, "keep_blocks": keep_blocks,
                "abc_delay_ps": abc_delay_ps,
