@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..noc.transaction import TransactionParams
 from .dma import UNEXPECTED_BITS, Dma, DmaParams, dma_command_layout
-from .engine import EngineParams, GemmEngine
+from .engine import EngineParams, GemmEngine, requant_command_layout
 
 __all__ = ["Opcode", "StatusCode", "command_layout", "status_layout", "fence_layout",
            "QueueParams", "CommandQueue"]
@@ -405,6 +405,17 @@ class CommandQueue(wiring.Component):
                                                                  depth=p.dma_queue)
         go = Signal()               # cur can be dispatched (there is room for its entry)
         requant_go = Signal()       # a REQUANTISE: not while a STORE takes the results
+        # The requantiser's command (a REQUANTISE's, or a STORE's) is registered in the
+        # queue (``rq_stage``) and offered to the engine from there, so the engine's command
+        # register, placed beside the DMA that takes its results, waits on no dispatch
+        # logic (with the package's blocks kept, the done FIFO's level -> dispatch -> the
+        # engine's ``rq_cmd`` was the critical path at one seed). A command is only
+        # dispatched into an empty stage; ``store_go`` also waits for it to be empty.
+        rq_staged = Signal()
+        rq_stage = Signal(requant_command_layout(e))
+        rq_payload = Signal(requant_command_layout(e))
+        rq_dispatch = Signal()      # a requantiser command enters the stage now
+        store_leaves = Signal()     # the STORE in ``cur`` is dispatched now
         fence = cur.args.fence
         partial_done = ((computes_running <= fence.computes)
                         & (transfers_running <= fence.transfers)
@@ -415,19 +426,19 @@ class CommandQueue(wiring.Component):
             target.eq(beats_issued + requant_beats),
             # COMPUTE: to the engine.
             engine.cmd.valid.eq(go & cur_sel.compute),
-            # REQUANTISE, and a STORE once ``store_go`` holds: to the requantiser.
-            engine.rq_cmd.valid.eq(requant_go | (go & cur_sel.store & store_go)),
+            # REQUANTISE, and a STORE once ``store_go`` holds: to the requantiser's stage.
+            rq_dispatch.eq((requant_go & ~rq_staged) | store_leaves),
             # LOAD: into the DMA's command FIFO, so that the COMPUTEs behind a LOAD go on
             # while the DMA is still busy with the transfers before it.
             dma_cmds.w_en.eq(go & cur_sel.load),
             retire.eq(go & ((cur_sel.compute & engine.cmd.ready)
                             | (cur_sel.requant & ~dma.storing & ~store_pending
-                               & engine.rq_cmd.ready)
+                               & ~rq_staged)
                             | (cur_sel.load & dma_cmds.w_rdy)
                             | (cur_sel.store & store_go)
                             | (cur_sel.now & (~cur_fence | fence_go)))),
         ]
-        with m.If(requant_go & engine.rq_cmd.ready):
+        with m.If(requant_go & ~rq_staged):
             m.d.sync += beats_issued.eq(beats_issued + requant_beats)
         with m.If(go & cur_sel.store):
             # STORE: the requantiser and the DMA start together, once the results of
@@ -436,8 +447,9 @@ class CommandQueue(wiring.Component):
             # registered, as a FENCE's: while the STORE waits in ``cur`` nothing is
             # dispatched, so it only turns from false to true and last cycle's value is
             # safe; a STORE leaves one cycle after its condition holds.
-            m.d.sync += store_go.eq(~store_go & engine.rq_cmd.ready & dma.cmd.ready
-                                    & ~engine.rq_busy & (dma_cmds.level == 0))
+            m.d.sync += store_go.eq(~store_go & ~rq_staged & engine.rq_cmd.ready
+                                    & dma.cmd.ready & ~engine.rq_busy
+                                    & (dma_cmds.level == 0))
         # The STORE's DMA command is registered (``store_cmd``) and offered the cycle after
         # its dispatch, so the DMA's command register waits on no dispatch logic (with the
         # package's blocks kept, the queue's done FIFO level -> dispatch -> the DMA beside
@@ -446,8 +458,12 @@ class CommandQueue(wiring.Component):
         # while the STORE waits), so it takes the command at once; until then the
         # requantiser's results go its way and no REQUANTISE is dispatched, as while it runs.
         store_cmd = Signal(dma_layout)
-        store_leaves = Signal()     # the STORE in ``cur`` is dispatched now
         m.d.comb += store_leaves.eq(go & cur_sel.store & store_go)
+        with m.If(rq_dispatch):
+            m.d.sync += [rq_staged.eq(1), rq_stage.eq(rq_payload)]
+        with m.Elif(engine.rq_cmd.ready):
+            m.d.sync += rq_staged.eq(0)
+        m.d.comb += [engine.rq_cmd.valid.eq(rq_staged), engine.rq_cmd.payload.eq(rq_stage)]
         with m.If(store_leaves):
             m.d.sync += store_pending.eq(1)
         with m.Elif(dma.cmd.ready):
@@ -494,13 +510,13 @@ class CommandQueue(wiring.Component):
             engine.cmd.payload.accumulate.eq(cur.flags[0]),
             engine.cmd.payload.a_zero_point.eq(config.a_zero_point),
             engine.cmd.payload.w_zero_point.eq(config.w_zero_point),
-            engine.rq_cmd.payload.m.eq(Mux(is_store, sc.m, rc.m)),
-            engine.rq_cmd.payload.acc_base.eq(Mux(is_store, sc.acc_base, rc.acc_base)),
-            engine.rq_cmd.payload.qp_base.eq(Mux(is_store, sc.qp_base, rc.qp_base)),
-            engine.rq_cmd.payload.out_zero_point.eq(config.out_zero_point),
-            engine.rq_cmd.payload.act_min.eq(config.act_min),
-            engine.rq_cmd.payload.act_max.eq(config.act_max),
-            engine.rq_cmd.payload.bypass.eq(cur.flags[0]),
+            rq_payload.m.eq(Mux(is_store, sc.m, rc.m)),
+            rq_payload.acc_base.eq(Mux(is_store, sc.acc_base, rc.acc_base)),
+            rq_payload.qp_base.eq(Mux(is_store, sc.qp_base, rc.qp_base)),
+            rq_payload.out_zero_point.eq(config.out_zero_point),
+            rq_payload.act_min.eq(config.act_min),
+            rq_payload.act_max.eq(config.act_max),
+            rq_payload.bypass.eq(cur.flags[0]),
         ]
 
         # --- Completion and status. --------------------------------------------------------
