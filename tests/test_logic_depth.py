@@ -163,3 +163,18 @@ def test_abc_delay_keeps_the_builds_lut_width(tmp_path, delay_ps):
     cells = stat.get("design", stat)["num_cells_by_type"]
     assert cells.get("LUT4", 0) > 100, cells
     assert not {"PFUMX", "L6MUX21"} & set(cells), cells
+
+
+def test_router_block_is_the_packages_gateway_router():
+    # `--block router` (and `chipknit bench tiles`) must measure the router the package
+    # builds at die 1's link: its six ports and the package's registered hops.
+    from chipknit.bench.tiles import BLOCKS, _package
+    top = _package()
+    router = BLOCKS["router"][1](top)
+    router._MustUse__silence = True     # only its parameters are looked at
+    params = router.params
+    assert (params.x, params.y, params.ports) == (0, 1, 6)
+    assert params.geometry.edge_ports            # the die link's edge port
+    assert params.wire_requests is (not top.port_slices)
+    assert params.injection_register is top.port_slices
+    assert params.depth == top.package.mesh_params(1).depth

@@ -71,12 +71,25 @@ def _host(top):
     return UartHostBridge(top.tile_params["host"], UartParams.from_baud(clock, 115200))
 
 
+def _gateway_router(top):
+    """Die 1's router (0, 1) as the package builds it: 6 ports (the NPU tile's two, two
+    neighbours and the die link's edge port), registered hops (``wire_requests=False``,
+    ``injection_register``)."""
+    from dataclasses import replace
+
+    from chipknit.rtl.noc.router import Router
+    params = top.package.mesh_params(1).router(0, 1)
+    return Router(replace(params, wire_requests=not top.port_slices,
+                          injection_register=top.port_slices))
+
+
 BLOCKS = {
     "initiator": ("InitiatorInterface, default package map, timeout 8192", _initiator),
     "target": ("TargetInterface, depth 4", _target),
     "memory": ("MemoryTile, 4096 x 32 bits", _memory),
     "counters": ("RegisterBank, die 1 counters (49 registers)", _counters),
     "host": ("UartHostBridge, 115200 baud at 25 MHz", _host),
+    "router": ("Router, die 1 (0, 1) of the default package, 6 ports", _gateway_router),
 }
 
 
