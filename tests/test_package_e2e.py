@@ -115,11 +115,12 @@ def _default(**tile_changes):
 
 @pytest.mark.parametrize("changes,message", [
     ({"npu0": {"params": {"rows": 4, "dma_port": 2}}},
-     r"Tile 'npu0' is on local port 2, but die 1's routers have 2 local port\(s\)"),
-    ({"npu0": {"params": {"dma_port": 0}}},
-     "Tile 'npu0' has its DMA on its window's local port 0; an NPU tile needs two"),
+     r"Tile 'npu0' is on local port 2, but die 1's routers have 1 local port\(s\)"),
+    # Without dma_port the DMA takes the next port (port + 1), which die 1 does not have.
+    ({"npu0": {"params": {"rows": 4}}},
+     r"Tile 'npu0' is on local port 1, but die 1's routers have 1 local port\(s\)"),
     ({"npu0": {"port": 1}},
-     r"Tile 'npu0' is on local port 2, but die 1's routers have 2 local port\(s\)"),
+     r"Tile 'npu0' is on local port 1, but die 1's routers have 1 local port\(s\)"),
     ({"npu0": {"params": {"dma_port": -1}}}, "Tile 'npu0' dma_port must be a non-negative"),
     ({"counters1": {"x": 1, "y": 1}},
      r"Tiles 'npu1' and 'counters1' are both on die 1 router \(1, 1\) local port 0"),

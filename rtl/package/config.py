@@ -121,8 +121,10 @@ class Tile:
         Where it sits: die number, router position, local port of that router.
     params : dict
         Kind-specific parameters (scalars or lists of scalars), passed to the tile. An
-        ``npu`` tile takes two local ports, ``port`` for its register window (a target)
-        and ``params.dma_port`` (default ``port + 1``) for its DMA (an initiator).
+        ``npu`` tile has a register window (a target) on ``port`` and a DMA (an initiator)
+        on ``params.dma_port`` (default ``port + 1``). With ``dma_port`` equal to ``port``
+        the two share that port: the window takes the requests (VC 0) and sends the
+        responses (VC 1), the DMA the other way round, each on streams of its own.
     """
     name: str
     kind: str
@@ -144,14 +146,12 @@ class Tile:
                              f"{self.params!r}")
         if self.kind == "npu":
             _integer(f"Tile {self.name!r} dma_port", self.ports[1], 0)
-            if self.ports[1] == self.port:
-                raise ValueError(f"Tile {self.name!r} has its DMA on its window's local port "
-                                 f"{self.port}; an NPU tile needs two local ports")
 
     @property
     def ports(self) -> tuple:
         """The local ports of its router the tile takes: an NPU tile's window, then its
-        DMA (``params.dma_port``, default ``port + 1``); one port for any other kind."""
+        DMA (``params.dma_port``, default ``port + 1``; the same port when they share it);
+        one port for any other kind."""
         if self.kind == "npu":
             return (self.port, self.params.get("dma_port", self.port + 1))
         return (self.port,)
@@ -359,7 +359,7 @@ class Package:
             if not die.contains(tile.x, tile.y):
                 raise ValueError(f"Tile {tile.name!r} at ({tile.x}, {tile.y}) is outside die "
                                  f"{die.number}'s {die.columns}x{die.rows} mesh")
-            for port in tile.ports:
+            for port in dict.fromkeys(tile.ports):
                 if port >= die.local_ports:
                     raise ValueError(f"Tile {tile.name!r} is on local port {port}, but die "
                                      f"{die.number}'s routers have {die.local_ports} local "

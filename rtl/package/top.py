@@ -80,7 +80,7 @@ from ..noc.interface import (
 )
 from ..noc.link_bridge import BridgeStatus, LinkBridgeParams, link_flit_width
 from ..noc.package_network import PackageNetwork
-from ..noc.transaction import TransactionParams
+from ..noc.transaction import REQUEST_VC, RESPONSE_VC, TransactionParams
 from ..npu.array import ArrayParams
 from ..npu.commands import QueueParams
 from ..npu.engine import EngineParams
@@ -596,28 +596,33 @@ class PackageTop(wiring.Component):
                                        ("response", target, initiator)):
                 stream(f"{name}_{what}_slice", getattr(source, what), getattr(sink, what))
 
-        def attach(interface, name, tile, local):
+        def attach(interface, name, tile, local, vcs=None):
             # Both handshakes through registers: no path from the interface's packet logic
             # through the router's buffer state and back (the default package's critical
             # path at ede8b41 ran NI -> router -> NI).
+            # ``vcs``: (inject VCs, eject VCs) the interface takes when it shares the port;
+            # its other streams stay idle (it drives their valid and ready itself).
             inject, eject = port(tile, local)
-            for vc in range(package.flit.vcs):
+            all_vcs = set(range(package.flit.vcs))
+            inject_vcs, eject_vcs = vcs or (all_vcs, all_vcs)
+            for vc in sorted(inject_vcs):
                 stream(f"{name}_inject{vc}_slice", interface.inject[vc], inject[vc])
+            for vc in sorted(eject_vcs):
                 stream(f"{name}_eject{vc}_slice", eject[vc], interface.eject[vc])
 
-        def initiator(tile, local):
+        def initiator(tile, local, vcs=None):
             ni = m.submodules[f"{tile.name}_ni"] = InitiatorInterface(InitiatorParams(
                 transaction=t, node=Node(tile.x, tile.y, local, tile.die),
                 address_map=address_map, timeout=self.timeout))
-            attach(ni, f"{tile.name}_ni", tile, local)
+            attach(ni, f"{tile.name}_ni", tile, local, vcs)
             for what in ni.COUNTERS:
                 sources[("initiator", tile.name, what)] = getattr(ni, what)
             return ni
 
-        def target(tile, local):
+        def target(tile, local, vcs=None):
             ni = m.submodules[f"{tile.name}_ti"] = TargetInterface(TargetParams(
                 transaction=t, depth=self.target_depth))
-            attach(ni, f"{tile.name}_ti", tile, local)
+            attach(ni, f"{tile.name}_ti", tile, local, vcs)
             for what in ni.COUNTERS:
                 sources[("target", tile.name, what)] = getattr(ni, what)
             return ni
@@ -639,10 +644,21 @@ class PackageTop(wiring.Component):
                 sources[("tile", tile.name, "errors")] = memory.errors
             elif tile.kind == "npu":
                 npu = m.submodules[tile.name] = NpuTile(params)
-                bus(f"{tile.name}_control", target(tile, tile.ports[0]).target, npu.control)
+                window_port, dma_port = tile.ports
+                window_vcs = dma_vcs = None
+                if window_port == dma_port:
+                    # One port for both: the DMA's interface sends requests and takes
+                    # responses, the window's takes requests (and any other VC, which it
+                    # drains and counts) and sends responses. The router keeps each VC in
+                    # buffers and eject queues of its own, so neither waits on the other.
+                    every = set(range(package.flit.vcs))
+                    dma_vcs = ({REQUEST_VC}, {RESPONSE_VC})
+                    window_vcs = (every - {REQUEST_VC}, every - {RESPONSE_VC})
+                bus(f"{tile.name}_control",
+                    target(tile, window_port, window_vcs).target, npu.control)
                 # The DMA's request fields, straight from its registers, were the critical
                 # path into the interface's decode once the hops were registered.
-                bus(f"{tile.name}_dma", npu.dma, initiator(tile, tile.ports[1]).bus)
+                bus(f"{tile.name}_dma", npu.dma, initiator(tile, dma_port, dma_vcs).bus)
                 for what in ("window_errors", "discarded"):
                     sources[("tile", tile.name, what)] = getattr(npu, what)
             elif tile.kind == "counters":
