@@ -25,6 +25,7 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..noc.transaction import TransactionParams
+from ..register_slice import RegisterSlice
 from .dma import UNEXPECTED_BITS, Dma, DmaParams, dma_command_layout
 from .engine import EngineParams, GemmEngine, requant_command_layout
 
@@ -253,10 +254,17 @@ class CommandQueue(wiring.Component):
                              theirs.en.eq(ours.en)]
         # The requantiser's results go to ``o``, or to the DMA while a STORE takes them.
         # (``store_pending``: a STORE dispatched last cycle, on its way to the DMA.)
+        # The DMA's way goes through a register slice: the DMA's row registers sit beside
+        # the network interface, the requantiser beside the accumulators, and the handshake
+        # between them (the DMA's ready -> the requantiser's pipeline and beat count) was
+        # the package's critical path at one seed (two long routes, 7 ns). A STORE ends
+        # only when the DMA has taken all its beats, so the slice is empty after it.
         store_pending = Signal()
-        m.d.comb += [dma.rq.payload.eq(engine.o.payload), self.o.payload.eq(engine.o.payload)]
+        m.submodules.to_dma = to_dma = RegisterSlice(engine.o.payload.shape())
+        wiring.connect(m, to_dma.o, dma.rq)
+        m.d.comb += [to_dma.i.payload.eq(engine.o.payload), self.o.payload.eq(engine.o.payload)]
         with m.If(dma.storing | store_pending):
-            m.d.comb += [dma.rq.valid.eq(engine.o.valid), engine.o.ready.eq(dma.rq.ready)]
+            m.d.comb += [to_dma.i.valid.eq(engine.o.valid), engine.o.ready.eq(to_dma.i.ready)]
         with m.Else():
             m.d.comb += [self.o.valid.eq(engine.o.valid), engine.o.ready.eq(self.o.ready)]
 
