@@ -167,13 +167,15 @@ def test_abc_delay_keeps_the_builds_lut_width(tmp_path, delay_ps):
 
 def test_router_block_is_the_packages_gateway_router():
     # `--block router` (and `chipknit bench tiles`) must measure the router the package
-    # builds at die 1's link: its six ports and the package's registered hops.
+    # builds at die 1's link: its ports (the NPU's shared one, two neighbours, the link's
+    # edge port, one mesh port unused) and the package's registered hops.
     from chipknit.bench.tiles import BLOCKS, _package
     top = _package()
     router = BLOCKS["router"][1](top)
     router._MustUse__silence = True     # only its parameters are looked at
     params = router.params
-    assert (params.x, params.y, params.ports) == (0, 1, 6)
+    assert (params.x, params.y, params.ports) == (0, 1, 5)
+    assert params.geometry.local_ports == top.package.die(1).local_ports == 1
     assert params.geometry.edge_ports            # the die link's edge port
     assert params.wire_requests is (not top.port_slices)
     assert params.injection_register is top.port_slices

@@ -72,9 +72,9 @@ def _host(top):
 
 
 def _gateway_router(top):
-    """Die 1's router (0, 1) as the package builds it: 6 ports (the NPU tile's two, two
-    neighbours and the die link's edge port), registered hops (``wire_requests=False``,
-    ``injection_register``)."""
+    """Die 1's router (0, 1) as the package builds it: the default package's NPU tile on
+    its one local port, two neighbours and the die link's edge port, registered hops
+    (``wire_requests=False``, ``injection_register``)."""
     from dataclasses import replace
 
     from chipknit.rtl.noc.router import Router
@@ -89,7 +89,7 @@ BLOCKS = {
     "memory": ("MemoryTile, 4096 x 32 bits", _memory),
     "counters": ("RegisterBank, die 1 counters (49 registers)", _counters),
     "host": ("UartHostBridge, 115200 baud at 25 MHz", _host),
-    "router": ("Router, die 1 (0, 1) of the default package, 6 ports", _gateway_router),
+    "router": ("Router, die 1 (0, 1) of the default package, 5 ports", _gateway_router),
 }
 
 
