@@ -412,7 +412,9 @@ class CommandQueue(wiring.Component):
         m.submodules.dma_cmds = dma_cmds = fifo.SyncFIFOBuffered(width=dma_layout.size,
                                                                  depth=p.dma_queue)
         go = Signal()               # cur can be dispatched (there is room for its entry)
-        requant_go = Signal()       # a REQUANTISE: not while a STORE takes the results
+        # A REQUANTISE is dispatched now: not while a STORE takes the results, and only into
+        # an empty requantiser stage (below).
+        requant_leaves = Signal()
         # The requantiser's command (a REQUANTISE's, or a STORE's) is registered in the
         # queue (``rq_stage``) and offered to the engine from there, so the engine's command
         # register, placed beside the DMA that takes its results, waits on no dispatch
@@ -430,23 +432,22 @@ class CommandQueue(wiring.Component):
                         & (beats_issued == beats_out))
         m.d.comb += [
             go.eq(cur_valid & room),
-            requant_go.eq(go & cur_sel.requant & ~dma.storing & ~store_pending),
+            requant_leaves.eq(go & cur_sel.requant & ~dma.storing & ~store_pending
+                              & ~rq_staged),
             target.eq(beats_issued + requant_beats),
             # COMPUTE: to the engine.
             engine.cmd.valid.eq(go & cur_sel.compute),
             # REQUANTISE, and a STORE once ``store_go`` holds: to the requantiser's stage.
-            rq_dispatch.eq((requant_go & ~rq_staged) | store_leaves),
+            rq_dispatch.eq(requant_leaves | store_leaves),
             # LOAD: into the DMA's command FIFO, so that the COMPUTEs behind a LOAD go on
             # while the DMA is still busy with the transfers before it.
             dma_cmds.w_en.eq(go & cur_sel.load),
-            retire.eq(go & ((cur_sel.compute & engine.cmd.ready)
-                            | (cur_sel.requant & ~dma.storing & ~store_pending
-                               & ~rq_staged)
-                            | (cur_sel.load & dma_cmds.w_rdy)
-                            | (cur_sel.store & store_go)
-                            | (cur_sel.now & (~cur_fence | fence_go)))),
+            retire.eq(requant_leaves | store_leaves
+                      | (go & ((cur_sel.compute & engine.cmd.ready)
+                               | (cur_sel.load & dma_cmds.w_rdy)
+                               | (cur_sel.now & (~cur_fence | fence_go))))),
         ]
-        with m.If(requant_go & ~rq_staged):
+        with m.If(requant_leaves):
             m.d.sync += beats_issued.eq(beats_issued + requant_beats)
         with m.If(go & cur_sel.store):
             # STORE: the requantiser and the DMA start together, once the results of

@@ -569,6 +569,7 @@ class PackageTop(wiring.Component):
 
         address_map = self._address_map()
         taken = set()
+        every_vc = frozenset(range(package.flit.vcs))
 
         def port(tile, local):
             die = package.die(tile.die)
@@ -603,8 +604,7 @@ class PackageTop(wiring.Component):
             # ``vcs``: (inject VCs, eject VCs) the interface takes when it shares the port;
             # its other streams stay idle (it drives their valid and ready itself).
             inject, eject = port(tile, local)
-            all_vcs = set(range(package.flit.vcs))
-            inject_vcs, eject_vcs = vcs or (all_vcs, all_vcs)
+            inject_vcs, eject_vcs = vcs or (every_vc, every_vc)
             for vc in sorted(inject_vcs):
                 stream(f"{name}_inject{vc}_slice", interface.inject[vc], inject[vc])
             for vc in sorted(eject_vcs):
@@ -651,9 +651,8 @@ class PackageTop(wiring.Component):
                     # responses, the window's takes requests (and any other VC, which it
                     # drains and counts) and sends responses. The router keeps each VC in
                     # buffers and eject queues of its own, so neither waits on the other.
-                    every = set(range(package.flit.vcs))
                     dma_vcs = ({REQUEST_VC}, {RESPONSE_VC})
-                    window_vcs = (every - {REQUEST_VC}, every - {RESPONSE_VC})
+                    window_vcs = (every_vc - {REQUEST_VC}, every_vc - {RESPONSE_VC})
                 bus(f"{tile.name}_control",
                     target(tile, window_port, window_vcs).target, npu.control)
                 # The DMA's request fields, straight from its registers, were the critical
