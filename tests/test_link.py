@@ -24,15 +24,21 @@ SMALL = {"flit_width": 32, "frame_flits": 4, "rx_credits": 8, "replay_frames": 2
 # One slot, so the header comes first and the slot's first beat is the frame's second.
 HEADER_FIRST = {"flit_width": 32, "frame_flits": 1, "rx_credits": 8, "replay_frames": 2,
                 "replay_timeout": 200}
+# One beat per flit, as the `icebreaker` package's link (18-bit flits on 18 lanes), with
+# 16-bit counters.
+ONE_BEAT = {"flit_width": 18, "beat_width": 18, "frame_flits": 4, "rx_credits": 8,
+            "replay_frames": 2, "replay_timeout": 200, "counter_width": 16}
 
 
 @pytest.mark.parametrize("simulator,params,testcase", [
     ("verilator", {}, None),
     ("verilator", SMALL, None),
     ("verilator", HEADER_FIRST, None),
+    ("verilator", ONE_BEAT, None),
     # Icarus runs this design at ~1 k cycles/s: the same tests, on request only.
     pytest.param("icarus", SMALL, None, marks=pytest.mark.slow),
-], ids=["verilator-default", "verilator-small", "verilator-header-first", "icarus-small"])
+], ids=["verilator-default", "verilator-small", "verilator-header-first", "verilator-one-beat",
+        "icarus-small"])
 def test_link_pair(simulator, params, testcase, seed):
     result = run(BENCH, simulator=simulator, params=params, seed=seed, testcase=testcase)
     result.check()

@@ -167,6 +167,8 @@ class LinkParams:
         repeated NAK for the same frame is taken as stale (sent before the peer could see the
         replay). Default (``None``): one frame plus both lane flights and the header (and
         the receiver's registered CRC compare, :attr:`late_check`).
+    counter_width : int
+        Width of the transmitter's and receiver's saturating event counters.
     """
     flit_width: int = 64
     vcs: int = 2
@@ -178,6 +180,7 @@ class LinkParams:
     lane_latency: int = 16
     replay_timeout: int | None = None
     nak_holdoff: int | None = None
+    counter_width: int = 32
 
     def __post_init__(self):
         def positive(name):
@@ -185,7 +188,7 @@ class LinkParams:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         for name in ("flit_width", "vcs", "beat_width", "frame_flits", "seq_bits",
-                     "replay_frames", "rx_credits"):
+                     "replay_frames", "rx_credits", "counter_width"):
             positive(name)
         if (not isinstance(self.lane_latency, int) or isinstance(self.lane_latency, bool)
                 or self.lane_latency < 0):

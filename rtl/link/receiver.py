@@ -17,7 +17,7 @@ or the expected frame failing its frame CRC — and stays set, in every header s
 expected frame arrives.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,12 +27,10 @@ from .frame import CRC, LinkParams, header_crc
 
 __all__ = ["LinkReceiver", "ReceiverStatus"]
 
-COUNTER_WIDTH = 32
-
 
 def ReceiverStatus(params: LinkParams) -> wiring.Signature:
-    """Counters of a receiver (all saturating, ``COUNTER_WIDTH`` bits)."""
-    return wiring.Signature({name: Out(COUNTER_WIDTH) for name in (
+    """Counters of a receiver (all saturating, ``params.counter_width`` bits)."""
+    return wiring.Signature({name: Out(params.counter_width) for name in (
         "frames_ok",        # frames with a good CRC (data and control)
         "data_frames",      # data frames accepted in sequence
         "flits",            # flits accepted (committed)
@@ -127,7 +125,7 @@ class LinkReceiver(wiring.Component):
         # `flits` steps by a frame's count, below; the others count events.
         counters = add_event_counters(m, self.status, [
             name for (name,), _, _ in self.status.signature.flatten(self.status)
-            if name != "flits"], COUNTER_WIDTH)
+            if name != "flits"], p.counter_width)
 
         m.submodules.crc = checker = CRC(data_width=W).create()
 
@@ -184,20 +182,24 @@ class LinkReceiver(wiring.Component):
         # header, which names the VC, may come later); the frame end commits it in one.
         in_slots = Signal()
         m.d.comb += in_slots.eq(at["in_slots"])
-        flit_beat = Signal(range(p.beats_per_flit))
         flit = Signal(p.flit_width)
-        with m.If(take & in_slots):
-            m.d.sync += flit_beat.eq(flit_beat + 1)
-            with m.If(flit_beat == p.beats_per_flit - 1):
-                m.d.sync += flit_beat.eq(0)
-        with m.If(take & at["first"]):
-            # Slot 0 starts with the frame unless the header comes first.
-            m.d.sync += flit_beat.eq(0 if H0 == 0 else 1 % p.beats_per_flit)
-        whole_flit = Cat(flit[W:], beat) if p.beats_per_flit > 1 else beat
+        if p.beats_per_flit > 1:
+            flit_beat = Signal(range(p.beats_per_flit))
+            with m.If(take & in_slots):
+                m.d.sync += flit_beat.eq(flit_beat + 1)
+                with m.If(flit_beat == p.beats_per_flit - 1):
+                    m.d.sync += flit_beat.eq(0)
+            with m.If(take & at["first"]):
+                # Slot 0 starts with the frame unless the header comes first.
+                m.d.sync += flit_beat.eq(0 if H0 == 0 else 1)
+            last_beat = flit_beat == p.beats_per_flit - 1
+            whole_flit = Cat(flit[W:], beat)
+        else:
+            last_beat, whole_flit = Const(1), beat    # every slot beat is a whole flit
         with m.If(take & in_slots):
             m.d.sync += flit.eq(whole_flit)
         flit_done = Signal()
-        m.d.comb += flit_done.eq(take & in_slots & (flit_beat == p.beats_per_flit - 1))
+        m.d.comb += flit_done.eq(take & in_slots & last_beat)
 
         overruns = Signal(p.vcs)    # per VC, a slot found no room: cannot commit there
         with m.If(take & at["first"]):
@@ -299,10 +301,10 @@ class LinkReceiver(wiring.Component):
             counters["header_errors"].eq(header_check & ~header_ok),
         ]
         flits = self.status.flits
-        stepped = Signal(COUNTER_WIDTH + 1)
+        stepped = Signal(p.counter_width + 1)
         m.d.comb += stepped.eq(flits + trailer.count)
         with m.If(accept):
-            m.d.sync += flits.eq(Mux(stepped[-1], (1 << COUNTER_WIDTH) - 1, stepped))
+            m.d.sync += flits.eq(Mux(stepped[-1], (1 << p.counter_width) - 1, stepped))
 
         # Credits: one per flit a local consumer takes, as a running total per VC.
         for vc in range(p.vcs):

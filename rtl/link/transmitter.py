@@ -35,13 +35,11 @@ def _or(values):
         result = result | value
     return result
 
-COUNTER_WIDTH = 32
-
 
 def TransmitterStatus(params: LinkParams) -> wiring.Signature:
-    """Counters of a transmitter (saturating, ``COUNTER_WIDTH`` bits) and its credits."""
+    """Counters of a transmitter (saturating, ``params.counter_width`` bits) and its credits."""
     return wiring.Signature({
-        **{name: Out(COUNTER_WIDTH) for name in (
+        **{name: Out(params.counter_width) for name in (
             "frames",          # frames sent, of every kind
             "data_frames",     # new data frames sent
             "flits",           # flits sent in new data frames
@@ -121,7 +119,7 @@ class LinkTransmitter(wiring.Component):
 
         counters = add_event_counters(m, self.status, [
             name for (name,), _, _ in self.status.signature.flatten(self.status)
-            if name not in ("credits", "outstanding")], COUNTER_WIDTH)
+            if name not in ("credits", "outstanding")], p.counter_width)
 
         # --- Sequence state -----------------------------------------------------------------
         base = Signal(S)          # oldest unacknowledged data frame
@@ -309,12 +307,17 @@ class LinkTransmitter(wiring.Component):
             m.d.sync += [slot_beat.eq(slot_beat_after),
                          slot_beat_after.eq(read_slot_beat),
                          read_slot_beat.eq(slot_beat_of(index_three_ahead))]
-        flit_beat = Signal(range(p.beats_per_flit))
-        with m.If(send & in_slots):
-            m.d.sync += flit_beat.eq(Mux(flit_beat == p.beats_per_flit - 1, 0, flit_beat + 1))
-        with m.If(start):
-            # Slot 0 starts with the frame unless the header comes first.
-            m.d.sync += flit_beat.eq(0 if header_first else 1 % p.beats_per_flit)
+        if p.beats_per_flit > 1:
+            flit_beat = Signal(range(p.beats_per_flit))
+            with m.If(send & in_slots):
+                m.d.sync += flit_beat.eq(Mux(flit_beat == p.beats_per_flit - 1, 0,
+                                             flit_beat + 1))
+            with m.If(start):
+                # Slot 0 starts with the frame unless the header comes first.
+                m.d.sync += flit_beat.eq(0 if header_first else 1)
+            flit_start = flit_beat == 0
+        else:
+            flit_start = Const(1)     # every slot beat starts a flit
 
         # A new frame takes its first flit in its first cycle (so a data frame always has
         # one, even if the source then drops `valid`), then one at the first beat of each
@@ -386,7 +389,7 @@ class LinkTransmitter(wiring.Component):
             # With slot 0 first, its first beat goes out now.
             m.d.sync += [held.eq(source_payload if header_first else source_payload >> W),
                          filled.eq(1), padding.eq(0)]
-        with m.Elif(send & in_slots & (flit_beat == 0) & ~first_slot):
+        with m.Elif(send & in_slots & flit_start & ~first_slot):
             m.d.sync += padding.eq(~take_more)
             with m.If(take_more):
                 m.d.sync += [held.eq(source_payload >> W), filled.eq(filled + 1)]

@@ -546,6 +546,12 @@ class Router(wiring.Component):
                 # next count are multiplexers of registers by push and pop (no adder after
                 # push, which comes late from the injection path or the wire).
                 has_third = Signal(name=f"{vname}_has_third")
+
+                def above(n, pending=pending, depth=depth):
+                    """``pending > n``; constant 0 when the buffer cannot hold more than n
+                    (so no compare is constant in the netlist: Verilator CMPCONST)."""
+                    return pending > n if n < depth else Const(0)
+
                 two_left = Signal(name=f"{vname}_two_left")  # remaining >= 2
                 m.d.comb += two_left.eq(Mux(pop, has_third, has_second))
                 arrived = push.replicate(width)
@@ -562,8 +568,8 @@ class Router(wiring.Component):
                     has_pending.eq(push | Mux(pop, has_second, has_pending)),
                     has_second.eq(Mux(push, Mux(pop, has_second, has_pending),
                                       two_left)),
-                    has_third.eq(Mux(push, Mux(pop, pending > 2, pending > 1),
-                                     Mux(pop, pending > 3, pending > 2))),
+                    has_third.eq(Mux(push, Mux(pop, above(2), above(1)),
+                                     Mux(pop, above(3), above(2)))),
                 ]
                 with m.If(pop):
                     m.d.sync += al_ptr.eq(_wrap_inc(al_ptr, depth))
