@@ -54,8 +54,8 @@ DESIGNS: dict[str, TopFactory] = {
     "link-end": link_end_top,
 }
 
-#: The design each board builds by default. The iCE40UP5K's 5280 LUTs hold no package: one
-#: link adapter alone takes ~3400 LUT4 (docs/build.md), so the iCEBreaker builds the
+#: The design each board builds by default. The iCE40UP5K's 5280 LCs hold no package yet: the
+#: smallest took 7126 (docs/package.md), so the iCEBreaker builds the
 #: self-test.
 DEFAULT_DESIGNS: dict[str, str] = {"ulx3s": "package", "icebreaker": "selftest"}
 

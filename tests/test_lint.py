@@ -46,6 +46,15 @@ def test_bridged_die_link_lints_clean():
     assert result.clean, str(result)
 
 
+def test_small_package_lints_clean():
+    """The ``icebreaker`` package: 16-bit flits and addresses, 18-bit beats, no port slices
+    (the ``package_e2e`` top lints the default)."""
+    from chipknit.rtl.package.config import Package
+    from chipknit.rtl.package.top import PackageTop
+    result = lint(PackageTop(Package.named("icebreaker")), "package_icebreaker")
+    assert result.clean, str(result)
+
+
 def test_lint_still_finds_what_is_not_waived():
     bad = "module bad(input a, output y); wire x; assign y = a & x; endmodule\n"
     result = lint_sv(bad, "bad")

@@ -31,6 +31,17 @@ def test_package_e2e(seed):
     run(BENCH, simulator="verilator", seed=seed, testcase=DEFAULT_TESTS).check()
 
 
+@pytest.mark.heavy(60)
+@pytest.mark.timeout(1800)
+def test_package_e2e_icebreaker(seed):
+    """The small package (16-bit flits and beats, 16-bit addresses, its memory on the far
+    die): the host's memory traffic across the link, also with bit errors."""
+    run(BENCH, simulator="verilator", seed=seed, testcase="memory_over_the_link",
+        params={"package": "icebreaker",
+                "host": {"frame_timeout": 2000, "bus_timeout": 100000, "buffer_beats": 16}}
+        ).check()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_package_e2e_soak(seed):
@@ -152,9 +163,62 @@ def test_npu_needs_32_bit_data():
 
 
 def test_narrow_flits_are_refused_with_the_package_name():
+    """The ``icebreaker`` package's 16-bit flits with the default transaction shape (8
+    length and 4 tag bits): the request head does not fit."""
+    base = Package.named("icebreaker")
+    wide = dataclasses.replace(base, noc=dataclasses.replace(base.noc, length_bits=8,
+                                                             tag_bits=4))
     with pytest.raises(ValueError, match="Package 'icebreaker': The request head needs 18 "
                                          "payload bits"):
-        PackageTop(Package.named("icebreaker"))
+        PackageTop(wide)
+
+
+def test_the_config_shapes_transactions_slices_and_links():
+    """The ``icebreaker`` config's ``[noc]`` transaction shape and ``port_slices`` and its
+    link's sizes reach the top, the link adapters and the bridges; the default keeps the
+    defaults."""
+    small, default = Package.named("icebreaker"), Package.named("default")
+    top = PackageTop(small)
+    t = top.transaction
+    assert (t.data_width, t.addr_width, t.length_bits, t.tag_bits) == (16, 16, 4, 2)
+    assert top.port_slices is False and PackageTop(small, port_slices=True).port_slices
+    link = PackageDieLink(small, 0)
+    p = link.link_params
+    assert (p.beat_width, p.flit_width, p.frame_flits, p.replay_frames, p.rx_credits,
+            p.counter_width) == (18, 18, 4, 2, 8, 16)
+    assert not any(b.guard_slices for b in link.bridge_params)
+    assert die_link_params(small, 0, rx_credits=12).rx_credits == 12   # the caller wins
+    assert len(link.a_tx_status.replayed_frames) == 16
+    d = die_link_params(default, 0)
+    assert (d.frame_flits, d.replay_frames, d.rx_credits, d.counter_width) == (15, 4, 48, 32)
+    assert PackageTop(default).port_slices is True
+    assert all(b.guard_slices for b in PackageDieLink(default, 0).bridge_params)
+    assert "link_bit_errors" in top.signature.members
+
+
+@pytest.mark.parametrize("section,changes,message", [
+    ("noc", {"port_slices": 1}, "port_slices must be true or false"),
+    ("noc", {"addr_width": 0}, "NoC address width must be a positive integer"),
+    ("noc", {"tag_bits": True}, "NoC tag bits must be a positive integer"),
+    ("link", {"rx_credits": 0}, "Link rx credits must be a positive integer"),
+    ("link", {"frame_flits": "4"}, "Link frame flits must be a positive integer"),
+])
+def test_config_size_keys_are_checked(section, changes, message):
+    table = Package.named("icebreaker").to_dict()
+    target = table["noc"] if section == "noc" else table["links"][0]
+    target.update(changes)
+    with pytest.raises(ValueError, match=message):
+        Package.from_dict(table)
+
+
+def test_a_link_the_adapter_refuses_names_the_package_and_link():
+    """A window the sequence numbers cannot hold (``replay_frames`` >= 2**seq_bits) is
+    refused by LinkParams, with the package and link in the message."""
+    table = Package.named("icebreaker").to_dict()
+    table["links"][0]["replay_frames"] = 8
+    with pytest.raises(ValueError, match=r"Package 'icebreaker' link 0 \(die 0 \(0, 0\) east"
+                                         r".*replay_frames \(8\) must be below"):
+        die_link_params(Package.from_dict(table), 0)
 
 
 def test_shipped_packages_keep_their_round_trip():

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
+from ..link.frame import LinkParams
 from ..noc.flit import Direction, FlitFormat
 from ..noc.mesh import MeshParams
 from ..noc.route import MeshGeometry
@@ -57,6 +58,17 @@ class NocConfig:
         Router input buffer entries per VC.
     counter_width : int
         Width of the routers' error counters.
+    addr_width, length_bits, tag_bits : int
+        The network interfaces' transactions
+        (:class:`~chipknit.rtl.noc.transaction.TransactionParams`): byte address bits,
+        burst length bits (at most ``2**length_bits`` beats) and tag bits (requests in
+        flight per initiator). Narrow flits need a narrow shape: a request's head flit
+        carries ``{write, masked, tag, length, src}`` after the destination.
+    port_slices : bool
+        Register every handshake between a tile, its interface and its router, and between
+        routers (:class:`~chipknit.rtl.package.top.PackageTop`'s ``port_slices``): for
+        Fmax on large packages; a hop then takes 3 cycles and one flit a cycle per VC needs
+        ``depth`` >= 5. ``false`` for small FPGAs.
     """
     data_width: int = 32
     vcs: int = 2
@@ -66,11 +78,21 @@ class NocConfig:
     port_bits: int = 1
     depth: int = 4
     counter_width: int = 16
+    addr_width: int = 32
+    length_bits: int = 8
+    tag_bits: int = 4
+    port_slices: bool = True
 
     def __post_init__(self):
         self.flit  # noqa: B018 -- FlitFormat checks its fields and says what is wrong
         _integer("NoC depth", self.depth, 2)
         _integer("NoC counter width", self.counter_width, 1)
+        _integer("NoC address width", self.addr_width, 1)
+        _integer("NoC length bits", self.length_bits, 1)
+        _integer("NoC tag bits", self.tag_bits, 1)
+        if not isinstance(self.port_slices, bool):
+            raise ValueError(f"NoC port_slices must be true or false, not "
+                             f"{self.port_slices!r}")
 
     @property
     def flit(self) -> FlitFormat:
@@ -202,12 +224,20 @@ class DieLink:
     phy : str
         One of :data:`PHY_KINDS`: ``interposer`` (inside one FPGA or in simulation) or
         ``ddr`` (pins between boards).
+    frame_flits, replay_frames, rx_credits, counter_width : int
+        The link adapters' :class:`~chipknit.rtl.link.frame.LinkParams` (defaults: its
+        own): flit slots per frame, the go-back-N window in frames, receive buffer flits
+        per VC, and the width of the adapters' counters.
     """
     a: Endpoint
     b: Endpoint
     lanes: int = 16
     bits_per_lane: int = 1
     phy: str = "interposer"
+    frame_flits: int = LinkParams.frame_flits
+    replay_frames: int = LinkParams.replay_frames
+    rx_credits: int = LinkParams.rx_credits
+    counter_width: int = LinkParams.counter_width
 
     def __post_init__(self):
         for end in ("a", "b"):
@@ -218,6 +248,8 @@ class DieLink:
                 raise ValueError(f"Link endpoint {end} must be an Endpoint, not {value!r}")
         _integer("Link lanes", self.lanes, 1)
         _integer("Link bits per lane", self.bits_per_lane, 1)
+        for what in ("frame_flits", "replay_frames", "rx_credits", "counter_width"):
+            _integer(f"Link {what.replace('_', ' ')}", getattr(self, what), 1)
         if self.phy not in PHY_KINDS:
             raise ValueError(f"Link PHY must be one of {', '.join(PHY_KINDS)}, not "
                              f"{self.phy!r}")
@@ -477,8 +509,9 @@ class Package:
             "noc": {f.name: getattr(self.noc, f.name) for f in fields(NocConfig)},
             "dies": [{f.name: getattr(d, f.name) for f in fields(Die)} for d in self.dies],
             "tiles": [{f.name: getattr(t, f.name) for f in fields(Tile)} for t in self.tiles],
-            "links": [{"a": _endpoint_dict(l.a), "b": _endpoint_dict(l.b), "lanes": l.lanes,
-                       "bits_per_lane": l.bits_per_lane, "phy": l.phy} for l in self.links],
+            "links": [{f.name: (_endpoint_dict(getattr(l, f.name)) if f.name in ("a", "b")
+                                else getattr(l, f.name)) for f in fields(DieLink)}
+                      for l in self.links],
         }
 
     def to_toml(self) -> str:

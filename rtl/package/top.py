@@ -56,7 +56,7 @@ as another factory with the same members.
 import re
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -116,7 +116,9 @@ _TILE_KEYS = {
 
 def _transaction(package: Package) -> TransactionParams:
     try:
-        return TransactionParams(flit=package.flit, addr_width=32, length_bits=8, tag_bits=4)
+        return TransactionParams(flit=package.flit, addr_width=package.noc.addr_width,
+                                 length_bits=package.noc.length_bits,
+                                 tag_bits=package.noc.tag_bits)
     except ValueError as error:
         raise ValueError(f"Package {package.name!r}: {error}") from None
 
@@ -159,12 +161,18 @@ def address_map(package: Package) -> tuple:
 
 def die_link_params(package: Package, index: int, **link) -> LinkParams:
     """The :class:`LinkParams` of link ``index``: beats of ``lanes * bits_per_lane`` bits,
-    the smallest link flit of whole beats that holds a NoC flit, the package's VCs, and
-    ``link``'s further fields."""
+    the smallest link flit of whole beats that holds a NoC flit, the package's VCs, the
+    config's frame, window, credit and counter sizes, and ``link``'s further fields (which
+    win over the config's)."""
     ends = package.links[index]
     beat_width = ends.lanes * ends.bits_per_lane
-    return LinkParams(flit_width=link_flit_width(package.flit, beat_width),
-                      vcs=package.flit.vcs, beat_width=beat_width, **link)
+    sizes = {name: getattr(ends, name)
+             for name in ("frame_flits", "replay_frames", "rx_credits", "counter_width")}
+    try:
+        return LinkParams(flit_width=link_flit_width(package.flit, beat_width),
+                          vcs=package.flit.vcs, beat_width=beat_width, **(sizes | link))
+    except ValueError as error:
+        raise ValueError(f"Package {package.name!r} link {index} ({ends}): {error}") from None
 
 
 class PackageDieLink(wiring.Component):
@@ -214,11 +222,12 @@ class PackageDieLink(wiring.Component):
         self.link_params = die_link_params(package, index, **dict(link or {}))
         self.ends = ((ends.a, package.geometry(ends.a.die)),
                      (ends.b, package.geometry(ends.b.die)))
-        # A slice after each VC's packet guard (a cycle more inbound): the link receiver's
-        # output registers then wait only on the guard, not on the bridge's arbiter.
+        # With the package's port slices, a slice after each VC's packet guard (a cycle
+        # more inbound): the link receiver's output registers then wait only on the guard,
+        # not on the bridge's arbiter. Without (small FPGAs), none.
         self.bridge_params = [LinkBridgeParams(flit=fmt, link=self.link_params,
                                                ports=geometry.ports, depth=package.noc.depth,
-                                               guard_slices=True)
+                                               guard_slices=package.noc.port_slices)
                               for _end, geometry in self.ends]
         members = {"error_threshold": In(32)}
         for side, (_end, geometry), bridge in zip("ab", self.ends, self.bridge_params,
@@ -300,8 +309,9 @@ class PackageTop(wiring.Component):
     link_end : callable, optional
         ``link_end(package, index, die)`` makes the end on die ``die`` of cut link
         ``index`` (default :func:`~.link_end.package_link_end` ``()``).
-    port_slices : bool
-        A :class:`~chipknit.rtl.register_slice.RegisterSlice` each way between every
+    port_slices : bool, optional
+        Default: the config's ``noc.port_slices``. A
+        :class:`~chipknit.rtl.register_slice.RegisterSlice` each way between every
         network interface and its router port and on each stream between a tile and its
         interface, a :class:`~chipknit.rtl.noc.package_network.LinkRegister` each way
         at every gateway router's die-link port, a register on every credit between two
@@ -326,6 +336,11 @@ class PackageTop(wiring.Component):
         undriven (a lossless transport).
     link_error_threshold : In(32).array(links)
         Each die link's ``error_threshold`` (0: no errors).
+    link_bit_errors, link_replayed_frames : Out(32).array(links)
+        Bit errors injected into each die link and data frames its adapters sent again,
+        both ways added (saturating; 0 for a link cut at this top's edge); with a
+        ``die_link`` that has counters (the default). For testbenches of packages without
+        a counters bank; a board leaves them unused.
     link{i}_lanes_tx : Out(LaneSignature), link{i}_lanes_rx : In(LaneSignature)
         Cut link ``i``'s lanes.
     link{i}_restart : In(1)
@@ -335,11 +350,12 @@ class PackageTop(wiring.Component):
     """
 
     def __init__(self, package: Package, *, die_link=None, timeout: int = 8192,
-                 target_depth: int = 4, dies=None, link_end=None, port_slices: bool = True):
+                 target_depth: int = 4, dies=None, link_end=None,
+                 port_slices: bool | None = None):
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
         self.package = package
-        self.port_slices = bool(port_slices)
+        self.port_slices = package.noc.port_slices if port_slices is None else bool(port_slices)
         self.die_link = die_link or package_die_link()
         self.timeout, self.target_depth = timeout, target_depth
         self.transaction = _transaction(package)
@@ -360,6 +376,9 @@ class PackageTop(wiring.Component):
         InitiatorParams(transaction=self.transaction, address_map=self._address_map(),
                         timeout=timeout)   # validates the map against the transactions
         members = {"link_error_threshold": In(32).array(max(1, len(package.links)))}
+        if self.link_counters and package.links:
+            for name in ("link_bit_errors", "link_replayed_frames"):
+                members[name] = Out(32).array(len(package.links))
         if self.host is not None:
             members["host_rx"] = In(stream.Signature(8))
             members["host_tx"] = Out(stream.Signature(8))
@@ -566,6 +585,15 @@ class PackageTop(wiring.Component):
         for index, link in links.items():
             if "error_threshold" in link.signature.members:
                 m.d.comb += link.error_threshold.eq(self.link_error_threshold[index])
+            if self.link_counters:
+                for name, (a, b) in (
+                        ("link_bit_errors", (link.a_bit_errors, link.b_bit_errors)),
+                        ("link_replayed_frames", (link.a_tx_status.replayed_frames,
+                                                  link.b_tx_status.replayed_frames))):
+                    total = Signal(33, name=f"link{index}_{name[5:]}_total")
+                    m.d.comb += [total.eq(a + b),
+                                 getattr(self, name)[index].eq(
+                                     Mux(total[32], (1 << 32) - 1, total))]
 
         address_map = self._address_map()
         taken = set()

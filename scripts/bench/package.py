@@ -15,9 +15,15 @@ banks read over the fabric:
 - ``crc_errors``, ``replayed_frames``, ``bit_errors``; ``bit_exact`` against the golden model.
 
 The testbench is ``package_e2e`` (4×4 NPUs) and its ``measure`` test (Verilator).
+
+:func:`ice40_fit` places a package on the iCEBreaker however far it is from fitting (the
+board build refuses iCE40 boards until one fits) and reports the logic cells it needs::
+
+    python -c "from chipknit.bench import package; print(package.ice40_fit())"
 """
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -65,4 +71,42 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
     }
     if plot:
         progress("package: no plot (two points); the JSON has the figures")
+    return figures
+
+
+def ice40_fit(package: str = "icebreaker", *, seed: int = 1, progress=print,
+              build_dir: str | Path | None = None) -> dict:
+    """Build ``package`` for the iCEBreaker (``PackageBoard`` with ``fit_check=False``,
+    flat synthesis) and report nextpnr's logic cells (``ICESTORM_LC``) against the UP5K's,
+    its block RAMs, and whether it placed and routed; when it does not fit, nextpnr stops
+    at packing and the figures come from its log."""
+    from chipknit.platforms.boards import get_board
+    from chipknit.platforms.build import BuildError, build
+    from chipknit.platforms.package_board import PackageBoard
+    from chipknit.rtl.package.config import Package
+
+    board = get_board("icebreaker")
+    top = PackageBoard(board, Package.load(package), fit_check=False)
+    folder = Path(build_dir or Path("build", "bench", f"ice40-fit-{top.package.name}"))
+    progress(f"placing package {top.package.name!r} on {board.name} ({board.device}), "
+             f"seed {seed}")
+    try:
+        report = build(board, top=top, seed=seed, build_dir=folder, progress=None,
+                       timing_allow_fail=True).report
+        routed, fmax = True, report["fmax_mhz"]["sync"]
+    except BuildError:
+        routed, fmax = False, None
+    log = (folder / "pnr.log").read_text()
+    used = {kind: tuple(map(int, found)) for kind, *found in re.findall(
+        r"(ICESTORM_LC|ICESTORM_RAM):\s+(\d+)/\s*(\d+)", log)}
+    if "ICESTORM_LC" not in used:
+        raise RuntimeError(f"no utilisation in {folder / 'pnr.log'}")
+    (lcs, available), (rams, ram_available) = used["ICESTORM_LC"], used["ICESTORM_RAM"]
+    figures = {"benchmark": "package_ice40_fit", "package": top.package.name,
+               "device": board.device, "lcs": lcs, "lcs_available": available,
+               "utilisation": round(lcs / available, 3), "brams": rams,
+               "brams_available": ram_available, "routed": routed, "fmax_mhz": fmax,
+               "seed": seed}
+    progress(f"{top.package.name}: {lcs} of {available} LCs ({lcs / available:.0%}), "
+             f"{rams} of {ram_available} BRAMs, {'routed' if routed else 'does not fit'}")
     return figures

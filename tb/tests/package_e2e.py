@@ -63,15 +63,18 @@ class PackageBench:
                                          rx_pauses=random_pauses(pauses),
                                          tx_pauses=random_pauses(pauses))
         cycle = CLOCK_PERIOD_NS * 1e-9
-        self.host = AsyncHost(self.transport, beat_bytes=4, timeout=400_000 * cycle,
-                              resync=3 * host.frame_timeout * cycle,
+        self.host = AsyncHost(self.transport, beat_bytes=host.beat_bytes,
+                              timeout=400_000 * cycle, resync=3 * host.frame_timeout * cycle,
+                              max_read_beats=host.max_read_beats,
                               max_write_beats=host.buffer_beats,
                               counter_map=self.top.counter_map())
         self.memory = self.top.region("memory")
         self.npus = [e for e in self.top.map if e.kind == "npu"]
 
     def set_ber(self, ber: float) -> None:
-        self.dut.link_error_threshold__0.value = round(ber * 2 ** 32)
+        """Bit error rate ``ber`` on every lane of every die link."""
+        for index in range(len(self.top.package.links)):
+            getattr(self.dut, f"link_error_threshold__{index}").value = round(ber * 2 ** 32)
 
     async def counters(self, die: int) -> dict:
         """Every register of die ``die``'s counters bank, by name, in one burst read."""
@@ -168,6 +171,44 @@ async def memory_and_errors(dut):
     assert die0["cycles"] > 0 and die0["link0_rx_crc_errors"] == 0
     # The NPU window read crossed the link: flits went both ways on both VCs.
     assert die0["link0_vc0_flits_out"] > 0 and die0["link0_vc1_flits_in"] > 0
+
+
+@cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
+async def memory_over_the_link(dut):
+    """Any package's memory tile with the package's own beat and burst sizes (the
+    ``icebreaker`` package: 16-bit beats, bursts of 16, its memory on the far die): random
+    bursts and byte-masked rewrites read back exactly, error-free and then with bit errors
+    on every lane of every die link; reads past the memory and of no region fail with
+    DECODE_ERROR. The bridge counts no error; every link saw bit errors and replayed
+    frames (``PackageTop``'s ``link_bit_errors``, ``link_replayed_frames``)."""
+    bench = PackageBench(dut)
+    await reset(dut)
+    host, memory = bench.host, bench.memory
+    words = min(memory.size // host.beat_bytes, 384)
+    for ber in (0.0, BER):
+        bench.set_ber(ber)
+        result = await memory_test(host, base=memory.base, n_words=words,
+                                   seed=random.getrandbits(32))
+        assert result["errors"] == 0, f"memory test at BER {ber}: {result}"
+        cocotb.log.info(f"BER {ber}: {words} words of {8 * host.beat_bytes} bits in "
+                        f"{result['commands']} commands, exact")
+    bench.set_ber(0)
+    host_params = bench.top.tile_params[bench.top.host.name]
+    top_address = 1 << host_params.transaction.addr_width
+    for addr in (memory.base + memory.size, top_address - 2 * host.beat_bytes):
+        try:
+            await host.read(addr, 2)
+        except TransactionError as error:
+            assert error.status_name == "DECODE_ERROR", f"{addr:#x}: {error.status_name}"
+        else:
+            raise AssertionError(f"reading {addr:#x} did not fail")
+    bridge = await host.read_counters()
+    assert bridge["crc_errors"] == bridge["naks"] == bridge["bus_timeouts"] == 0, bridge
+    for index in range(len(bench.top.package.links)):
+        bit_errors = getattr(dut, f"link_bit_errors__{index}").value.to_unsigned()
+        replayed = getattr(dut, f"link_replayed_frames__{index}").value.to_unsigned()
+        cocotb.log.info(f"link {index}: {bit_errors} bit errors, {replayed} frames replayed")
+        assert bit_errors > 0 and replayed > 0, (index, bit_errors, replayed)
 
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
