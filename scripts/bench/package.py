@@ -38,7 +38,11 @@ SHAPE = (32, 32, 32)
 QUICK_SHAPE = (8, 12, 8)
 
 
-def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
+def run(*, quick=False, plot=None, progress=print, seed=1, full=False) -> dict:
+    """The end-to-end figures; with ``full`` also the default package's place and route
+    on the ULX3S at a 100 MHz constraint (``luts``, ``ffs``, ``fmax_mhz``: the
+    ``package_fmax`` run, ~25 min) and the ``icebreaker`` package's fit on the UP5K
+    (:func:`ice40_fit`)."""
     bench = get_testbench("package_e2e")
     shape = QUICK_SHAPE if quick else SHAPE
     link = die_link_params(e2e_package(**bench.params), 0)
@@ -69,6 +73,13 @@ def run(*, quick=False, plot=None, progress=print, seed=1) -> dict:
         "seed": seed,
         "points": points,
     }
+    if full:
+        from chipknit.bench.package_fmax import measure
+        progress("package: the default package on the ULX3S at a 100 MHz constraint "
+                 "(package_fmax, seed 1)")
+        build = measure(Path("build", "bench", "package-fmax"), seed=1)
+        figures.update(luts=build["luts"], ffs=build["ffs"], fmax_mhz=build["fmax_mhz"],
+                       build=build, ice40_fit=ice40_fit(progress=progress))
     if plot:
         progress("package: no plot (two points); the JSON has the figures")
     return figures
