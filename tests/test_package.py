@@ -444,29 +444,6 @@ def test_package_top_slices_every_tile_bus():
     assert slices(PackageTop(package, port_slices=False)) == []
 
 
-def test_npu_interfaces_have_two_slices_each_way():
-    """An NPU tile's window and DMA interfaces (placed with the NPU, far from their router)
-    get two slices on each stream to the router, every other interface one; none without
-    ``port_slices``."""
-    from amaranth.hdl import Fragment
-
-    def port_slices(top):
-        return sorted(n for _f, n, *_r in Fragment.get(top, None).subfragments
-                      if n.endswith("_slice") and ("_ni_" in n or "_ti_" in n))
-
-    package = Package.named("default")
-    names = port_slices(PackageTop(package))
-    for npu in ("npu0", "npu1"):
-        assert [n for n in names if n.startswith(f"{npu}_")] == sorted(
-            f"{npu}_{ni}_{stream}_{kind}" for ni, streams in (("ni", ("inject0", "eject1")),
-                                                               ("ti", ("inject1", "eject0")))
-            for stream in streams for kind in ("slice", "hop_slice"))
-    assert sorted(n for n in names if n.startswith("memory_")) == [
-        "memory_ti_eject0_slice", "memory_ti_eject1_slice", "memory_ti_inject0_slice",
-        "memory_ti_inject1_slice"]
-    assert port_slices(PackageTop(package, port_slices=False)) == []
-
-
 def test_package_die_link_slices_after_each_packet_guard():
     """The in-FPGA die link's bridges put a :class:`RegisterSlice` after each VC's packet
     guard (``guard_slices``), none between the link receiver and the guard."""

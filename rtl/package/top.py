@@ -84,7 +84,7 @@ from ..noc.transaction import REQUEST_VC, RESPONSE_VC, TransactionParams
 from ..npu.array import ArrayParams
 from ..npu.commands import QueueParams
 from ..npu.engine import EngineParams
-from ..register_slice import RegisterSlice, connect_through_slice
+from ..register_slice import connect_through_slice
 from ..registers import Register, RegisterBank
 from ..tiles.memory import MemoryParams, MemoryTile
 from ..tiles.npu import NpuTile, NpuTileParams
@@ -606,17 +606,11 @@ class PackageTop(wiring.Component):
             return (getattr(network, f"die{tile.die}_inject")[node][local],
                     getattr(network, f"die{tile.die}_eject")[node][local])
 
-        def stream(name, source, sink, hop=False):
-            """``source`` -> ``sink``, through a RegisterSlice ``name`` with port_slices;
-            with ``hop`` a second, ``name`` ending ``_hop_slice``, after it."""
+        def stream(name, source, sink):
+            """``source`` -> ``sink``, through a RegisterSlice ``name`` with port_slices."""
             if not self.port_slices:
                 wiring.connect(m, source, sink)
                 return
-            if hop:
-                first = RegisterSlice(source.payload.shape())
-                m.submodules[name.removesuffix("_slice") + "_hop_slice"] = first
-                wiring.connect(m, source, first.i)
-                source = first.o
             connect_through_slice(m, name, source, sink)
 
         def bus(name, initiator, target):
@@ -631,34 +625,32 @@ class PackageTop(wiring.Component):
                                        ("response", target, initiator)):
                 stream(f"{name}_{what}_slice", getattr(source, what), getattr(sink, what))
 
-        def attach(interface, name, tile, local, vcs=None, hop=False):
+        def attach(interface, name, tile, local, vcs=None):
             # Both handshakes through registers: no path from the interface's packet logic
             # through the router's buffer state and back (the default package's critical
             # path at ede8b41 ran NI -> router -> NI).
             # ``vcs``: (inject VCs, eject VCs) the interface takes when it shares the port;
             # its other streams stay idle (it drives their valid and ready itself).
-            # ``hop``: two slices each way, for an interface that sits with a large tile far
-            # from its router (an NPU's): one can be placed at each end.
             inject, eject = port(tile, local)
             inject_vcs, eject_vcs = vcs or (every_vc, every_vc)
             for vc in sorted(inject_vcs):
-                stream(f"{name}_inject{vc}_slice", interface.inject[vc], inject[vc], hop)
+                stream(f"{name}_inject{vc}_slice", interface.inject[vc], inject[vc])
             for vc in sorted(eject_vcs):
-                stream(f"{name}_eject{vc}_slice", eject[vc], interface.eject[vc], hop)
+                stream(f"{name}_eject{vc}_slice", eject[vc], interface.eject[vc])
 
-        def initiator(tile, local, vcs=None, hop=False):
+        def initiator(tile, local, vcs=None):
             ni = m.submodules[f"{tile.name}_ni"] = InitiatorInterface(InitiatorParams(
                 transaction=t, node=Node(tile.x, tile.y, local, tile.die),
                 address_map=address_map, timeout=self.timeout))
-            attach(ni, f"{tile.name}_ni", tile, local, vcs, hop)
+            attach(ni, f"{tile.name}_ni", tile, local, vcs)
             for what in ni.COUNTERS:
                 sources[("initiator", tile.name, what)] = getattr(ni, what)
             return ni
 
-        def target(tile, local, vcs=None, hop=False):
+        def target(tile, local, vcs=None):
             ni = m.submodules[f"{tile.name}_ti"] = TargetInterface(TargetParams(
                 transaction=t, depth=self.target_depth))
-            attach(ni, f"{tile.name}_ti", tile, local, vcs, hop)
+            attach(ni, f"{tile.name}_ti", tile, local, vcs)
             for what in ni.COUNTERS:
                 sources[("target", tile.name, what)] = getattr(ni, what)
             return ni
@@ -689,16 +681,11 @@ class PackageTop(wiring.Component):
                     # buffers and eject queues of its own, so neither waits on the other.
                     dma_vcs = ({REQUEST_VC}, {RESPONSE_VC})
                     window_vcs = (every_vc - {REQUEST_VC}, every_vc - {RESPONSE_VC})
-                # Two slices between each interface and the router: at seed 3 (99864ff)
-                # the window's eject slice sat at the router, its interface 30 rows away
-                # with the NPU, and the payload -> parse -> ready path between them was
-                # critical (90.3 MHz, 9.1 ns of routing).
                 bus(f"{tile.name}_control",
-                    target(tile, window_port, window_vcs, hop=True).target, npu.control)
+                    target(tile, window_port, window_vcs).target, npu.control)
                 # The DMA's request fields, straight from its registers, were the critical
                 # path into the interface's decode once the hops were registered.
-                bus(f"{tile.name}_dma", npu.dma,
-                    initiator(tile, dma_port, dma_vcs, hop=True).bus)
+                bus(f"{tile.name}_dma", npu.dma, initiator(tile, dma_port, dma_vcs).bus)
                 for what in ("window_errors", "discarded"):
                     sources[("tile", tile.name, what)] = getattr(npu, what)
             elif tile.kind == "counters":
