@@ -1048,44 +1048,61 @@ class TargetInterface(wiring.Component):
             request.payload.length.eq(h_length), request.payload.tag.eq(h_tag),
         ]
 
-        def error_now():
-            """Answer the packet in hand with TARGET_ERROR (needs a free descriptor)."""
-            m.d.comb += [eject.ready.eq(room), reserve.eq(eject.valid & room),
-                         push.eq(eject.valid & room), push_kind.eq(kind_error)]
-
+        # ``eject.ready`` comes from this interface's state and registers only (the parse
+        # state, a free descriptor, the tile's ``request.ready``/``wdata.ready``), never
+        # from the flit offered: the flit's fields only choose what a taken flit does. A
+        # register slice that feeds this interface then has no loop from its output
+        # register through the parse and back to its enable (the default package's
+        # critical path at seed 3, docs/package.md). A flit whose action needs less (a
+        # body with no descriptor to write, an error that needs no ``request.ready``)
+        # waits for what the state asks of every flit: a delay, never a loss.
         P_IDLE, P_ADDR, P_DATA, P_PAD, P_DROP = range(5)
         parse_state = Signal(range(5), name="parse_state")
+        accept = Signal()
+        with m.Switch(parse_state):
+            with m.Case(P_IDLE):
+                m.d.comb += accept.eq(room)
+            with m.Case(P_ADDR):
+                m.d.comb += accept.eq(room & (~last_addr | target.request.ready))
+            with m.Case(P_DATA):
+                m.d.comb += accept.eq(need_strobe | target.wdata.ready)
+            with m.Case(P_DROP):
+                m.d.comb += accept.eq(1)
+        take = Signal()
+        m.d.comb += [eject.ready.eq(accept), take.eq(eject.valid & accept)]
+
+        def error_now():
+            """Answer the packet in hand with TARGET_ERROR (its descriptor is free)."""
+            m.d.comb += [reserve.eq(take), push.eq(take), push_kind.eq(kind_error)]
+
         with m.If(parse_state == P_IDLE):
             m.d.comb += in_idle.eq(1)
-            with m.If(eject.valid & ~flit.head):
-                m.d.comb += [eject.ready.eq(1), orphan.eq(1)]
-                with m.If(~flit.tail):
+            with m.If(~flit.head):
+                m.d.comb += orphan.eq(take)
+                with m.If(take & ~flit.tail):
                     m.d.sync += parse_state.eq(P_DROP)
-            with m.Elif(eject.valid):
+            with m.Else():
                 with m.If(flit.tail):
                     error_now()  # ends before its address
-                with m.Else():
-                    m.d.comb += eject.ready.eq(1)
+                with m.Elif(take):
                     m.d.sync += parse_state.eq(P_ADDR)
-                m.d.sync += [h_write.eq(rhead.write), h_masked.eq(rhead.masked),
-                             h_tag.eq(rhead.tag), h_length.eq(rhead.length),
-                             h_src.eq(rhead.src), addr_index.eq(0)]
+                with m.If(take):
+                    m.d.sync += [h_write.eq(rhead.write), h_masked.eq(rhead.masked),
+                                 h_tag.eq(rhead.tag), h_length.eq(rhead.length),
+                                 h_src.eq(rhead.src), addr_index.eq(0)]
         with m.Elif(parse_state == P_ADDR):
             with m.If(~last_addr):
                 with m.If(flit.tail):
                     error_now()
-                    with m.If(eject.valid & room):
+                    with m.If(take):
                         m.d.sync += parse_state.eq(P_IDLE)
-                with m.Else():
-                    m.d.comb += eject.ready.eq(1)
-                    with m.If(eject.valid):
-                        m.d.sync += [addr_index.eq(addr_index + 1),
-                                     addr_regs.eq(Cat(addr_regs[t.data_width:],
-                                                      flit.data))]
+                with m.Elif(take):
+                    m.d.sync += [addr_index.eq(addr_index + 1),
+                                 addr_regs.eq(Cat(addr_regs[t.data_width:], flit.data))]
             with m.Elif(bad_addr | (flit.tail == h_write)):
                 # Unaligned/too wide, a read with a body, or a write without one.
                 error_now()
-                with m.If(eject.valid & room):
+                with m.If(take):
                     with m.If(flit.tail):
                         m.d.sync += parse_state.eq(P_IDLE)
                     with m.Else():
@@ -1093,12 +1110,11 @@ class TargetInterface(wiring.Component):
             with m.Else():
                 m.d.comb += [
                     request.valid.eq(eject.valid & room),
-                    eject.ready.eq(request.ready & room),
-                    reserve.eq(eject.valid & request.ready & room),
-                    push.eq(eject.valid & request.ready & room & ~h_write),
+                    reserve.eq(take),
+                    push.eq(take & ~h_write),
                     push_kind.eq(kind_ok),
                 ]
-                with m.If(eject.valid & request.ready & room):
+                with m.If(take):
                     m.d.sync += [beat.eq(0), last_beat.eq(h_length == 0), group.eq(0),
                                  poison.eq(0), need_strobe.eq(h_masked)]
                     with m.If(h_write):
@@ -1107,31 +1123,30 @@ class TargetInterface(wiring.Component):
                         m.d.sync += parse_state.eq(P_IDLE)
         with m.Elif(parse_state == P_DATA):
             with m.If(need_strobe):
-                m.d.comb += eject.ready.eq(1)
-                with m.If(eject.valid):
+                with m.If(take):
                     m.d.sync += [strobes.eq(flit.data), need_strobe.eq(0)]
                     with m.If(flit.tail):  # ends before the group's data
                         m.d.sync += poison.eq(1)
                         m.d.sync += parse_state.eq(P_PAD)
-            with m.Elif(eject.valid & flit.tail & ~last_beat):
-                # Ends early: this tail is not data; the missing beats get strobe 0.
-                m.d.comb += eject.ready.eq(1)
-                m.d.sync += poison.eq(1)
-                m.d.sync += parse_state.eq(P_PAD)
             with m.Else():
+                # A tail before the last beat is not data: its beat goes out with strobe 0,
+                # as every missing beat after it (P_PAD).
+                early = Signal()
                 m.d.comb += [
+                    early.eq(flit.tail & ~last_beat),
                     wdata.valid.eq(eject.valid),
                     wdata.payload.data.eq(flit.data),
-                    wdata.payload.strobe.eq(Mux(h_masked, strobes.word_select(
-                        group, t.strobe_width), full_strobe)),
+                    wdata.payload.strobe.eq(Mux(early, 0, Mux(h_masked, strobes.word_select(
+                        group, t.strobe_width), full_strobe))),
                     wdata.payload.last.eq(last_beat),
-                    eject.ready.eq(wdata.ready),
                 ]
-                with m.If(eject.valid & wdata.ready):
+                with m.If(take):
                     m.d.sync += [beat.eq(beat + 1), last_beat.eq(beat + 1 == h_length),
                                  group.eq(group + 1)]
                     with m.If(group == spf - 1):
                         m.d.sync += [group.eq(0), need_strobe.eq(h_masked)]
+                    with m.If(early):
+                        m.d.sync += [poison.eq(1), parse_state.eq(P_PAD)]
                     with m.If(last_beat):
                         m.d.comb += [push.eq(1), push_kind.eq(
                             Mux(poison | ~flit.tail, kind_poison, kind_ok))]
@@ -1148,8 +1163,7 @@ class TargetInterface(wiring.Component):
                     m.d.comb += [push.eq(1), push_kind.eq(kind_poison)]
                     m.d.sync += parse_state.eq(P_IDLE)
         with m.Elif(parse_state == P_DROP):
-            m.d.comb += eject.ready.eq(1)
-            with m.If(eject.valid & flit.tail):
+            with m.If(take & flit.tail):
                 m.d.sync += parse_state.eq(P_IDLE)
 
         # ---- Packetise responses ----------------------------------------------------------
