@@ -127,8 +127,8 @@ class PackageBoard(Elaboratable):
         if board.family == "ice40" and fit_check:
             raise ValueError(
                 f"{board.name}'s {board.device} cannot hold a package yet: the smallest, "
-                f"`icebreaker` (16-bit flits, no NPU), took 7425 of its 5280 LCs, the two "
-                f"link adapters ~2400 of them (docs/build.md); build a package for an ECP5 "
+                f"`icebreaker` (16-bit flits, no NPU), needs 7126 of its 5280 LCs, its die "
+                f"link about 1840 LUT4 of them (docs/package.md); build a package for an ECP5 "
                 f"board")
         if clock_mhz is None:
             clock_mhz = PACKAGE_CLOCK_MHZ.get(board.name)

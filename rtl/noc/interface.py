@@ -1036,8 +1036,8 @@ class TargetInterface(wiring.Component):
         strobes = Signal(t.data_width)
         need_strobe = Signal()
         poison = Signal()
-        # ``beat == h_length`` as a register, kept with ``beat`` (it decides ``eject.ready``,
-        # the descriptor push and the FIFO behind it).
+        # ``beat == h_length`` as a register, kept with ``beat`` (it decides the descriptor
+        # push and the FIFO behind it).
         last_beat = Signal()
         full_strobe = (1 << t.strobe_width) - 1
 

@@ -234,6 +234,9 @@ class DieLink:
     lanes: int = 16
     bits_per_lane: int = 1
     phy: str = "interposer"
+    #: The fields that size the link adapters (``LinkParams`` fields of the same names).
+    ADAPTER_SIZES = ("frame_flits", "replay_frames", "rx_credits", "counter_width")
+
     frame_flits: int = LinkParams.frame_flits
     replay_frames: int = LinkParams.replay_frames
     rx_credits: int = LinkParams.rx_credits
@@ -248,7 +251,7 @@ class DieLink:
                 raise ValueError(f"Link endpoint {end} must be an Endpoint, not {value!r}")
         _integer("Link lanes", self.lanes, 1)
         _integer("Link bits per lane", self.bits_per_lane, 1)
-        for what in ("frame_flits", "replay_frames", "rx_credits", "counter_width"):
+        for what in self.ADAPTER_SIZES:
             _integer(f"Link {what.replace('_', ' ')}", getattr(self, what), 1)
         if self.phy not in PHY_KINDS:
             raise ValueError(f"Link PHY must be one of {', '.join(PHY_KINDS)}, not "

@@ -166,8 +166,7 @@ def die_link_params(package: Package, index: int, **link) -> LinkParams:
     win over the config's)."""
     ends = package.links[index]
     beat_width = ends.lanes * ends.bits_per_lane
-    sizes = {name: getattr(ends, name)
-             for name in ("frame_flits", "replay_frames", "rx_credits", "counter_width")}
+    sizes = {name: getattr(ends, name) for name in ends.ADAPTER_SIZES}
     try:
         return LinkParams(flit_width=link_flit_width(package.flit, beat_width),
                           vcs=package.flit.vcs, beat_width=beat_width, **(sizes | link))
