@@ -6,9 +6,9 @@ It takes ``In(TargetSignature(params))`` — the flipped target port of a
 - Requests queue in a small FIFO (``queue`` entries) and are served in order, back to back:
   the next request starts in the cycle after the previous one's last beat.
 - A read issues one RAM read per cycle (``length + 1`` of them); the RAM's registered
-  output and the beat's ``{tag, last, status}`` go into a response FIFO one cycle later.
-  Reads are issued only while the response FIFO has room for them, so backpressure on
-  ``response`` stalls the reads and no beat is lost.
+  output and the beat's ``{tag, last, status}`` wait in a one-entry stage until the
+  response FIFO takes them. A beat is issued only while that stage is free or leaving, so
+  backpressure on ``response`` stalls the reads and no beat is lost.
 - A write takes one ``wdata`` beat per cycle and writes the bytes whose ``strobe`` bit is
   set (``amaranth.lib.memory`` write port with 8-bit granularity); its one response beat
   follows the last data beat through the same pipeline.
@@ -47,7 +47,7 @@ class MemoryParams:
     queue : int
         Requests buffered ahead of the one being served.
     response_depth : int
-        Response FIFO entries (at least 2 for one beat per cycle under the RAM latency).
+        Response FIFO entries: 3 or more serve one beat a cycle, 2 one every other cycle.
     counter_width : int
         Width of the saturating ``errors`` counter.
     """
@@ -146,7 +146,12 @@ class MemoryTile(wiring.Component):
         stage_valid = Signal()
         stage = Signal(t.response_layout)
         stage_read = Signal()  # the stage's data comes from the RAM read port
-        room = (responses.level + stage_valid) < p.response_depth
+        # A beat may go when the stage is free or leaves into the FIFO this cycle. (Not
+        # from ``responses.level``: a SyncFIFOBuffered of depth 2 refuses a write in the
+        # cycle after its first one, when its level is 1, which lost a response beat.)
+        # A stage that cannot leave holds, and so does the RAM's output (no read is
+        # issued while it waits).
+        room = ~stage_valid | responses.w_rdy
 
         # A beat is processed this cycle (a read issued or a write beat taken).
         step = Signal()
@@ -162,7 +167,10 @@ class MemoryTile(wiring.Component):
         ]
         # Into the stage: every read beat, and a write's last beat.
         status = Mux(refused, Status.TARGET_ERROR, Status.OKAY)
-        m.d.sync += stage_valid.eq(step & (~write | last_beat))
+        with m.If(step):
+            m.d.sync += stage_valid.eq(~write | last_beat)
+        with m.Elif(responses.w_rdy):
+            m.d.sync += stage_valid.eq(0)
         with m.If(step):
             m.d.sync += [
                 stage.write.eq(write), stage.tag.eq(tag), stage.status.eq(status),
