@@ -574,10 +574,15 @@ class InitiatorInterface(wiring.Component):
             addr_chunk = cmd_offset
 
         # Write data: two banks of one group each, filled from bus.wdata, drained to the
-        # network (strobe flit, then the group's data flits).
+        # network (strobe flit, then the group's data flits). The read port is synchronous
+        # (a block RAM on iCE40, which has no distributed RAM) and reads one beat ahead: as
+        # the drain advances from index k to k + 1 it reads address k, which is the beat
+        # that index k + 1 sends (index 0 is the strobe flit, beat k is at address k - 1).
+        # It reads only in that cycle, so the output holds under backpressure, and only
+        # from a full bank, which the fill does not write (no read/write collision).
         buffer = m.submodules.wbuffer = Memory(shape=t.data_width, depth=2 * spf, init=[])
         buf_wr = buffer.write_port()
-        buf_rd = buffer.read_port(domain="comb")
+        buf_rd = buffer.read_port(transparent_for=())
         strobes = [Signal(t.data_width, name=f"strobes{b}") for b in range(2)]
         full = Signal(2)
         group_beats = [Signal(range(spf + 1), name=f"group_beats{b}") for b in range(2)]
@@ -633,7 +638,10 @@ class InitiatorInterface(wiring.Component):
                 m.d.sync += full[b].eq(1)
             with m.Elif(drain_close & (drain_bank == b)):
                 m.d.sync += full[b].eq(0)
-        m.d.comb += buf_rd.addr.eq(Cat((drain_index - 1)[:len(fill_index)], drain_bank))
+        # (At a group's end the read is past the group's last beat, or wraps to its first:
+        # the next flit is a strobe flit, which does not use it.)
+        m.d.comb += [buf_rd.addr.eq(Cat(drain_index[:len(fill_index)], drain_bank)),
+                     buf_rd.en.eq(0)]
 
         refused_now = Signal()
         events["decode_errors"].append(refused_now)
@@ -693,6 +701,8 @@ class InitiatorInterface(wiring.Component):
             # (``bank_full``, not ``inject.valid``: the same here, but synthesis would share
             # one ``valid & ready`` with the head state's and start from its decision.)
             with m.If(bank_full & inject.ready):
+                # Read the beat the next flit sends (see the write-data buffer above).
+                m.d.comb += buf_rd.en.eq(1)
                 with m.If(group_end):
                     m.d.comb += drain_close.eq(1)
                     m.d.sync += [drain_index.eq(0), drain_bank.eq(~drain_bank)]
