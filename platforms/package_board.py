@@ -148,9 +148,13 @@ class PackageBoard(Elaboratable):
         self.clock_mhz = board.clock_mhz if clock_mhz is None else clock_mhz
         self.pll = clock_mhz is not None
         self.baud = hosts[0].params.get("baud", DEFAULT_BAUD)
-        self.uart = UartParams.from_baud(self.clock_mhz * 1e6, self.baud)
         if die is None:
             self.top = PackageTop(package)
+        # The UART's error counters are the host bridge's transport counters: same width.
+        self.uart = UartParams.from_baud(
+            self.clock_mhz * 1e6, self.baud,
+            counter_width=self.top.tile_params[hosts[0].name].counter_width
+            if "host_rx" in self.top.signature.members else UartParams.counter_width)
         self.has_host = "host_rx" in self.top.signature.members
         self.params = {"package": package.name, "clock_mhz": self.clock_mhz,
                        "baud": self.baud, "uart_divisor": self.uart.divisor, "ber": ber,

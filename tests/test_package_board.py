@@ -69,6 +69,15 @@ def test_uart_divisor_follows_the_core_clock(clock_mhz, divisor):
     assert board.params["clock_mhz"] == (25.0 if clock_mhz is None else clock_mhz)
 
 
+def test_uart_counters_are_as_wide_as_the_host_bridges():
+    """The UART's error counters feed the host bridge's transport counters: the
+    ``icebreaker`` package's host tile asks for 8-bit counters, the default keeps 16."""
+    small = PackageBoard(get_board("icebreaker"), Package.named("icebreaker"), fit_check=False)
+    assert small.uart.counter_width == small.top.tile_params["host"].counter_width == 8
+    default = PackageBoard(get_board("ulx3s"), Package.named("default"))
+    assert default.uart.counter_width == default.top.tile_params["host"].counter_width == 16
+
+
 @pytest.mark.parametrize("clock_mhz", [pytest.param(None, marks=pytest.mark.slow), 100])
 def test_package_board_elaborates_on_the_ulx3s(clock_mhz):
     # The default package with the testbench's small NPUs (the full one is the slow test

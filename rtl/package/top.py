@@ -105,7 +105,7 @@ WINDOW_SIZE = 0x1000
 SUPPORTED_KINDS = ("host_bridge", "memory", "npu", "counters")
 
 _TILE_KEYS = {
-    "host_bridge": ("baud", "buffer_beats", "frame_timeout", "bus_timeout"),
+    "host_bridge": ("baud", "buffer_beats", "frame_timeout", "bus_timeout", "counter_width"),
     "memory": ("words", "queue", "response_depth"),
     "npu": ("rows", "cols", "mac", "dsp_cells", "a_depth", "w_depth", "acc_depth", "qp_depth",
             "lanes", "depth", "in_flight", "outstanding", "staging", "status_depth",
@@ -407,7 +407,8 @@ class PackageTop(wiring.Component):
         if tile.kind == "host_bridge":
             return HostBridgeParams(t, buffer_beats=p.get("buffer_beats", 64),
                                     frame_timeout=p.get("frame_timeout", 1 << 16),
-                                    bus_timeout=p.get("bus_timeout", 1 << 16))
+                                    bus_timeout=p.get("bus_timeout", 1 << 16),
+                                    counter_width=p.get("counter_width", 16))
         if tile.kind == "npu":
             if t.data_width != 32:
                 raise ValueError(f"Tile {tile.name!r}: the NPU register window needs 32-bit "
