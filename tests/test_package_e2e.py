@@ -180,7 +180,7 @@ def test_the_config_shapes_transactions_slices_and_links():
     small, default = Package.named("icebreaker"), Package.named("default")
     top = PackageTop(small)
     t = top.transaction
-    assert (t.data_width, t.addr_width, t.length_bits, t.tag_bits) == (16, 16, 4, 2)
+    assert (t.data_width, t.addr_width, t.length_bits, t.tag_bits) == (16, 16, 4, 1)
     assert top.port_slices is False and PackageTop(small, port_slices=True).port_slices
     link = PackageDieLink(small, 0)
     p = link.link_params
