@@ -116,8 +116,8 @@ LINK_MUTANTS = {
                         "replay_after))"),
     # A replay reads the wrong replay-buffer slot.
     "tx_replay_wrong_slot": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
-                             "replay_read.addr.eq(Cat(read_slot_beat, read_seq[:slot_bits]))",
-                             "replay_read.addr.eq(Cat(read_slot_beat, next_seq[:slot_bits]))"),
+                             "replay_read_addr.eq(Cat(read_slot_beat, read_seq[:slot_bits]))",
+                             "replay_read_addr.eq(Cat(read_slot_beat, next_seq[:slot_bits]))"),
     # NAKs are ignored (only the timer replays).
     "tx_ignores_nak": (TransmitterReplayProperties, transmitter, "LinkTransmitter",
                        "nak_heard.eq(self.peer_header_valid & self.peer_nak)",

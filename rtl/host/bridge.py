@@ -38,9 +38,10 @@ the request is accepted, and each beat goes out as it arrives.
 from dataclasses import dataclass
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import crc, enum, memory, stream, wiring
+from amaranth.lib import crc, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..block_ram import collision_free_memory, registered_read
 from ..credit import add_event_counters
 from ..noc.transaction import InitiatorSignature, Status, TransactionParams
 from ..timer import CycleTimer
@@ -207,11 +208,15 @@ class HostBridge(wiring.Component):
         m.submodules.rx_crc = rx_crc = crc.Processor(CRC(data_width=8))
         m.submodules.tx_crc = tx_crc = crc.Processor(CRC(data_width=8))
 
-        # Write buffer: one beat of data and strobes per entry.
-        m.submodules.buffer = buffer = memory.Memory(
-            shape=tp.data_width + tp.strobe_width, depth=p.buffer_beats, init=[])
+        # Write buffer: one beat of data and strobes per entry. It is written while a frame
+        # arrives and read in WDATA, after the frame's CRC bytes, so no read meets a write
+        # (`collision_free_memory`).
+        m.submodules.buffer = buffer = collision_free_memory(
+            shape=tp.data_width + tp.strobe_width, depth=p.buffer_beats)
         wr = buffer.write_port()
-        rd = buffer.read_port()
+        rd_addr = Signal(range(p.buffer_beats))
+        rd_en = Signal()
+        rd_data = registered_read(m, buffer, rd_addr, enable=rd_en, name="buffer_data")
 
         # Command fields.
         op = Signal(8)
@@ -467,11 +472,11 @@ class HostBridge(wiring.Component):
                 # its output for as long as it is presented and not taken.
                 load = (~presented | self.bus.wdata.ready) & ~loaded_all
                 m.d.comb += [
-                    rd.addr.eq(beat_index),
-                    rd.en.eq(load),
+                    rd_addr.eq(beat_index),
+                    rd_en.eq(load),
                     self.bus.wdata.valid.eq(presented),
-                    self.bus.wdata.payload.data.eq(rd.data[:tp.data_width]),
-                    self.bus.wdata.payload.strobe.eq(rd.data[tp.data_width:]),
+                    self.bus.wdata.payload.data.eq(rd_data[:tp.data_width]),
+                    self.bus.wdata.payload.strobe.eq(rd_data[tp.data_width:]),
                     self.bus.wdata.payload.last.eq(last_beat),
                 ]
                 with m.If(load):

@@ -7,8 +7,10 @@ sees committed entries, so a flit whose frame failed its CRC is never delivered.
 """
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from ..block_ram import collision_free_memory, registered_read
 
 __all__ = ["CommitFifo"]
 
@@ -73,12 +75,13 @@ class CommitFifo(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth = self.depth
-        m.submodules.storage = storage = memory.Memory(shape=self.width, depth=depth, init=[])
+        m.submodules.storage = storage = collision_free_memory(shape=self.width, depth=depth)
         w_port = storage.write_port()
         # A registered read of the entry at the next cycle's read pointer (block RAM): the
         # entry at `rd_ptr` is always on `r.payload`. An entry is written at least a cycle
-        # before the settle that commits it, so the read never needs to see a write through.
-        r_port = storage.read_port()
+        # before the settle that commits it, and is read only once committed: a read in the
+        # cycle its entry is written is never used, so the RAM may leave it undefined
+        # (`collision_free_memory`; writes go to free entries only).
 
         def advance(pointer, by):
             total = pointer + by
@@ -95,6 +98,7 @@ class CommitFifo(wiring.Component):
         write = Signal()
         read = Signal()
         next_rd_ptr = Signal(range(depth))
+        r_data = registered_read(m, storage, next_rd_ptr, name="r_data")
         m.d.comb += [
             self.w_rdy.eq(used < depth),
             write.eq(self.w_en & self.w_rdy),
@@ -103,8 +107,7 @@ class CommitFifo(wiring.Component):
             w_port.en.eq(write),
             next_rd_ptr.eq(Mux(read, rd_ptr_after, rd_ptr)),
             self.pointers_ok.eq((rd_ptr_after == advance(rd_ptr, 1)) & (rd_ptr < depth)),
-            r_port.addr.eq(next_rd_ptr),
-            self.r.payload.eq(r_port.data),
+            self.r.payload.eq(r_data),
             self.r.valid.eq(self.level != 0),
             read.eq(self.r.valid & self.r.ready),
         ]

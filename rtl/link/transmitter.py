@@ -20,9 +20,10 @@ progress is always new.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..block_ram import collision_free_memory, registered_read
 from ..credit import add_event_counters
 from .frame import CRC, LinkParams, crc_step, header_crc
 
@@ -197,8 +198,12 @@ class LinkTransmitter(wiring.Component):
         # Per replay slot: the VC and count of the frame it holds.
         slot_vc = Signal(data.ArrayLayout(p.vc_bits, R))
         slot_count = Signal(data.ArrayLayout(range(p.frame_flits + 1), R))
-        m.submodules.replay = replay = memory.Memory(shape=W, depth=R << beat_addr_bits,
-                                                     init=[])
+        # A read is used only for a replayed frame's slot beats from the third on, and is
+        # issued two sends before its beat, in the same (replayed) frame, when nothing is
+        # written (only new frames are): no used read meets a write, so the RAM need not
+        # define that case (`collision_free_memory`).
+        m.submodules.replay = replay = collision_free_memory(shape=W,
+                                                             depth=R << beat_addr_bits)
         replay_write = replay.write_port()
         # Read two beats ahead: the block RAM's registered read, then a register of its own
         # (`buffered`), both stepped with `send`, so that the RAM's slow clock-to-output
@@ -206,7 +211,10 @@ class LinkTransmitter(wiring.Component):
         # A frame's first two beats, where they are slot beats, are also kept in registers,
         # one per replay slot, and replayed from there: their reads would be issued before the
         # frame starts, before the start has decided which frame to replay.
-        replay_read = replay.read_port()
+        replay_read_addr = Signal(slot_bits + beat_addr_bits)
+        replay_read_en = Signal()
+        replay_read_data = registered_read(m, replay, replay_read_addr,
+                                           enable=replay_read_en, name="replay_read_data")
         first_beats = Signal(data.ArrayLayout(W, R))
         second_beats = Signal(data.ArrayLayout(W, R))
         second_in_slots = not (H0 <= 1 < H0 + HB)
@@ -623,10 +631,10 @@ class LinkTransmitter(wiring.Component):
         # and CRC beats do not need the buffer.)
         read_seq = Signal(S)
         m.d.comb += read_seq.eq(frame_seq)
-        m.d.comb += [replay_read.addr.eq(Cat(read_slot_beat, read_seq[:slot_bits])),
-                     replay_read.en.eq(send)]
+        m.d.comb += [replay_read_addr.eq(Cat(read_slot_beat, read_seq[:slot_bits])),
+                     replay_read_en.eq(send)]
         with m.If(send):
-            m.d.sync += buffered.eq(replay_read.data)
+            m.d.sync += buffered.eq(replay_read_data)
         next_index = Signal(range(p.frame_beats))
         m.d.comb += next_index.eq(Mux(send, index_next, index))
         next_in_slots = ((next_index < p.first_trailer_beat)

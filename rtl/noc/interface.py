@@ -86,6 +86,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..block_ram import collision_free_memory, registered_read
 from ..timer import CycleTimer
 from .transaction import (
     REQUEST_VC,
@@ -579,10 +580,12 @@ class InitiatorInterface(wiring.Component):
         # the drain advances from index k to k + 1 it reads address k, which is the beat
         # that index k + 1 sends (index 0 is the strobe flit, beat k is at address k - 1).
         # It reads only in that cycle, so the output holds under backpressure, and only
-        # from a full bank, which the fill does not write (no read/write collision).
-        buffer = m.submodules.wbuffer = Memory(shape=t.data_width, depth=2 * spf, init=[])
+        # from a full bank, which the fill does not write: no read ever meets a write to
+        # its address, so the RAM need not define that case (`collision_free_memory`).
+        buffer = m.submodules.wbuffer = collision_free_memory(shape=t.data_width,
+                                                              depth=2 * spf)
         buf_wr = buffer.write_port()
-        buf_rd = buffer.read_port(transparent_for=())
+        buf_rd_en = Signal()
         strobes = [Signal(t.data_width, name=f"strobes{b}") for b in range(2)]
         full = Signal(2)
         group_beats = [Signal(range(spf + 1), name=f"group_beats{b}") for b in range(2)]
@@ -640,8 +643,8 @@ class InitiatorInterface(wiring.Component):
                 m.d.sync += full[b].eq(0)
         # (At a group's end the read is past the group's last beat, or wraps to its first:
         # the next flit is a strobe flit, which does not use it.)
-        m.d.comb += [buf_rd.addr.eq(Cat(drain_index[:len(fill_index)], drain_bank)),
-                     buf_rd.en.eq(0)]
+        buf_rd_data = registered_read(m, buffer, Cat(drain_index[:len(fill_index)], drain_bank),
+                                      enable=buf_rd_en, name="wbuffer_data")
 
         refused_now = Signal()
         events["decode_errors"].append(refused_now)
@@ -695,14 +698,14 @@ class InitiatorInterface(wiring.Component):
             group_end = drain_index == Array(group_beats)[drain_bank]
             m.d.comb += [
                 inject.valid.eq(bank_full),
-                flit_data.eq(Mux(on_strobe, Array(strobes)[drain_bank], buf_rd.data)),
+                flit_data.eq(Mux(on_strobe, Array(strobes)[drain_bank], buf_rd_data)),
                 flit_tail.eq(~on_strobe & (drain_left == 1)),
             ]
             # (``bank_full``, not ``inject.valid``: the same here, but synthesis would share
             # one ``valid & ready`` with the head state's and start from its decision.)
             with m.If(bank_full & inject.ready):
                 # Read the beat the next flit sends (see the write-data buffer above).
-                m.d.comb += buf_rd.en.eq(1)
+                m.d.comb += buf_rd_en.eq(1)
                 with m.If(group_end):
                     m.d.comb += drain_close.eq(1)
                     m.d.sync += [drain_index.eq(0), drain_bank.eq(~drain_bank)]

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..block_ram import collision_free_memory, registered_read
 from ..credit import add_event_counters
 from ..noc.transaction import Status, TargetSignature, TransactionParams
 
@@ -110,9 +110,12 @@ class MemoryTile(wiring.Component):
         bus = self.bus
         word_bits = max(1, (p.words - 1).bit_length())
 
-        m.submodules.ram = ram = Memory(shape=t.data_width, depth=p.words, init=p.init)
-        rd = ram.read_port()
+        # A step reads or writes, never both, so no read meets a write in its cycle and the
+        # RAM need not define that case (`collision_free_memory`).
+        m.submodules.ram = ram = collision_free_memory(shape=t.data_width, depth=p.words,
+                                                       init=p.init)
         wr = ram.write_port(granularity=8)
+        rd_en = Signal()
 
         # Request queue.
         m.submodules.requests = requests = fifo.SyncFIFO(
@@ -158,9 +161,9 @@ class MemoryTile(wiring.Component):
         m.d.comb += step.eq(active & room & (~write | bus.wdata.valid))
         m.d.comb += bus.wdata.ready.eq(active & write & room)
 
+        rd_data = registered_read(m, ram, word, enable=rd_en, name="ram_data")
         m.d.comb += [
-            rd.addr.eq(word),
-            rd.en.eq(step & ~write & ~refused),
+            rd_en.eq(step & ~write & ~refused),
             wr.addr.eq(word),
             wr.data.eq(bus.wdata.payload.data),
             wr.en.eq(Mux(step & write & ~refused, bus.wdata.payload.strobe, 0)),
@@ -179,7 +182,7 @@ class MemoryTile(wiring.Component):
         m.d.comb += [
             responses.w_en.eq(stage_valid),
             responses.w_data.eq(Cat(stage.write, stage.tag, stage.status,
-                                    Mux(stage_read, rd.data, 0), stage.last)),
+                                    Mux(stage_read, rd_data, 0), stage.last)),
         ]
         with m.If(step):
             m.d.sync += [remaining.eq(remaining - 1), last_beat.eq(remaining == 1),
