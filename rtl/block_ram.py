@@ -4,16 +4,17 @@ An ``amaranth.lib.memory`` read port in the sync domain reads the old word when 
 address is written in the same cycle. The iCE40's and ECP5's block RAMs leave that case
 undefined, so Yosys emulates it: it delays every write by a cycle and multiplexes the
 delayed word in front of the RAM's output, about ``2 · width`` flip-flops and ``width`` LUTs a
-memory (41 FFs and 22 LUT4 for 8 × 18 bits on the iCE40, where each flip-flop alone costs a
-logic cell).
+memory (for 256 × 18 bits: 46 FFs and 30 LUT4 on the iCE40, where each flip-flop alone costs
+a logic cell; 46 FFs and 28 LUT4 on the ECP5).
 
 A block whose reads never *use* a word read in the cycle it was written (a FIFO that reads
 only committed entries, a buffer that reads only the bank it does not write, a port whose
-read and write enables exclusive) can say so. :func:`collision_free_memory` marks the memory
+read and write enables are exclusive) can say so. :func:`collision_free_memory` marks the memory
 ``no_rw_check``, and :func:`registered_read` reads it asynchronously into a register of its
 own, which Yosys's ``memory_dff`` merges back into the read port with the collision left
-undefined: the same block RAM, without the emulation (1 FF and 19 LUT4 for the 8 × 18 above:
-the register's reset value, which the RAM's output does not have). In simulation the two
+undefined: the same block RAM, without the emulation (for the 256 × 18 above: 1 FF and 19
+LUT4 on the iCE40, a flag for the register's reset value, which the RAM's output lacks;
+nothing on the ECP5; ``tests/test_block_ram.py``). In simulation the two
 forms are the same (the old word), so a block that does use a colliding read is not caught
 by its testbenches: each user states why its collisions are never read.
 """
