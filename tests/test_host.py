@@ -226,3 +226,29 @@ def test_bridge_params():
         HostBridgeParams(transaction=None)
     with pytest.raises(ValueError, match="shorter than two UART bytes"):
         UartHostBridge(HostBridgeParams(frame_timeout=100), UartParams(divisor=217))
+
+
+@pytest.mark.parametrize("argv, want", [
+    # The package's host bridge decides; the default package's is 32-bit with 64-beat writes.
+    ([], {"beat_bytes": 4, "max_read_beats": 256, "max_write_beats": 64, "baud": 115200}),
+    # The icebreaker package: 16-bit beats, bursts of 16, a 16-beat buffer.
+    (["--package", "icebreaker"],
+     {"beat_bytes": 2, "max_read_beats": 16, "max_write_beats": 16, "baud": 115200}),
+    # Explicit sizes win.
+    (["--package", "icebreaker", "--beat-bytes", "4", "--max-write-beats", "8",
+      "--baud", "9600"],
+     {"beat_bytes": 4, "max_read_beats": 16, "max_write_beats": 8, "baud": 9600}),
+])
+def test_host_cli_takes_its_sizes_from_the_package(argv, want):
+    """``python -m chipknit.host --package NAME``: a board built from the icebreaker
+    package is spoken to with its 2-byte beats, not the default package's 4."""
+    from chipknit.host.__main__ import connection, make_parser
+    args = make_parser().parse_args(["--port", "loop://", *argv, "counters"])
+    top, baud, options = connection(args)
+    got = {name: options[name] for name in ("beat_bytes", "max_read_beats",
+                                            "max_write_beats")}
+    assert {**got, "baud": baud} == want
+    assert options["counter_map"] == top.counter_map()
+    # ``gemm --package`` (where it used to be) still picks the package.
+    args = make_parser().parse_args(["--port", "loop://", "gemm", "--package", "icebreaker"])
+    assert connection(args)[2]["beat_bytes"] == 2

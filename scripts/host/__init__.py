@@ -17,10 +17,11 @@ from .host import (
     NakError,
     ResponseTimeout,
     TransactionError,
+    package_options,
     run,
 )
 from .transport import AsyncTransport, LoopbackTransport, SerialTransport, Transport
 
 __all__ = ["Host", "AsyncHost", "HostError", "TransactionError", "NakError",
-           "ResponseTimeout", "run", "Transport", "AsyncTransport", "SerialTransport",
-           "LoopbackTransport"]
+           "ResponseTimeout", "run", "package_options", "Transport", "AsyncTransport",
+           "SerialTransport", "LoopbackTransport"]

@@ -37,7 +37,7 @@ from .protocol import (
 )
 
 __all__ = ["HostError", "TransactionError", "NakError", "ResponseTimeout", "HostCore",
-           "Host", "AsyncHost", "run"]
+           "Host", "AsyncHost", "run", "package_options"]
 
 
 class HostError(Exception):
@@ -306,6 +306,15 @@ class AsyncHost(HostCore):
         for name, addr in self.counter_map.items():
             counters[name] = (await self.read(addr, 1))[0]
         return counters
+
+
+def package_options(top) -> dict:
+    """The :class:`Host`/:class:`AsyncHost` options that match the host bridge of ``top``
+    (a :class:`~chipknit.rtl.package.top.PackageTop`): its beat width, largest read and
+    write, and the package's counter map."""
+    params = top.tile_params[top.host.name]
+    return {"beat_bytes": params.beat_bytes, "max_read_beats": params.max_read_beats,
+            "max_write_beats": params.buffer_beats, "counter_map": top.counter_map()}
 
 
 def run(script, transport, **options):

@@ -25,7 +25,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
 
-from chipknit.host import AsyncHost, TransactionError
+from chipknit.host import AsyncHost, TransactionError, package_options
 from chipknit.host.npu import (
     PROGRAM_BASE,
     WINDOW,
@@ -63,11 +63,9 @@ class PackageBench:
                                          rx_pauses=random_pauses(pauses),
                                          tx_pauses=random_pauses(pauses))
         cycle = CLOCK_PERIOD_NS * 1e-9
-        self.host = AsyncHost(self.transport, beat_bytes=host.beat_bytes,
-                              timeout=400_000 * cycle, resync=3 * host.frame_timeout * cycle,
-                              max_read_beats=host.max_read_beats,
-                              max_write_beats=host.buffer_beats,
-                              counter_map=self.top.counter_map())
+        self.host = AsyncHost(self.transport, timeout=400_000 * cycle,
+                              resync=3 * host.frame_timeout * cycle,
+                              **package_options(self.top))
         self.memory = self.top.region("memory")
         self.npus = [e for e in self.top.map if e.kind == "npu"]
 
