@@ -127,7 +127,7 @@ class PackageBoard(Elaboratable):
         if board.family == "ice40" and fit_check:
             raise ValueError(
                 f"{board.name}'s {board.device} cannot hold a package yet: the smallest, "
-                f"`icebreaker` (16-bit flits, no NPU), needs 5920 of its 5280 LCs, its die "
+                f"`icebreaker` (16-bit flits, no NPU), needs 5682 of its 5280 LCs, its die "
                 f"link about 1840 LUT4 and 1330 FFs of them (docs/package.md); build a package "
                 f"for an ECP5 board")
         if clock_mhz is None:

@@ -55,7 +55,7 @@ DESIGNS: dict[str, TopFactory] = {
 }
 
 #: The design each board builds by default. The iCE40UP5K's 5280 LCs hold no package yet: the
-#: smallest takes 5920 (docs/package.md), so the iCEBreaker builds the
+#: smallest takes 5682 (docs/package.md), so the iCEBreaker builds the
 #: self-test.
 DEFAULT_DESIGNS: dict[str, str] = {"ulx3s": "package", "icebreaker": "selftest"}
 

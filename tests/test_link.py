@@ -25,9 +25,10 @@ SMALL = {"flit_width": 32, "frame_flits": 4, "rx_credits": 8, "replay_frames": 2
 HEADER_FIRST = {"flit_width": 32, "frame_flits": 1, "rx_credits": 8, "replay_frames": 2,
                 "replay_timeout": 200}
 # One beat per flit, as the `icebreaker` package's link (18-bit flits on 18 lanes), with
-# 16-bit counters.
+# 16-bit counters and no output skid at the receivers.
 ONE_BEAT = {"flit_width": 18, "beat_width": 18, "frame_flits": 4, "rx_credits": 8,
-            "replay_frames": 2, "replay_timeout": 200, "counter_width": 16}
+            "replay_frames": 2, "replay_timeout": 200, "counter_width": 16,
+            "output_skid": False}
 
 
 @pytest.mark.parametrize("simulator,params,testcase", [

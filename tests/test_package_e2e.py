@@ -185,12 +185,13 @@ def test_the_config_shapes_transactions_slices_and_links():
     link = PackageDieLink(small, 0)
     p = link.link_params
     assert (p.beat_width, p.flit_width, p.frame_flits, p.replay_frames, p.rx_credits,
-            p.counter_width) == (18, 18, 4, 2, 8, 16)
+            p.counter_width, p.output_skid) == (18, 18, 4, 2, 8, 16, False)
     assert not any(b.guard_slices for b in link.bridge_params)
     assert die_link_params(small, 0, rx_credits=12).rx_credits == 12   # the caller wins
     assert len(link.a_tx_status.replayed_frames) == 16
     d = die_link_params(default, 0)
-    assert (d.frame_flits, d.replay_frames, d.rx_credits, d.counter_width) == (15, 4, 48, 32)
+    assert (d.frame_flits, d.replay_frames, d.rx_credits, d.counter_width,
+            d.output_skid) == (15, 4, 48, 32, True)
     assert PackageTop(default).port_slices is True
     assert all(b.guard_slices for b in PackageDieLink(default, 0).bridge_params)
     assert "link_bit_errors" in top.signature.members
@@ -202,6 +203,7 @@ def test_the_config_shapes_transactions_slices_and_links():
     ("noc", {"tag_bits": True}, "NoC tag bits must be a positive integer"),
     ("link", {"rx_credits": 0}, "Link rx credits must be a positive integer"),
     ("link", {"frame_flits": "4"}, "Link frame flits must be a positive integer"),
+    ("link", {"output_skid": 0}, "Link output_skid must be true or false"),
 ])
 def test_config_size_keys_are_checked(section, changes, message):
     table = Package.named("icebreaker").to_dict()

@@ -105,6 +105,12 @@ class LinkReceiver(wiring.Component):
         fifos = self.buffers
         for vc, fifo in enumerate(fifos):
             m.submodules[f"buffer_{vc}"] = fifo
+            if not p.output_skid:
+                # `o` straight from the buffer's registered read (`LinkParams.output_skid`).
+                m.d.comb += [self.o[vc].valid.eq(fifo.r.valid),
+                             self.o[vc].payload.eq(fifo.r.payload),
+                             fifo.r.ready.eq(self.o[vc].ready), self.held[vc].eq(0)]
+                continue
             # Two output registers per VC (a skid buffer): `o` comes from flip-flops, not from
             # the buffer's block RAM, and the buffer reads whenever the second register is
             # free, so the consumer's `ready` (which may depend on the payload) reaches neither

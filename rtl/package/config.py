@@ -228,6 +228,9 @@ class DieLink:
         The link adapters' :class:`~chipknit.rtl.link.frame.LinkParams` (defaults: its
         own): flit slots per frame, the go-back-N window in frames, receive buffer flits
         per VC, and the width of the adapters' counters.
+    output_skid : bool
+        The receivers' two output registers per VC (``LinkParams.output_skid``, default
+        true); false saves about 120 iCE40 logic cells per end on small, slow links.
     """
     a: Endpoint
     b: Endpoint
@@ -236,11 +239,14 @@ class DieLink:
     phy: str = "interposer"
     #: The fields that size the link adapters (``LinkParams`` fields of the same names).
     ADAPTER_SIZES = ("frame_flits", "replay_frames", "rx_credits", "counter_width")
+    #: The link adapters' switches (``LinkParams`` fields of the same names).
+    ADAPTER_FLAGS = ("output_skid",)
 
     frame_flits: int = LinkParams.frame_flits
     replay_frames: int = LinkParams.replay_frames
     rx_credits: int = LinkParams.rx_credits
     counter_width: int = LinkParams.counter_width
+    output_skid: bool = LinkParams.output_skid
 
     def __post_init__(self):
         for end in ("a", "b"):
@@ -253,6 +259,10 @@ class DieLink:
         _integer("Link bits per lane", self.bits_per_lane, 1)
         for what in self.ADAPTER_SIZES:
             _integer(f"Link {what.replace('_', ' ')}", getattr(self, what), 1)
+        for what in self.ADAPTER_FLAGS:
+            if not isinstance(getattr(self, what), bool):
+                raise ValueError(f"Link {what} must be true or false, not "
+                                 f"{getattr(self, what)!r}")
         if self.phy not in PHY_KINDS:
             raise ValueError(f"Link PHY must be one of {', '.join(PHY_KINDS)}, not "
                              f"{self.phy!r}")

@@ -162,11 +162,11 @@ def address_map(package: Package) -> tuple:
 def die_link_params(package: Package, index: int, **link) -> LinkParams:
     """The :class:`LinkParams` of link ``index``: beats of ``lanes * bits_per_lane`` bits,
     the smallest link flit of whole beats that holds a NoC flit, the package's VCs, the
-    config's frame, window, credit and counter sizes, and ``link``'s further fields (which
-    win over the config's)."""
+    config's frame, window, credit and counter sizes and output skid, and ``link``'s further
+    fields (which win over the config's)."""
     ends = package.links[index]
     beat_width = ends.lanes * ends.bits_per_lane
-    sizes = {name: getattr(ends, name) for name in ends.ADAPTER_SIZES}
+    sizes = {name: getattr(ends, name) for name in ends.ADAPTER_SIZES + ends.ADAPTER_FLAGS}
     try:
         return LinkParams(flit_width=link_flit_width(package.flit, beat_width),
                           vcs=package.flit.vcs, beat_width=beat_width, **(sizes | link))
