@@ -150,12 +150,12 @@ class PackageBoard(Elaboratable):
         self.baud = hosts[0].params.get("baud", DEFAULT_BAUD)
         if die is None:
             self.top = PackageTop(package)
+        self.has_host = "host_rx" in self.top.signature.members
         # The UART's error counters are the host bridge's transport counters: same width.
         self.uart = UartParams.from_baud(
             self.clock_mhz * 1e6, self.baud,
             counter_width=self.top.tile_params[hosts[0].name].counter_width
-            if "host_rx" in self.top.signature.members else UartParams.counter_width)
-        self.has_host = "host_rx" in self.top.signature.members
+            if self.has_host else UartParams.counter_width)
         self.params = {"package": package.name, "clock_mhz": self.clock_mhz,
                        "baud": self.baud, "uart_divisor": self.uart.divisor, "ber": ber,
                        "die": die}

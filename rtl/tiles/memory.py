@@ -171,14 +171,13 @@ class MemoryTile(wiring.Component):
         # Into the stage: every read beat, and a write's last beat.
         status = Mux(refused, Status.TARGET_ERROR, Status.OKAY)
         with m.If(step):
-            m.d.sync += stage_valid.eq(~write | last_beat)
-        with m.Elif(responses.w_rdy):
-            m.d.sync += stage_valid.eq(0)
-        with m.If(step):
             m.d.sync += [
+                stage_valid.eq(~write | last_beat),
                 stage.write.eq(write), stage.tag.eq(tag), stage.status.eq(status),
                 stage.last.eq(last_beat | write), stage_read.eq(~write & ~refused),
             ]
+        with m.Elif(responses.w_rdy):
+            m.d.sync += stage_valid.eq(0)
         m.d.comb += [
             responses.w_en.eq(stage_valid),
             responses.w_data.eq(Cat(stage.write, stage.tag, stage.status,

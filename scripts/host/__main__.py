@@ -72,6 +72,7 @@ def make_parser() -> argparse.ArgumentParser:
 def connection(args):
     """The package top, baud rate and host options that ``args`` ask for: the package's
     host bridge's, overridden by ``--baud``, ``--beat-bytes`` and ``--max-write-beats``."""
+    from chipknit.platforms.package_board import DEFAULT_BAUD
     from chipknit.rtl.package.config import Package
     from chipknit.rtl.package.top import PackageTop
     top = PackageTop(Package.load(getattr(args, "gemm_package", None) or args.package))
@@ -81,7 +82,7 @@ def connection(args):
     for name in ("beat_bytes", "max_write_beats"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
-    baud = args.baud or top.host.params.get("baud", 115200)
+    baud = args.baud or top.host.params.get("baud", DEFAULT_BAUD)
     return top, baud, options
 
 
