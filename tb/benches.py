@@ -45,7 +45,7 @@ def credit_loopback(payload_width: int = 32, depth: int = 4, latency: int = 1):
 LINK_PAIR_PARAMS = {"flit_width": 64, "vcs": 2, "beat_width": 16, "frame_flits": 15,
                     "seq_bits": 3, "replay_frames": 4, "rx_credits": 48,
                     "replay_timeout": None, "counter_width": 32, "output_skid": True,
-                    "latency": 2}
+                    "replay_head_registers": True, "latency": 2}
 
 
 def _link_top(top_class, params):

@@ -214,7 +214,8 @@ class TransmitterReplayProperties(TransmitterEnvironment):
 
         # A NAK asks for a replay unless it may be stale (see above): the next frame to start
         # after it, if frames are still unacknowledged then, is the oldest of them. (The frame
-        # going out while the NAK arrives was decided before it.) Ghost: the cycles since a
+        # going out while the NAK arrives was decided before it; without the replay head
+        # registers, so was the next one if the NAK came in the cycle before it started.) Ghost: the cycles since a
         # data frame with each sequence number last started. The header comes mid-frame, so
         # what a frame is when it starts is read from the transmitter (`start_seq`,
         # `start_data`), and checked against its header on the wire at the frame end.
@@ -248,8 +249,19 @@ class TransmitterReplayProperties(TransmitterEnvironment):
         nak_now = Signal()
         m.d.comb += nak_now.eq(self.peer_header_valid & self.peer_nak & (progress | quiet))
         due_at_start = Signal()      # ... and this frame is the first to start after it
+        # Without the replay head registers, a replay is decided a cycle ahead (its first beat
+        # is read then): a NAK in the cycle before a frame starts, or an ACK then that moves
+        # the oldest unacknowledged frame, leaves the replay to the frame after it, so only a
+        # NAK before that, with no ACK progress since, makes this frame due.
+        decided_due = rewind_due
+        if not p.replay_head_registers:
+            decided_due = Signal()
+            base_last = Signal(S)
+            m.d.sync += [decided_due.eq(rewind_due & ~self.frame_start),
+                         base_last.eq(self.g_base)]
+            decided_due = decided_due & (self.g_base == base_last)
         with m.If(self.frame_start):
-            m.d.sync += due_at_start.eq(rewind_due & (self.unacked != 0))
+            m.d.sync += due_at_start.eq(decided_due & (self.unacked != 0))
         with m.If(nak_now & (self.unacked != 0)):
             m.d.sync += rewind_due.eq(1)
         with m.Elif(self.frame_start):

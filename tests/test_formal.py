@@ -2,6 +2,8 @@
 induction does not close, and proof that the checks can fail: a broken block and a wrong
 property each produce a counterexample."""
 
+from dataclasses import replace
+
 import pytest
 from amaranth.hdl import Assert
 
@@ -14,6 +16,7 @@ from chipknit.tb.properties import (
     LinkReceiverProperties,
 )
 from chipknit.tb.properties_link import (
+    SMALL_LINK,
     ReceiverCreditProperties,
     TransmitterCreditProperties,
     TransmitterReplayProperties,
@@ -43,6 +46,9 @@ CHECKS = [
 BOUNDED = [
     FormalCheck("link_transmitter_replay", TransmitterReplayProperties, mode="bmc", depth=16,
                 engine=YICES, description="go-back-N: window, order, NAK rewind, exact replay"),
+    FormalCheck("link_transmitter_replay_head_reads", lambda: TransmitterReplayProperties(
+        replace(SMALL_LINK, replay_head_registers=False)), mode="bmc", depth=16, engine=YICES,
+        description="the same with a replay's first beats read from the replay buffer"),
     FormalCheck("link_receiver_credits", ReceiverCreditProperties, mode="bmc", depth=30,
                 engine=YICES, description="credit totals = flits delivered; buffer = committed "
                                           "- delivered, within depth"),

@@ -25,10 +25,11 @@ SMALL = {"flit_width": 32, "frame_flits": 4, "rx_credits": 8, "replay_frames": 2
 HEADER_FIRST = {"flit_width": 32, "frame_flits": 1, "rx_credits": 8, "replay_frames": 2,
                 "replay_timeout": 200}
 # One beat per flit, as the `icebreaker` package's link (18-bit flits on 18 lanes), with
-# 16-bit counters and no output skid at the receivers.
+# 16-bit counters, no output skid at the receivers and a replay's first two beats read from
+# the replay buffer.
 ONE_BEAT = {"flit_width": 18, "beat_width": 18, "frame_flits": 4, "rx_credits": 8,
             "replay_frames": 2, "replay_timeout": 200, "counter_width": 16,
-            "output_skid": False}
+            "output_skid": False, "replay_head_registers": False}
 
 
 @pytest.mark.parametrize("simulator,params,testcase", [
@@ -53,6 +54,23 @@ def test_default_frame_meets_efficiency_target():
         "flit_width", "vcs", "beat_width", "frame_flits", "seq_bits", "rx_credits")})
     assert model.frame_beats == params.frame_beats
     assert model.payload_efficiency == params.payload_efficiency
+
+
+def test_replay_head_reads_fit_only_where_beats_1_and_2_are_not_both_slots():
+    # One-beat flits: the header sits at beat frame_flits // 2, so 2 and 4 slots fit, 8 not.
+    one_beat = {"flit_width": 18, "beat_width": 18}
+    assert [LinkParams(**one_beat, frame_flits=n).head_reads_fit for n in (1, 2, 4, 8)] == [
+        True, True, True, False]
+    assert LinkParams(**one_beat, frame_flits=4, replay_head_registers=False)
+    # Two-beat flits: slot 0 fills beats 0 and 1; the header is beat 2 in a frame of 2 slots
+    # (fits) and beat 4 in one of 4 (beats 1 and 2 are both slot beats).
+    two_beats = {"flit_width": 32, "beat_width": 16}
+    assert LinkParams(**two_beats, frame_flits=2).head_reads_fit
+    assert not LinkParams(**two_beats, frame_flits=4).head_reads_fit
+    with pytest.raises(ValueError, match="replay_head_registers=False needs beats 1 and 2"):
+        LinkParams(replay_head_registers=False)
+    with pytest.raises(ValueError, match="replay_head_registers must be True or False"):
+        LinkParams(replay_head_registers=1)
 
 
 def test_crc_model_known_answer():

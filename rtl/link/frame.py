@@ -175,6 +175,16 @@ class LinkParams:
         fill level, for a cycle more of latency. ``False`` hands ``o`` straight from the
         buffer's registered read: a cycle less and about 120 iCE40 logic cells fewer per
         end, for small, slow links (the ``icebreaker`` package's).
+    replay_head_registers : bool
+        The transmitter keeps each replay slot's first two beats in flip-flops (default), so
+        that a replay decided in the cycle its frame starts can go out at once, every beat
+        of it but the first two read two cycles ahead through a register of its own.
+        ``False`` reads those two beats from the replay buffer a cycle ahead instead: no
+        flip-flops (``2 × replay_frames × beat_width`` fewer), the block RAM's output
+        straight to the lanes, and a replay asked for in the last cycle before a frame
+        starts waits for the next frame (a control frame goes first). Needs a frame whose
+        beats 1 and 2 are not both slot beats (:attr:`head_reads_fit`), as the ``icebreaker``
+        package's, whose link this is for.
     """
     flit_width: int = 64
     vcs: int = 2
@@ -188,6 +198,7 @@ class LinkParams:
     nak_holdoff: int | None = None
     counter_width: int = 32
     output_skid: bool = True
+    replay_head_registers: bool = True
 
     def __post_init__(self):
         def positive(name):
@@ -197,8 +208,9 @@ class LinkParams:
         for name in ("flit_width", "vcs", "beat_width", "frame_flits", "seq_bits",
                      "replay_frames", "rx_credits", "counter_width"):
             positive(name)
-        if not isinstance(self.output_skid, bool):
-            raise ValueError(f"output_skid must be True or False, not {self.output_skid!r}")
+        for name in ("output_skid", "replay_head_registers"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if (not isinstance(self.lane_latency, int) or isinstance(self.lane_latency, bool)
                 or self.lane_latency < 0):
             raise ValueError(f"lane_latency must be a non-negative integer, not "
@@ -216,6 +228,11 @@ class LinkParams:
         if self.flit_width % self.beat_width:
             raise ValueError(f"flit_width ({self.flit_width}) must be a multiple of "
                              f"beat_width ({self.beat_width})")
+        if not self.replay_head_registers and not self.head_reads_fit:
+            raise ValueError(f"replay_head_registers=False needs beats 1 and 2 of a frame not "
+                             f"both slot beats; a frame of {self.frame_flits} flits of "
+                             f"{self.beats_per_flit} beats has its header at beat "
+                             f"{self.header_start}")
         if self.replay_frames >= 1 << self.seq_bits:
             raise ValueError(f"replay_frames ({self.replay_frames}) must be below "
                              f"2**seq_bits ({1 << self.seq_bits}) for go-back-N")
@@ -301,6 +318,16 @@ class LinkParams:
     @property
     def frame_beats(self) -> int:
         return self.header_beats + self.slot_beats + self.trailer_beats + 1
+
+    @property
+    def head_reads_fit(self) -> bool:
+        """A replay's first two beats can come from the replay buffer's one read port
+        (``replay_head_registers=False``): the read for beat 1, issued in beat 0, meets the
+        one issued there two beats ahead for beat 2 only when both are slot beats."""
+        def is_slot(i):
+            return i < self.first_trailer_beat and not (
+                self.header_start <= i < self.header_start + self.header_beats)
+        return not (is_slot(1) and is_slot(2))
 
     @property
     def header_start(self) -> int:

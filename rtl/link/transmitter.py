@@ -198,10 +198,11 @@ class LinkTransmitter(wiring.Component):
         # Per replay slot: the VC and count of the frame it holds.
         slot_vc = Signal(data.ArrayLayout(p.vc_bits, R))
         slot_count = Signal(data.ArrayLayout(range(p.frame_flits + 1), R))
-        # A read is used only for a replayed frame's slot beats from the third on, and is
-        # issued two sends before its beat, in the same (replayed) frame, when nothing is
-        # written (only new frames are): no used read meets a write, so the RAM need not
-        # define that case (`collision_free_memory`).
+        # A read is used only for a replayed frame's slot beats, issued in the same frame
+        # (two sends before the beat; one, for the first two beats without
+        # `replay_head_registers`), when nothing is written (only new frames are), or at the
+        # previous frame's CRC beat, which is no slot: no used read meets a write, so the RAM
+        # need not define that case (`collision_free_memory`).
         m.submodules.replay = replay = collision_free_memory(shape=W,
                                                              depth=R << beat_addr_bits)
         replay_write = replay.write_port()
@@ -210,14 +211,18 @@ class LinkTransmitter(wiring.Component):
         # (5.8 ns on the ECP5) ends in a flip-flop, not in the beat multiplexer and the lanes.
         # A frame's first two beats, where they are slot beats, are also kept in registers,
         # one per replay slot, and replayed from there: their reads would be issued before the
-        # frame starts, before the start has decided which frame to replay.
+        # frame starts, before the start has decided which frame to replay. Without
+        # `replay_head_registers` they are read a cycle ahead instead, straight to the beat,
+        # and a replay starts only if it was decided a cycle ahead (`replay_ready`).
+        head_registers = p.replay_head_registers
         replay_read_addr = Signal(slot_bits + beat_addr_bits)
         replay_read_en = Signal()
         replay_read_data = registered_read(m, replay, replay_read_addr,
                                            enable=replay_read_en, name="replay_read_data")
-        first_beats = Signal(data.ArrayLayout(W, R))
-        second_beats = Signal(data.ArrayLayout(W, R))
         second_in_slots = not (H0 <= 1 < H0 + HB)
+        if head_registers:
+            first_beats = Signal(data.ArrayLayout(W, R))
+            second_beats = Signal(data.ArrayLayout(W, R))
 
         # Credits per VC, and the peer's last credit totals.
         credits = self.status.credits
@@ -258,9 +263,17 @@ class LinkTransmitter(wiring.Component):
         decided_kind = Signal(2)
         decided_seq = Signal(S)
         decided_vc = Signal(p.vc_bits)
-        with m.If(replaying):
+        # Without the head registers: the replay of `replay_seq` was decided, and its first
+        # beat read, in the cycle before the frame's first (a register: `replaying` and
+        # `replay_seq` then had their present values). A replay asked for or moved in that
+        # cycle sends a control frame first, never a new data frame.
+        replay_ready = Signal()
+        with m.If(replaying & (replay_ready if not head_registers else 1)):
             m.d.comb += [decided_kind.eq(KIND_REPLAY), decided_seq.eq(replay_seq),
                          decided_vc.eq(slot_vc[replay_seq[:slot_bits]])]
+        with m.Elif(replaying):
+            m.d.comb += [decided_kind.eq(KIND_CONTROL), decided_seq.eq(next_seq),
+                         decided_vc.eq(0)]
         with m.Elif(early_new & early_valid):
             m.d.comb += [decided_kind.eq(KIND_NEW), decided_seq.eq(next_seq),
                          decided_vc.eq(early_vc)]
@@ -435,10 +448,10 @@ class LinkTransmitter(wiring.Component):
             replay_write.data.eq(new_beat),
             replay_write.en.eq(send & in_slots & (frame_kind == KIND_NEW)),
         ]
-        if not header_first:
+        if head_registers and not header_first:
             with m.If(send & first & (frame_kind == KIND_NEW)):
                 m.d.sync += first_beats[frame_seq[:slot_bits]].eq(new_beat)
-        if second_in_slots:
+        if head_registers and second_in_slots:
             with m.If(send & at["at_second"] & (kind == KIND_NEW)):
                 m.d.sync += second_beats[cur_seq[:slot_bits]].eq(new_beat)
 
@@ -480,18 +493,21 @@ class LinkTransmitter(wiring.Component):
                           header_bits[n * W:(n + 1) * W]))
         # A replay's first beat comes from `first_beats` (a replay is decided when
         # `replaying`, of the frame `replay_seq`), its second from `second_beats`; the rest of
-        # a replay's slot beats from `buffered`. (A replay's `lane_new_beat` is zero.)
+        # a replay's slot beats from `buffered`. (A replay's `lane_new_beat` is zero.) Without
+        # the head registers, the first two come from the replay buffer's read, a cycle ahead.
         new_select = in_slots
         if not header_first:
             replay_first = Signal()
-            m.d.comb += replay_first.eq(first & replaying)
+            m.d.comb += replay_first.eq(first & (decided_kind == KIND_REPLAY))
             new_select = new_select & ~replay_first
-            terms.append((replay_first, first_beats[replay_seq[:slot_bits]]))
+            terms.append((replay_first, first_beats[replay_seq[:slot_bits]] if head_registers
+                          else replay_read_data))
         if second_in_slots:
             replay_second = Signal()
             m.d.comb += replay_second.eq(at["at_second"] & (kind == KIND_REPLAY))
             new_select = new_select & ~replay_second
-            terms.append((replay_second, second_beats[cur_seq[:slot_bits]]))
+            terms.append((replay_second, second_beats[cur_seq[:slot_bits]] if head_registers
+                          else replay_read_data))
         terms.append((new_select, lane_new_beat))
         for n in range(p.trailer_beats):
             terms.append((at["at_trailer"] if n == 0 else index == p.first_trailer_beat + n,
@@ -618,11 +634,12 @@ class LinkTransmitter(wiring.Component):
         m.d.comb += replay_seq_next.eq(Mux(rewind | replay_behind, new_base, replay_after))
         # replaying's next value, replay_seq_next != next_after, case by case (a new frame
         # starts only when not replaying).
-        m.d.sync += [replay_seq.eq(replay_seq_next),
-                     replaying.eq(Mux(rewind | replay_behind, left,
-                                      Mux(begin_new, 0,
-                                          Mux(begin_replay, (replay_seq + 1)[:S] != next_seq,
-                                              replaying))))]
+        replaying_next = Signal()
+        m.d.comb += replaying_next.eq(Mux(rewind | replay_behind, left,
+                                          Mux(begin_new, 0,
+                                              Mux(begin_replay, (replay_seq + 1)[:S] != next_seq,
+                                                  replaying))))
+        m.d.sync += [replay_seq.eq(replay_seq_next), replaying.eq(replaying_next)]
 
         # The replay buffer read, a stage of two stepped with `send`: the beat going out now
         # is in `buffered`, the next one in the RAM's output, and the address is the beat's
@@ -633,6 +650,21 @@ class LinkTransmitter(wiring.Component):
         m.d.comb += read_seq.eq(frame_seq)
         m.d.comb += [replay_read_addr.eq(Cat(read_slot_beat, read_seq[:slot_bits])),
                      replay_read_en.eq(send)]
+        if not head_registers:
+            # The first two beats, a cycle ahead: beat 0 of `replay_seq` in the cycle before a
+            # frame's first (its CRC beat going out, or a first beat stalled: read again, and
+            # decided again, every cycle), beat 1 of the frame as its first beat goes out.
+            # Neither meets a read two beats ahead that is used (`head_reads_fit`).
+            with m.If(next_first):
+                m.d.sync += replay_ready.eq(replaying_next & (replay_seq_next == replay_seq))
+                if not header_first:
+                    m.d.comb += [replay_read_addr.eq(Cat(Const(slot_beat_init(0), beat_addr_bits),
+                                                         replay_seq[:slot_bits])),
+                                 replay_read_en.eq(1)]
+            if second_in_slots:
+                with m.If(first & send):
+                    m.d.comb += replay_read_addr.eq(Cat(Const(slot_beat_init(1), beat_addr_bits),
+                                                        decided_seq[:slot_bits]))
         with m.If(send):
             m.d.sync += buffered.eq(replay_read_data)
         next_index = Signal(range(p.frame_beats))
