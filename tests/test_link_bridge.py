@@ -24,10 +24,11 @@ GEOMETRY = MeshGeometry(columns=2, rows=1)
 MODEL_GEOMETRY = Geometry(columns=2, rows=1)
 
 
-def _bridge(depth=4, vcs=2, x=1, guard_slices=False):
+def _bridge(depth=4, vcs=2, x=1, guard_slices=False, tail_guards=True):
     fmt = FlitFormat(data_width=30, vcs=vcs)
     params = LinkBridgeParams(flit=fmt, link=LinkParams(flit_width=32, vcs=vcs),
-                              ports=GEOMETRY.ports, depth=depth, guard_slices=guard_slices)
+                              ports=GEOMETRY.ports, depth=depth, guard_slices=guard_slices,
+                              tail_guards=tail_guards)
     return LinkBridge(params, lambda: RouteComputer(fmt, GEOMETRY, x, 0))
 
 
@@ -48,6 +49,7 @@ def test_link_flit_width_rounds_up_to_beats():
     ({"depth": 0}, "Depth must be an integer of at least 1, not 0"),
     ({"ports": 1}, "Ports must be an integer of at least 2, not 1"),
     ({"counter_width": True}, "Counter width must be an integer of at least 1, not True"),
+    ({"tail_guards": 0}, "tail_guards must be True or False, not 0"),
 ])
 def test_parameters_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -61,8 +63,9 @@ def test_route_computer_must_be_a_factory():
 
 # ---- inbound: link → router against the model --------------------------------------------
 
-def _random_link_stream(rng, vc, packets):
-    """Link flits for one VC: packets, some unroutable, with framing errors mixed in."""
+def _random_link_stream(rng, vc, packets, cut_rate=0.1):
+    """Link flits for one VC: packets, some unroutable, with framing errors mixed in (and
+    packets whose tail is missing, at ``cut_rate``)."""
     flits = []
     for _ in range(packets):
         kind = rng.random()
@@ -74,7 +77,7 @@ def _random_link_stream(rng, vc, packets):
         if kind < 0.16:
             dest = rng.choice([Dest(x=2, y=0), Dest(x=0, y=1), Dest(x=1, y=0, die=1)])
         length = rng.randint(1, 5)
-        cut = length > 1 and rng.random() < 0.1     # tail missing: next head inside
+        cut = length > 1 and rng.random() < cut_rate   # tail missing: next head inside
         payload = rng.getrandbits(MODEL_FMT.payload_width)
         for index in range(length - cut):
             head = index == 0
@@ -88,17 +91,23 @@ def _route(dest):
     return xy_route(MODEL_GEOMETRY, 1, 0, dest)
 
 
-@pytest.mark.parametrize("guard_slices", [False, True], ids=["plain", "guard-slices"])
+@pytest.mark.parametrize("guard_slices,tail_guards", [(False, True), (True, True),
+                                                     (False, False)],
+                         ids=["plain", "guard-slices", "no-tail-guards"])
 @pytest.mark.parametrize("seed_", [1, 2])
-def test_inbound_matches_model_with_framing_errors_and_peer_resets(seed_, guard_slices):
+def test_inbound_matches_model_with_framing_errors_and_peer_resets(seed_, guard_slices,
+                                                                   tail_guards):
     """Random link traffic with orphans, unroutable and cut packets, random link pauses,
     random router credit returns and peer resets: what the router sees, per VC, equals the
-    model; the bridge never sends without a credit; counters equal the model's."""
+    model; the bridge never sends without a credit; counters equal the model's. Without
+    tail guards, for a link that cannot be cut: no cut packets and no peer resets, the
+    rest the same."""
     rng = random.Random(seed_)
     depth, vcs = 3, 2
-    dut = _bridge(depth=depth, guard_slices=guard_slices)
+    dut = _bridge(depth=depth, guard_slices=guard_slices, tail_guards=tail_guards)
     model = BridgeModel(MODEL_FMT, _route)
-    streams = [_random_link_stream(rng, vc, 60) for vc in range(vcs)]
+    streams = [_random_link_stream(rng, vc, 60, cut_rate=0.1 if tail_guards else 0)
+               for vc in range(vcs)]
     got = [[] for _ in range(vcs)]
 
     async def bench(ctx):
@@ -110,7 +119,7 @@ def test_inbound_matches_model_with_framing_errors_and_peer_resets(seed_, guard_
         while idle_cycles < 40:
             cycles += 1
             assert cycles < 20000, "inbound did not drain"
-            reset_now = rng.random() < 0.01
+            reset_now = tail_guards and rng.random() < 0.01
             ctx.set(dut.peer_reset, reset_now)
             for vc in range(vcs):
                 offer = bool(queues[vc]) and rng.random() < 0.7
@@ -152,7 +161,8 @@ def test_inbound_matches_model_with_framing_errors_and_peer_resets(seed_, guard_
     for vc in range(vcs):
         assert got[vc] == model.out[vc], f"VC {vc}: router saw something else than the model"
     assert sum(sum(c) for c in model.counters.values()) > 10   # errors were exercised
-    assert model.counters["truncated"][0] + model.counters["truncated"][1] > 0
+    truncated = model.counters["truncated"][0] + model.counters["truncated"][1]
+    assert truncated > 0 if tail_guards else truncated == 0
 
 
 def test_inbound_stalled_vc_does_not_block_the_other():

@@ -185,13 +185,14 @@ def test_the_config_shapes_transactions_slices_and_links():
     link = PackageDieLink(small, 0)
     p = link.link_params
     assert (p.beat_width, p.flit_width, p.frame_flits, p.replay_frames, p.rx_credits,
-            p.counter_width, p.output_skid) == (18, 18, 4, 2, 8, 16, False)
+            p.counter_width, p.output_skid, p.replay_head_registers) == (
+                18, 18, 4, 2, 8, 16, False, False)
     assert not any(b.guard_slices for b in link.bridge_params)
     assert die_link_params(small, 0, rx_credits=12).rx_credits == 12   # the caller wins
     assert len(link.a_tx_status.replayed_frames) == 16
     d = die_link_params(default, 0)
     assert (d.frame_flits, d.replay_frames, d.rx_credits, d.counter_width,
-            d.output_skid) == (15, 4, 48, 32, True)
+            d.output_skid, d.replay_head_registers) == (15, 4, 48, 32, True, True)
     assert PackageTop(default).port_slices is True
     assert all(b.guard_slices for b in PackageDieLink(default, 0).bridge_params)
     assert "link_bit_errors" in top.signature.members
@@ -204,6 +205,7 @@ def test_the_config_shapes_transactions_slices_and_links():
     ("link", {"rx_credits": 0}, "Link rx credits must be a positive integer"),
     ("link", {"frame_flits": "4"}, "Link frame flits must be a positive integer"),
     ("link", {"output_skid": 0}, "Link output_skid must be true or false"),
+    ("link", {"replay_head_registers": "no"}, "Link replay_head_registers must be true or"),
 ])
 def test_config_size_keys_are_checked(section, changes, message):
     table = Package.named("icebreaker").to_dict()
@@ -220,6 +222,16 @@ def test_a_link_the_adapter_refuses_names_the_package_and_link():
     table["links"][0]["replay_frames"] = 8
     with pytest.raises(ValueError, match=r"Package 'icebreaker' link 0 \(die 0 \(0, 0\) east"
                                          r".*replay_frames \(8\) must be below"):
+        die_link_params(Package.from_dict(table), 0)
+
+
+def test_replay_head_reads_need_a_frame_that_leaves_them_room():
+    """The default link's frame has flit slots at beats 1 and 2: its replay heads cannot be
+    read from the replay buffer, and the package says which link asks for it."""
+    table = Package.named("default").to_dict()
+    table["links"][0]["replay_head_registers"] = False
+    with pytest.raises(ValueError, match=r"Package 'default' link 0 .*"
+                                         r"replay_head_registers=False needs beats 1 and 2"):
         die_link_params(Package.from_dict(table), 0)
 
 

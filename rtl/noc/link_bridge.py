@@ -52,6 +52,9 @@ head flit inside a packet being   the dropped packet ends; ``malformed`` + 1; th
 dropped                           starts its packet
 ================================  ============================================================
 
+(Without ``tail_guards``, for a link no packet can be cut on, the third row cannot happen:
+see :class:`LinkBridgeParams`.)
+
 A link that cannot train
     While ``discard`` is high — the link failed to train and is not up again (the far die is
     off, or too many lanes are dead) — the bridge takes every outbound flit from its buffers
@@ -77,7 +80,7 @@ Reset
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -131,6 +134,14 @@ class LinkBridgeParams:
         packet guard and the framing, route and credit logic: a cycle more inbound, and no
         path from the guard through the arbiter back to the guard and the link's ``ready``
         (the link receiver's output registers then wait only on the guard).
+    tail_guards : bool
+        The :class:`~.tail_guard.TailGuard` on each VC inbound (default). ``False`` takes
+        flits from the link straight to the framing and route logic: a flit register less
+        per VC and a cycle less per flit, for a link no packet can be cut on — one whose two
+        ends reset together and whose ``peer_reset`` and ``discard`` stay low, as a die link
+        inside one FPGA (:class:`~chipknit.rtl.package.top.PackageDieLink`). The link
+        delivers every flit exactly once and in order, so a head never arrives inside an
+        open packet there; on a link where one could, it would wait for ever.
     """
     flit: FlitFormat = field(default_factory=lambda: FlitFormat(data_width=30))
     link: LinkParams = field(default_factory=lambda: LinkParams(flit_width=32))
@@ -138,6 +149,7 @@ class LinkBridgeParams:
     depth: int = 4
     counter_width: int = 16
     guard_slices: bool = False
+    tail_guards: bool = True
 
     def __post_init__(self):
         if not isinstance(self.flit, FlitFormat):
@@ -147,6 +159,9 @@ class LinkBridgeParams:
         _positive("Ports", self.ports, 2)
         _positive("Depth", self.depth, 1)
         _positive("Counter width", self.counter_width)
+        for name in ("guard_slices", "tail_guards"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.link.vcs != self.flit.vcs:
             raise ValueError(f"The link has {self.link.vcs} VCs but the NoC has "
                              f"{self.flit.vcs}; they must be equal")
@@ -350,12 +365,16 @@ class LinkBridge(wiring.Component):
                                  f"more than the {route_width} of a {p.ports}-port router")
             arriving = layout(self.from_link[v].payload[:layout.size])
             m.d.comb += computer.dest.eq(fmt.head_layout(arriving.data).dest)
-            guard = m.submodules[f"tail_guard_v{v}"] = TailGuard(guarded)
-            m.d.comb += [guard.i.valid.eq(self.from_link[v].valid),
-                         guard.i.payload.eq(Cat(arriving, computer.port, computer.routable)),
-                         self.from_link[v].ready.eq(guard.i.ready),
-                         guard.cut.eq(self.peer_reset)]
-            src = guard.o
+            if p.tail_guards:
+                guard = m.submodules[f"tail_guard_v{v}"] = TailGuard(guarded)
+                guarded_in, src, truncated = guard.i, guard.o, guard.truncated
+                m.d.comb += guard.cut.eq(self.peer_reset)
+            else:
+                guarded_in = src = stream.Signature(guarded).create(path=(f"in_v{v}",))
+                truncated = Const(0)
+            m.d.comb += [guarded_in.valid.eq(self.from_link[v].valid),
+                         guarded_in.payload.eq(Cat(arriving, computer.port, computer.routable)),
+                         self.from_link[v].ready.eq(guarded_in.ready)]
             if p.guard_slices:
                 stage = m.submodules[f"guard_slice_v{v}"] = RegisterSlice(guarded)
                 wiring.connect(m, guard.o, stage.i)
@@ -422,7 +441,7 @@ class LinkBridge(wiring.Component):
             count("flits_in", v, self.from_link[v].valid & self.from_link[v].ready)
             count("malformed", v, orphan | cut_drop)
             count("unroutable", v, bad_dest)
-            count("truncated", v, guard.truncated)
+            count("truncated", v, truncated)
         m.d.comb += arbiter.requests.eq(Cat(requests))
 
         chosen = Signal(fmt.layout)

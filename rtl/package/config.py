@@ -231,6 +231,15 @@ class DieLink:
     output_skid : bool
         The receivers' two output registers per VC (``LinkParams.output_skid``, default
         true); false saves about 120 iCE40 logic cells per end on small, slow links.
+    replay_head_registers : bool
+        The transmitters' registers for each replay slot's first two beats
+        (``LinkParams.replay_head_registers``, default true); false reads them from the
+        replay buffer instead, for frames whose beats 1 and 2 are not both flit slots.
+    tail_guards : bool
+        The NoC↔link bridges' packet guards on the link when it is inside one FPGA
+        (``LinkBridgeParams.tail_guards``, default true); false saves a flit register per VC
+        and end, and a cycle per flit, where nothing can cut a packet short (both ends reset
+        together). A link cut between boards (one die per board) always keeps them.
     """
     a: Endpoint
     b: Endpoint
@@ -240,13 +249,15 @@ class DieLink:
     #: The fields that size the link adapters (``LinkParams`` fields of the same names).
     ADAPTER_SIZES = ("frame_flits", "replay_frames", "rx_credits", "counter_width")
     #: The link adapters' switches (``LinkParams`` fields of the same names).
-    ADAPTER_FLAGS = ("output_skid",)
+    ADAPTER_FLAGS = ("output_skid", "replay_head_registers")
 
     frame_flits: int = LinkParams.frame_flits
     replay_frames: int = LinkParams.replay_frames
     rx_credits: int = LinkParams.rx_credits
     counter_width: int = LinkParams.counter_width
     output_skid: bool = LinkParams.output_skid
+    replay_head_registers: bool = LinkParams.replay_head_registers
+    tail_guards: bool = True
 
     def __post_init__(self):
         for end in ("a", "b"):
@@ -259,7 +270,7 @@ class DieLink:
         _integer("Link bits per lane", self.bits_per_lane, 1)
         for what in self.ADAPTER_SIZES:
             _integer(f"Link {what.replace('_', ' ')}", getattr(self, what), 1)
-        for what in self.ADAPTER_FLAGS:
+        for what in self.ADAPTER_FLAGS + ("tail_guards",):
             if not isinstance(getattr(self, what), bool):
                 raise ValueError(f"Link {what} must be true or false, not "
                                  f"{getattr(self, what)!r}")

@@ -223,10 +223,13 @@ class PackageDieLink(wiring.Component):
                      (ends.b, package.geometry(ends.b.die)))
         # With the package's port slices, a slice after each VC's packet guard (a cycle
         # more inbound): the link receiver's output registers then wait only on the guard,
-        # not on the bridge's arbiter. Without (small FPGAs), none.
+        # not on the bridge's arbiter. Without (small FPGAs), none. Both ends reset
+        # together and nothing cuts the link, so the config may leave out the guards
+        # (``DieLink.tail_guards``).
         self.bridge_params = [LinkBridgeParams(flit=fmt, link=self.link_params,
                                                ports=geometry.ports, depth=package.noc.depth,
-                                               guard_slices=package.noc.port_slices)
+                                               guard_slices=package.noc.port_slices,
+                                               tail_guards=ends.tail_guards)
                               for _end, geometry in self.ends]
         members = {"error_threshold": In(32)}
         for side, (_end, geometry), bridge in zip("ab", self.ends, self.bridge_params,
