@@ -222,10 +222,7 @@ class HostBridge(wiring.Component):
         op = Signal(8)
         tag = Signal(8)
         length = Signal(8)
-        # The command's 32-bit address, little-endian: the bits the network has, and
-        # whether any above them is set (the command is then refused).
-        addr = Signal(tp.addr_width)
-        addr_high = Signal()
+        addr = Signal(32)
         # Beat assembly (command data) and disassembly (response data).
         field = Signal(range(max(beat_bytes + strobe_bytes, 4) + 1))
         beat_index = Signal(9)
@@ -394,14 +391,7 @@ class HostBridge(wiring.Component):
                 # and their reset then waits for no byte, field or timer decision.
                 first_beat()
                 with m.If(got):
-                    m.d.sync += field.eq(field + 1)
-                    for k in range(4):
-                        kept = min(max(tp.addr_width - 8 * k, 0), 8)
-                        high = byte[kept:].any() if kept < 8 else Const(0)
-                        with m.If(field == k):
-                            if kept:
-                                m.d.sync += addr[8 * k:8 * k + kept].eq(byte[:kept])
-                            m.d.sync += addr_high.eq(high if k == 0 else addr_high | high)
+                    m.d.sync += [addr.eq(Cat(addr[8:], byte)), field.eq(field + 1)]
                     with m.If(field == 3):
                         m.d.sync += [field.eq(0), last_field.eq(
                             Mux(masked, beat_bytes + strobe_bytes - 1, beat_bytes - 1))]
@@ -433,7 +423,10 @@ class HostBridge(wiring.Component):
                 drain_stale()
                 known = is_read | is_write | is_counters
                 too_long = Mux(is_write, ~fits_buffer, is_read & ~fits_read)
-                out_of_range = ~is_counters & addr_high
+                if tp.addr_width < 32:
+                    out_of_range = ~is_counters & (addr[tp.addr_width:] != 0)
+                else:
+                    out_of_range = Const(0)
                 m.d.sync += [field.eq(0), status.eq(Status.OKAY.value),
                              nak.eq(1), got_wresp.eq(0), timed_out.eq(0),
                              counter_index.eq(0), word_fresh.eq(0), presented.eq(0)]
