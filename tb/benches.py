@@ -220,7 +220,8 @@ TESTBENCHES = {bench.name: bench for bench in [
         top=noc_router_top,
         module="chipknit.tb.tests.noc_router",
         params={"columns": 3, "rows": 3, "x": 1, "y": 1, "depth": 4, "data_width": 32,
-                "vcs": 2, "local_ports": 1, "wire_requests": True, "injection_register": False},
+                "vcs": 2, "local_ports": 1, "wire_requests": True, "injection_register": False,
+                "eject_depth": 0},
         description="one NoC router: random traffic, latency, rate, unroutable, framing",
     ),
     Testbench(

@@ -24,11 +24,11 @@ GEOMETRY = MeshGeometry(columns=2, rows=1)
 MODEL_GEOMETRY = Geometry(columns=2, rows=1)
 
 
-def _bridge(depth=4, vcs=2, x=1, guard_slices=False, tail_guards=True):
+def _bridge(depth=4, vcs=2, x=1, guard_slices=False, tail_guards=True, out_depth=None):
     fmt = FlitFormat(data_width=30, vcs=vcs)
     params = LinkBridgeParams(flit=fmt, link=LinkParams(flit_width=32, vcs=vcs),
                               ports=GEOMETRY.ports, depth=depth, guard_slices=guard_slices,
-                              tail_guards=tail_guards)
+                              tail_guards=tail_guards, out_depth=out_depth)
     return LinkBridge(params, lambda: RouteComputer(fmt, GEOMETRY, x, 0))
 
 
@@ -47,6 +47,7 @@ def test_link_flit_width_rounds_up_to_beats():
     ({"flit": FlitFormat(data_width=32)}, "Link flit width 32 cannot hold a NoC flit "
      r"\(34 bits: head, tail, 32 data\); use 48"),
     ({"depth": 0}, "Depth must be an integer of at least 1, not 0"),
+    ({"out_depth": 0}, "Outbound depth must be an integer of at least 1, not 0"),
     ({"ports": 1}, "Ports must be an integer of at least 2, not 1"),
     ({"counter_width": True}, "Counter width must be an integer of at least 1, not True"),
     ({"tail_guards": 0}, "tail_guards must be True or False, not 0"),
@@ -238,13 +239,16 @@ async def _outbound_cycle(ctx, dut, rng, pending, credits, depth, got, *, reset_
     return offered
 
 
-def test_outbound_packs_flits_and_returns_credits():
+@pytest.mark.parametrize("out_depth", [None, 1], ids=["depth", "one"])
+def test_outbound_packs_flits_and_returns_credits(out_depth):
     """Flits from the router on random VCs (on credit), random link backpressure and peer
     resets: each VC's link stream carries the packed flits in order; one credit per flit
-    handed over; nothing handed over during a peer reset."""
+    handed over; nothing handed over during a peer reset. Also with a one-flit outbound
+    buffer (``out_depth``), the router then starting with one credit."""
     rng = random.Random(3)
-    depth, vcs = 4, 2
-    dut = _bridge(depth=depth, x=0)
+    vcs = 2
+    dut = _bridge(depth=4, x=0, out_depth=out_depth)
+    depth = out_depth or 4
     want = [[] for _ in range(vcs)]
     got = [[] for _ in range(vcs)]
 

@@ -37,7 +37,8 @@ MESH = get_testbench("noc_mesh")
     ("icarus", {"x": 0, "y": 2, "depth": 3, "data_width": 16}),
     ("icarus", {"columns": 2, "rows": 2, "x": 1, "y": 0, "local_ports": 2, "vcs": 3}),
     ("verilator", {"wire_requests": False, "injection_register": True}),
-], ids=["icarus", "verilator", "corner-d3-w16", "2local-3vc", "registered"])
+    ("verilator", {"eject_depth": 1}),
+], ids=["icarus", "verilator", "corner-d3-w16", "2local-3vc", "registered", "eject-1"])
 def test_router(simulator, params, seed):
     result = run(ROUTER, simulator=simulator, params=params, seed=seed)
     result.check()
@@ -317,6 +318,9 @@ def test_traffic_patterns():
     (lambda: MeshGeometry(columns=0), "Columns must be a positive integer, not 0"),
     (lambda: MeshGeometry(die=-1), "Die must be a non-negative integer, not -1"),
     (lambda: RouterParams(depth=1), "Depth must be an integer of at least 2, not 1"),
+    (lambda: RouterParams(depth=2, edge_depth=3),
+     r"Edge depth must be an integer from 1 to the depth \(2\), not 3"),
+    (lambda: RouterParams(edge_depth=0), "Edge depth must be an integer from 1"),
     (lambda: RouterParams(x=4), r"Position \(4, 0\) is outside the 4x4 mesh"),
     (lambda: RouterParams(geometry=MeshGeometry(columns=9)),
      "9 values do not fit the flit format's x_bits=3"),

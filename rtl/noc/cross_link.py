@@ -193,7 +193,8 @@ class BridgedDieLink(wiring.Component):
     """
 
     def __init__(self, package, index: int, *, latency: int = 2, link: dict | None = None):
-        # The bridges buffer what a router would: the package's depth per VC.
+        # The bridges buffer what a router would: the package's depth per VC (inbound), its
+        # edge depth outbound.
         self.package, self.index, self.latency = package, index, latency
         self.depth = package.noc.depth
         fmt = package.flit
@@ -229,7 +230,8 @@ class BridgedDieLink(wiring.Component):
             m.d.comb += [dst.rx.valid.eq(valid), dst.rx.payload.eq(payload)]
         for side, (end, geometry), adapter in zip("ab", self.ends, adapters, strict=True):
             params = LinkBridgeParams(flit=fmt, link=self.link_params, ports=geometry.ports,
-                                      depth=self.depth)
+                                      depth=self.depth,
+                                      out_depth=self.package.noc.link_out_depth)
             bridge_link_end(m, f"bridge_{side}", getattr(self, f"{side}_in"),
                             getattr(self, f"{side}_out"), params, end, geometry, adapter)
         return m

@@ -17,8 +17,9 @@ Flit mapping
     the slot used).
 
 Outbound (router → link)
-    The bridge is the router's downstream buffer: ``depth`` flits per VC (the router's own
-    ``RouterParams.depth``, which is the credit count every router starts with). A credit
+    The bridge is the router's downstream buffer: ``out_depth`` flits per VC (by default
+    ``depth``; the credits the router starts with on that port, its ``RouterParams.
+    edge_depth``). A credit
     goes back, from a register, each time a flit is handed to the adapter's ``i[vc]``. VCs
     never wait on each other: each has its own buffer and stream.
 
@@ -125,8 +126,13 @@ class LinkBridgeParams:
     ports : int
         Ports of the router the bridge serves (the width of the lookahead route).
     depth : int
-        Flits per VC: the outbound buffer, and the router's input buffer (the credits the
-        bridge starts with inbound). Must equal the router's ``RouterParams.depth``.
+        Flits per VC in the router's input buffer: the credits the bridge starts with
+        inbound. Must equal the router's ``RouterParams.depth``.
+    out_depth : int or None
+        Flits per VC in the outbound buffer: the credits the router starts with on its port
+        to the bridge (``RouterParams.edge_depth``, which it must equal). ``None``
+        (default): ``depth``. One flit is enough for a slow link: a flit then waits for the
+        credit of the one before it (a round trip of about three cycles).
     counter_width : int
         Width of the saturating counters.
     guard_slices : bool
@@ -147,6 +153,7 @@ class LinkBridgeParams:
     link: LinkParams = field(default_factory=lambda: LinkParams(flit_width=32))
     ports: int = 5
     depth: int = 4
+    out_depth: int | None = None
     counter_width: int = 16
     guard_slices: bool = False
     tail_guards: bool = True
@@ -158,6 +165,8 @@ class LinkBridgeParams:
             raise TypeError(f"Link must be a LinkParams, not {self.link!r}")
         _positive("Ports", self.ports, 2)
         _positive("Depth", self.depth, 1)
+        if self.out_depth is not None:
+            _positive("Outbound depth", self.out_depth, 1)
         _positive("Counter width", self.counter_width)
         for name in ("guard_slices", "tail_guards"):
             if not isinstance(getattr(self, name), bool):
@@ -316,7 +325,8 @@ class LinkBridge(wiring.Component):
         credit_back = Signal(vcs)
         m.d.comb += self.noc_in.credit.eq(credit_back)
         for v in range(vcs):
-            queue = m.submodules[f"out_v{v}"] = _OutQueue(layout.size, depth)
+            queue = m.submodules[f"out_v{v}"] = _OutQueue(
+                layout.size, depth if p.out_depth is None else p.out_depth)
             out = self.to_link[v]
             handed = Signal(name=f"handed_v{v}")
             # Discarding: while ``discard`` is high, and on to the tail of a packet whose

@@ -51,11 +51,17 @@ class MeshParams:
         Input buffer entries per VC in every router.
     counter_width : int
         Width of each router's error counters.
+    edge_depth : int or None
+        Credits per VC on the ports that leave the die (``RouterParams.edge_depth``).
+    eject_depth : int or None
+        Each tile port's ejection queue per VC (``RouterParams.eject_depth``).
     """
     flit: FlitFormat = field(default_factory=FlitFormat)
     geometry: MeshGeometry = field(default_factory=MeshGeometry)
     depth: int = 4
     counter_width: int = 16
+    edge_depth: int | None = None
+    eject_depth: int | None = None
 
     def __post_init__(self):
         # The router's checks say what is wrong; run them once for the corner router.
@@ -67,7 +73,8 @@ class MeshParams:
 
     def router(self, x: int, y: int) -> RouterParams:
         return RouterParams(flit=self.flit, geometry=self.geometry, x=x, y=y,
-                            depth=self.depth, counter_width=self.counter_width)
+                            depth=self.depth, counter_width=self.counter_width,
+                            edge_depth=self.edge_depth, eject_depth=self.eject_depth)
 
 
 class Mesh(wiring.Component):

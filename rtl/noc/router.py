@@ -95,6 +95,13 @@ class RouterParams:
         A tile input takes a flit and its route (computed from the stream's payload) into
         registers first, and into its buffer from there: a cycle more at injection, and no
         route computation between the tile's stream and the buffer's state.
+    edge_depth : int or None
+        Credits per VC on the ports that leave the die (``geometry.edge_ports``): the buffer
+        of the link bridge behind them. ``None`` (default): ``depth``. At most ``depth``.
+    eject_depth : int or None
+        Entries per VC of each tile port's ejection queue (and the credits its output
+        starts with). ``None`` (default): ``depth``. At most ``depth``; 1 delivers a flit
+        every other cycle at best, enough for a slow tile.
     """
     flit: FlitFormat = field(default_factory=FlitFormat)
     geometry: MeshGeometry = field(default_factory=MeshGeometry)
@@ -104,6 +111,8 @@ class RouterParams:
     counter_width: int = 16
     wire_requests: bool = True
     injection_register: bool = False
+    edge_depth: int | None = None
+    eject_depth: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.flit, FlitFormat):
@@ -116,6 +125,12 @@ class RouterParams:
                 or self.counter_width < 1):
             raise ValueError(f"Counter width must be a positive integer, not "
                              f"{self.counter_width!r}")
+        for name in ("edge_depth", "eject_depth"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not 1 <= value <= self.depth):
+                raise ValueError(f"{name.replace('_', ' ').capitalize()} must be an integer "
+                                 f"from 1 to the depth ({self.depth}), not {value!r}")
         for name in ("wire_requests", "injection_register"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name.replace('_', ' ').capitalize()} must be a bool, not "
@@ -284,7 +299,14 @@ class Router(wiring.Component):
         # ---- Output-side state: credits and ownership per output VC -------------------------
         credit_in = [[Signal(name=f"credit_in_o{o}_v{v}") for v in range(vcs)]
                      for o in range(ports)]
-        credits = [[Signal(range(depth + 1), init=depth, name=f"credits_o{o}_v{v}")
+        # (An output that leaves the die starts with the link bridge's buffer, a tile output
+        # with its ejection queue.)
+        edges = {direction for x, y, direction in p.geometry.edge_ports if (x, y) == (p.x, p.y)}
+        eject_depth = depth if p.eject_depth is None else p.eject_depth
+        start_credits = [eject_depth if o >= n_dir
+                         else p.edge_depth if o in edges and p.edge_depth is not None
+                         else depth for o in range(ports)]
+        credits = [[Signal(range(depth + 1), init=start_credits[o], name=f"credits_o{o}_v{v}")
                     for v in range(vcs)] for o in range(ports)]
         free = [[Signal(init=1, name=f"free_o{o}_v{v}") for v in range(vcs)]
                 for o in range(ports)]
@@ -292,8 +314,8 @@ class Router(wiring.Component):
         # of their own so that a request reads bits
         credit_nz = [[Signal(init=1, name=f"credit_nz_o{o}_v{v}") for v in range(vcs)]
                      for o in range(ports)]
-        credit_ge2 = [[Signal(init=depth > 1, name=f"credit_ge2_o{o}_v{v}") for v in range(vcs)]
-                      for o in range(ports)]
+        credit_ge2 = [[Signal(init=start_credits[o] > 1, name=f"credit_ge2_o{o}_v{v}")
+                       for v in range(vcs)] for o in range(ports)]
         # Last cycle's grant (go_reg), and whether it freed the output VC (a tail): applied
         # to the counters and the ownership in this cycle. A granted flit that is not a tail
         # leaves its output VC owned: a head takes it, and a body flit's packet holds it.
@@ -683,7 +705,7 @@ class Router(wiring.Component):
             else:
                 for v in range(vcs):
                     queue = m.submodules[f"eject{o - n_dir}_v{v}"] = fifo.SyncFIFO(
-                        width=fmt.width, depth=depth)
+                        width=fmt.width, depth=eject_depth)
                     stream_out = self.eject[o - n_dir][v]
                     eject_queues[o, v] = queue
                     m.d.comb += [

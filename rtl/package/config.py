@@ -56,6 +56,13 @@ class NocConfig:
         The flit format (:class:`~chipknit.rtl.noc.flit.FlitFormat`).
     depth : int
         Router input buffer entries per VC.
+    edge_depth : int
+        Flits per VC the die links' bridges buffer outbound, which are the credits a
+        gateway router starts with on its port to the link (``RouterParams.edge_depth``);
+        0 (default): ``depth``. 1 is enough where the link is slow.
+    eject_depth : int
+        Entries per VC of each router's ejection queue to a tile
+        (``RouterParams.eject_depth``); 0 (default): ``depth``.
     counter_width : int
         Width of the routers' error counters.
     addr_width, length_bits, tag_bits : int
@@ -77,6 +84,8 @@ class NocConfig:
     y_bits: int = 3
     port_bits: int = 1
     depth: int = 4
+    edge_depth: int = 0
+    eject_depth: int = 0
     counter_width: int = 16
     addr_width: int = 32
     length_bits: int = 8
@@ -86,6 +95,12 @@ class NocConfig:
     def __post_init__(self):
         self.flit  # noqa: B018 -- FlitFormat checks its fields and says what is wrong
         _integer("NoC depth", self.depth, 2)
+        for name in ("edge_depth", "eject_depth"):
+            what = f"NoC {name.replace('_', ' ')}"
+            _integer(what, getattr(self, name), 0)
+            if getattr(self, name) > self.depth:
+                raise ValueError(f"{what} ({getattr(self, name)}) must be at most the depth "
+                                 f"({self.depth})")
         _integer("NoC counter width", self.counter_width, 1)
         _integer("NoC address width", self.addr_width, 1)
         _integer("NoC length bits", self.length_bits, 1)
@@ -93,6 +108,11 @@ class NocConfig:
         if not isinstance(self.port_slices, bool):
             raise ValueError(f"NoC port_slices must be true or false, not "
                              f"{self.port_slices!r}")
+
+    @property
+    def link_out_depth(self) -> int | None:
+        """The bridges' outbound flits per VC, ``None`` for ``depth``."""
+        return self.edge_depth or None
 
     @property
     def flit(self) -> FlitFormat:
@@ -345,7 +365,9 @@ class Package:
 
     def mesh_params(self, die: int) -> MeshParams:
         return MeshParams(flit=self.flit, geometry=self.geometry(die), depth=self.noc.depth,
-                          counter_width=self.noc.counter_width)
+                          counter_width=self.noc.counter_width,
+                          edge_depth=self.noc.link_out_depth,
+                          eject_depth=self.noc.eject_depth or None)
 
     def die_path(self, src: int, dest: int) -> list[int]:
         return routing.die_path(self, src, dest)

@@ -116,7 +116,8 @@ class PackageLinkEnd(wiring.Component):
         self.geometry = package.geometry(die)
         self.bridge_params = LinkBridgeParams(flit=package.flit, link=params.link,
                                               ports=self.geometry.ports,
-                                              depth=package.noc.depth)
+                                              depth=package.noc.depth,
+                                              out_depth=package.noc.link_out_depth)
         fmt = package.flit
         super().__init__({
             "noc_in": In(LinkSignature(fmt, self.geometry.ports)),

@@ -228,6 +228,7 @@ class PackageDieLink(wiring.Component):
         # (``DieLink.tail_guards``).
         self.bridge_params = [LinkBridgeParams(flit=fmt, link=self.link_params,
                                                ports=geometry.ports, depth=package.noc.depth,
+                                               out_depth=package.noc.link_out_depth,
                                                guard_slices=package.noc.port_slices,
                                                tail_guards=ends.tail_guards)
                               for _end, geometry in self.ends]

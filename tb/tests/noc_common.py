@@ -29,11 +29,13 @@ def _format(data_width, vcs):
 
 
 def router_top(columns=3, rows=3, x=1, y=1, depth=4, data_width=32, vcs=2, local_ports=1,
-               wire_requests=True, injection_register=False):
+               wire_requests=True, injection_register=False, eject_depth=0):
+    """One router; ``eject_depth`` 0 is its default (``depth``)."""
     geometry = MeshGeometry(columns=columns, rows=rows, local_ports=local_ports)
     return Router(RouterParams(flit=_format(data_width, vcs), geometry=geometry, x=x, y=y,
                                depth=depth, wire_requests=wire_requests,
-                               injection_register=injection_register))
+                               injection_register=injection_register,
+                               eject_depth=eject_depth or None))
 
 
 def mesh_top(columns=3, rows=3, depth=4, data_width=32, vcs=2, local_ports=1,
