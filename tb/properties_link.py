@@ -215,10 +215,11 @@ class TransmitterReplayProperties(TransmitterEnvironment):
         # A NAK asks for a replay unless it may be stale (see above): the next frame to start
         # after it, if frames are still unacknowledged then, is the oldest of them. (The frame
         # going out while the NAK arrives was decided before it; without the replay head
-        # registers, so was the next one if the NAK came in the cycle before it started.) Ghost: the cycles since a
-        # data frame with each sequence number last started. The header comes mid-frame, so
-        # what a frame is when it starts is read from the transmitter (`start_seq`,
-        # `start_data`), and checked against its header on the wire at the frame end.
+        # registers, so was the next one if the NAK came in the cycle before it started.)
+        # Ghost: the cycles since a data frame with each sequence number last started. The
+        # header comes mid-frame, so what a frame is when it starts is read from the
+        # transmitter (`start_seq`, `start_data`), and checked against its header on the wire
+        # at the frame end.
         H = p.nak_holdoff
         start_seq, start_data = self.tx.start_seq, self.tx.start_data
         seq_at_start = Signal(S)
