@@ -176,6 +176,8 @@ LINK = {"lanes": 16, "bits_per_lane": 1, "phy": "interposer"}
     (_set(("noc", "depth"), 1), "NoC depth must be an integer of at least 2, not 1"),
     (_set(("noc", "edge_depth"), 99), r"NoC edge depth \(99\) must be at most the depth"),
     (_set(("noc", "edge_depth"), -1), "NoC edge depth must be a non-negative integer"),
+    (_set(("noc", "response_timeout"), 3), "NoC response timeout must be an integer of at least 4"),
+    (_set(("noc", "target_depth"), 0), "NoC target depth must be a positive integer, not 0"),
     (_set(("dies", 0, "colour"), "red"),
      r"Unknown key\(s\) 'colour' in \[\[dies\]\] entry 0; expected name, number"),
     (_set(("bogus",), 1), r"Unknown key\(s\) 'bogus' in the package"),

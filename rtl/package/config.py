@@ -63,6 +63,11 @@ class NocConfig:
     eject_depth : int
         Entries per VC of each router's ejection queue to a tile
         (``RouterParams.eject_depth``); 0 (default): ``depth``.
+    response_timeout : int
+        Cycles an initiator interface waits for a response (it must cover a die crossing
+        with replays); its timers are as wide as this needs.
+    target_depth : int
+        Requests in flight per target interface.
     counter_width : int
         Width of the routers' error counters.
     addr_width, length_bits, tag_bits : int
@@ -86,6 +91,8 @@ class NocConfig:
     depth: int = 4
     edge_depth: int = 0
     eject_depth: int = 0
+    response_timeout: int = 8192
+    target_depth: int = 4
     counter_width: int = 16
     addr_width: int = 32
     length_bits: int = 8
@@ -95,6 +102,8 @@ class NocConfig:
     def __post_init__(self):
         self.flit  # noqa: B018 -- FlitFormat checks its fields and says what is wrong
         _integer("NoC depth", self.depth, 2)
+        _integer("NoC response timeout", self.response_timeout, 4)
+        _integer("NoC target depth", self.target_depth, 1)
         for name in ("edge_depth", "eject_depth"):
             what = f"NoC {name.replace('_', ' ')}"
             _integer(what, getattr(self, name), 0)

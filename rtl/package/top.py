@@ -302,11 +302,12 @@ class PackageTop(wiring.Component):
     die_link : callable, optional
         ``die_link(package, index)`` (module documentation); default
         :func:`package_die_link` ``()``.
-    timeout : int
+    timeout : int, optional
         The initiator interfaces' response timeout, in cycles (it must cover a die crossing
-        with replays).
-    target_depth : int
-        Requests in flight per target interface.
+        with replays). Default: the config's ``noc.response_timeout``.
+    target_depth : int, optional
+        Requests in flight per target interface. Default: the config's
+        ``noc.target_depth``.
     dies : iterable of int, optional
         Build only these dies (default all; module documentation).
     link_end : callable, optional
@@ -352,15 +353,16 @@ class PackageTop(wiring.Component):
         Cut link ``i``'s training status.
     """
 
-    def __init__(self, package: Package, *, die_link=None, timeout: int = 8192,
-                 target_depth: int = 4, dies=None, link_end=None,
+    def __init__(self, package: Package, *, die_link=None, timeout: int | None = None,
+                 target_depth: int | None = None, dies=None, link_end=None,
                  port_slices: bool | None = None):
         if not isinstance(package, Package):
             raise TypeError(f"Expected a Package, not {package!r}")
         self.package = package
         self.port_slices = package.noc.port_slices if port_slices is None else bool(port_slices)
         self.die_link = die_link or package_die_link()
-        self.timeout, self.target_depth = timeout, target_depth
+        self.timeout = package.noc.response_timeout if timeout is None else timeout
+        self.target_depth = package.noc.target_depth if target_depth is None else target_depth
         self.transaction = _transaction(package)
         self.map = address_map(package)
         self.dies = package.die_set(dies)
@@ -377,7 +379,7 @@ class PackageTop(wiring.Component):
         # Whether the links have the counters the banks read (a factory says so).
         self.link_counters = bool(getattr(self.die_link, "link_counters", False))
         InitiatorParams(transaction=self.transaction, address_map=self._address_map(),
-                        timeout=timeout)   # validates the map against the transactions
+                        timeout=self.timeout)   # validates the map against the transactions
         members = {"link_error_threshold": In(32).array(max(1, len(package.links)))}
         if self.link_counters and package.links:
             for name in ("link_bit_errors", "link_replayed_frames"):

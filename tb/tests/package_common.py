@@ -23,7 +23,7 @@ E2E_PARAMS = {
             "qp_depth": 8},
     "host": {"frame_timeout": 2000, "bus_timeout": 100000, "buffer_beats": 64},
     "link_latency": 2,
-    "timeout": 8192,
+    "timeout": 0,           # the package's (noc.response_timeout)
 }
 
 
@@ -34,7 +34,7 @@ SPLIT_PARAMS = {
     "npu": E2E_PARAMS["npu"],
     "host": E2E_PARAMS["host"],
     "max_delay": 3,
-    "timeout": 8192,
+    "timeout": 0,
 }
 
 
@@ -50,14 +50,15 @@ def e2e_package(package: str = "default", npu: dict | None = None,
 
 
 def e2e_top(package: str = "default", npu: dict | None = None, host: dict | None = None,
-            link_latency: int = 2, timeout: int = 8192) -> PackageTop:
-    """The testbench top (parameters as :data:`E2E_PARAMS`)."""
+            link_latency: int = 2, timeout: int = 0) -> PackageTop:
+    """The testbench top (parameters as :data:`E2E_PARAMS`; a ``timeout`` of 0 is the
+    package's)."""
     return PackageTop(e2e_package(package, npu, host),
-                      die_link=package_die_link(latency=link_latency), timeout=timeout)
+                      die_link=package_die_link(latency=link_latency), timeout=timeout or None)
 
 
 def split_top(package: str = "minimal", npu: dict | None = None, host: dict | None = None,
-              max_delay: int = 3, timeout: int = 8192) -> SplitPackage:
+              max_delay: int = 3, timeout: int = 0) -> SplitPackage:
     """The split-package testbench top (parameters as :data:`SPLIT_PARAMS`)."""
     return SplitPackage(e2e_package(package, npu, host), max_delay=max_delay,
-                        timeout=timeout)
+                        timeout=timeout or None)
