@@ -54,7 +54,10 @@ from .boards import Board
 from .clocks import Ecp5Pll
 from .pinmaps import die_link_pin_map, request_link_pins
 
-__all__ = ["PackageBoard", "package_top", "link_leds", "PACKAGE_CLOCK_MHZ"]
+__all__ = ["PackageBoard", "package_top", "link_leds", "PACKAGE_CLOCK_MHZ", "BOARD_PACKAGES"]
+
+#: The package each board builds when none is named: the iCE40UP5K holds the small one.
+BOARD_PACKAGES: dict[str, str] = {"ulx3s": "default", "icebreaker": "icebreaker"}
 
 #: Baud rate of the host UART when the host bridge tile does not give one.
 DEFAULT_BAUD = 115200
@@ -80,9 +83,9 @@ class PackageBoard(Elaboratable):
     die : int, optional
         Build die ``die`` alone, its link on the header pins (module documentation).
     fit_check : bool
-        Refuse iCE40 boards, which hold no package yet (default). ``False`` builds anyway,
-        to measure how far a package is from fitting (``chipknit.bench.package``
-        ``ice40_fit``).
+        Refuse a package with NPU tiles on an iCE40 board, whose 5280 LCs hold only the
+        ``icebreaker`` package (default). ``False`` builds anyway, to measure how far a
+        package is from fitting (``chipknit.bench.package`` ``ice40_fit``).
 
     Attributes
     ----------
@@ -124,12 +127,12 @@ class PackageBoard(Elaboratable):
             if ber:
                 raise ValueError("--ber injects errors in the interposer models inside one "
                                  "FPGA; a die on its own board has real wires")
-        if board.family == "ice40" and fit_check:
+        if board.family == "ice40" and fit_check and any(
+                tile.kind == "npu" for tile in package.tiles):
             raise ValueError(
-                f"{board.name}'s {board.device} cannot hold a package yet: the smallest, "
-                f"`icebreaker` (16-bit flits, no NPU), needs 5682 of its 5280 LCs, its die "
-                f"link about 1840 LUT4 and 1330 FFs of them (docs/package.md); build a package "
-                f"for an ECP5 board")
+                f"{board.name}'s {board.device} cannot hold package {package.name!r}: its "
+                f"NPU tiles do not fit; the `icebreaker` package (no NPU) takes 5135 of the "
+                f"5280 LCs (docs/package.md). Build this one for an ECP5 board")
         if clock_mhz is None:
             clock_mhz = PACKAGE_CLOCK_MHZ.get(board.name)
         # One clock for all the boards: the host's die makes it, the others follow the link.
@@ -231,13 +234,14 @@ def link_leds(m: Module, state) -> tuple[Signal, Signal]:
     return active, failed
 
 
-def package_top(package: Package | str = "default", *, clock_mhz: float | None = None,
+def package_top(package: Package | str | None = None, *, clock_mhz: float | None = None,
                 ber: float = 0.0, die: int | None = None):
     """A top factory (see :mod:`.top`) building ``package`` (a config, a shipped name or a
-    path to a TOML file), or its die ``die`` alone, on the board it is given."""
-    config = Package.load(package)
+    path to a TOML file; default the board's, :data:`BOARD_PACKAGES`), or its die ``die``
+    alone, on the board it is given."""
+    config = None if package is None else Package.load(package)
 
     def factory(board: Board) -> Elaboratable:
-        return PackageBoard(board, config, clock_mhz=clock_mhz, ber=ber, die=die)
-    factory.package = package
+        chosen = config or Package.named(BOARD_PACKAGES.get(board.name, "default"))
+        return PackageBoard(board, chosen, clock_mhz=clock_mhz, ber=ber, die=die)
     return factory

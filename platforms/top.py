@@ -28,9 +28,9 @@ TopFactory = Callable[[Board], Elaboratable]
 
 
 def package_default_top(board: Board) -> Elaboratable:
-    """The default package in one FPGA (:mod:`.package_board`) at the board's default core
-    clock."""
-    return package_top("default")(board)
+    """The board's package in one FPGA (:mod:`.package_board`: the default package, the
+    ``icebreaker`` one on the iCEBreaker) at the board's default core clock."""
+    return package_top()(board)
 
 
 def selftest_top(board: Board) -> Elaboratable:
@@ -45,8 +45,8 @@ def small_top(board: Board) -> Elaboratable:
 
 #: Designs ``chipknit build --design`` can build, by name.
 DESIGNS: dict[str, TopFactory] = {
-    # The default package (rtl/package/configs/default.toml) with its host bridge on the
-    # board's UART; ``chipknit build --package`` picks another config.
+    # The board's package (rtl/package/configs/default.toml; icebreaker.toml on the
+    # iCEBreaker) with its host bridge on the board's UART; ``--package`` picks another.
     "package": package_default_top,
     "selftest": selftest_top,
     "selftest-small": small_top,
@@ -54,10 +54,9 @@ DESIGNS: dict[str, TopFactory] = {
     "link-end": link_end_top,
 }
 
-#: The design each board builds by default. The iCE40UP5K's 5280 LCs hold no package yet: the
-#: smallest takes 5682 (docs/package.md), so the iCEBreaker builds the
-#: self-test.
-DEFAULT_DESIGNS: dict[str, str] = {"ulx3s": "package", "icebreaker": "selftest"}
+#: The design each board builds by default: its package (the iCEBreaker's is the small
+#: ``icebreaker`` one, :data:`~.package_board.BOARD_PACKAGES`).
+DEFAULT_DESIGNS: dict[str, str] = {"ulx3s": "package", "icebreaker": "package"}
 
 
 def default_top(board: Board) -> Elaboratable:

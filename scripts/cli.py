@@ -39,7 +39,7 @@ def _cmd_build(args) -> int:
     top = DESIGNS[design]
     if design == "package":
         try:
-            top = package_top(args.package or "default", clock_mhz=args.clock_mhz,
+            top = package_top(args.package, clock_mhz=args.clock_mhz,
                               ber=args.ber, die=args.die)(get_board(args.board))
         except (ValueError, TypeError, OSError) as error:
             print(f"build: {error}", file=sys.stderr)

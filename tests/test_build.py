@@ -61,10 +61,12 @@ def test_toolchain_env_fills_only_missing():
 
 
 def test_make_design():
-    board = BOARDS["icebreaker"]   # whose default design is the self-test
-    designs = [make_design(None, board), small_top(board), make_design(default_top, board),
+    board = BOARDS["icebreaker"]   # whose default design is the small package
+    designs = [make_design(selftest_top, board), small_top(board),
                make_design(selftest_top, BOARDS["ulx3s"])]
     assert all(isinstance(design, CreditSelfTest) for design in designs)
+    assert isinstance(make_design(None, board), PackageBoard)
+    assert isinstance(make_design(default_top, board), PackageBoard)
     assert make_design(designs[1], board) is designs[1]
     assert designs[1].params.credit.payload_width == 8
     with pytest.raises(TypeError):
@@ -278,14 +280,15 @@ def test_tool_failure_names_the_step(tmp_path):
 @pytest.mark.parametrize("board_name", sorted(BOARDS))
 def test_default_board_build(board_name, tmp_path):
     """The board's default design: the default package on the ULX3S (a PLL core clock,
-    met), the self-test on the iCEBreaker."""
+    met), the small `icebreaker` package on the iCEBreaker (its 12 MHz oscillator, met)."""
     result = build(board_name, build_dir=tmp_path / board_name, progress=print)
-    if DEFAULT_DESIGNS[board_name] == "selftest":
-        report = _check_report(result, board_name, seed=1)
-        assert "payload_width=32" in report["design_params"]
-        return
     report = result.report
+    assert DEFAULT_DESIGNS[board_name] == "package"
     assert report["design"] == f"{PackageBoard.__module__}.PackageBoard"
+    if board_name == "icebreaker":
+        assert "'package': 'icebreaker'" in report["design_params"]
+        assert report["brams"] > 0 and report["fmax_mhz"]["sync"] >= 12
+        return
     assert "'package': 'default'" in report["design_params"]
     assert report["dsps"] > 0 and report["brams"] > 0   # the NPUs' MACs, the memories
     assert report["fmax_mhz"]["sync"] >= report["clock_mhz"]   # timing met at the PLL clock
@@ -294,7 +297,7 @@ def test_default_board_build(board_name, tmp_path):
 
 
 def test_default_design_per_board():
-    assert DEFAULT_DESIGNS == {"ulx3s": "package", "icebreaker": "selftest"}
+    assert DEFAULT_DESIGNS == {"ulx3s": "package", "icebreaker": "package"}
     assert isinstance(make_design(None, BOARDS["ulx3s"]), PackageBoard)
 
 

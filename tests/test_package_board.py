@@ -52,7 +52,7 @@ def test_load_package_by_name_path_and_object(tmp_path):
 
 def test_package_board_checks():
     ulx3s, icebreaker = get_board("ulx3s"), get_board("icebreaker")
-    with pytest.raises(ValueError, match="cannot hold a package"):
+    with pytest.raises(ValueError, match="cannot hold package .default.: its NPU tiles"):
         PackageBoard(icebreaker, Package.named("default"))
     with pytest.raises(ValueError, match="Bit error rate"):
         PackageBoard(ulx3s, Package.named("default"), ber=1.5)
@@ -60,6 +60,21 @@ def test_package_board_checks():
     table["tiles"] = [t for t in table["tiles"] if t["kind"] != "host_bridge"]
     with pytest.raises(ValueError, match="no host_bridge tile"):
         PackageBoard(ulx3s, Package.from_dict(table))
+
+
+def test_each_board_builds_its_package_by_default():
+    """`chipknit build` with no design builds the board's package: the default one on the
+    ULX3S, the small `icebreaker` one (which fits the UP5K) on the iCEBreaker, whose
+    elaboration is checked here; a package with NPU tiles is refused on the iCE40."""
+    from chipknit.platforms.top import DEFAULT_DESIGNS, default_top
+    assert DEFAULT_DESIGNS == {"ulx3s": "package", "icebreaker": "package"}
+    icebreaker = get_board("icebreaker")
+    top = default_top(icebreaker)
+    assert isinstance(top, PackageBoard) and top.package.name == "icebreaker"
+    assert package_top()(get_board("ulx3s")).package.name == "default"
+    Fragment.get(BoardTop(icebreaker, top), icebreaker.make_platform())
+    with pytest.raises(ValueError, match="cannot hold package 'four_die': its NPU tiles"):
+        package_top("four_die")(icebreaker)
 
 
 @pytest.mark.parametrize("clock_mhz, divisor", [(None, 217), (50, 434), (100, 868)])
