@@ -268,7 +268,9 @@ class LinkTransmitter(wiring.Component):
         # `replay_seq` then had their present values). A replay asked for or moved in that
         # cycle sends a control frame first, never a new data frame.
         replay_ready = Signal()
-        with m.If(replaying & (replay_ready if not head_registers else 1)):
+        replay_go = Signal()   # the replay starts with this frame
+        m.d.comb += replay_go.eq(replaying if head_registers else replaying & replay_ready)
+        with m.If(replay_go):
             m.d.comb += [decided_kind.eq(KIND_REPLAY), decided_seq.eq(replay_seq),
                          decided_vc.eq(slot_vc[replay_seq[:slot_bits]])]
         with m.Elif(replaying):

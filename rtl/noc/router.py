@@ -216,6 +216,14 @@ class Router(wiring.Component):
             "malformed": Out(params.counter_width),
         })
 
+    @property
+    def edge_directions(self) -> frozenset:
+        """The directions in which this router's links leave the die (its gateway edge
+        ports)."""
+        p = self.params
+        return frozenset(direction for x, y, direction in p.geometry.edge_ports
+                         if (x, y) == (p.x, p.y))
+
     def reach(self, port: int) -> tuple:
         """The output ports a flit entering by ``port`` can take (XY routing forbids the
         rest): not back where it came from, and not from a y link of this die onto an x
@@ -227,7 +235,7 @@ class Router(wiring.Component):
         p = self.params
         geometry, n_dir = p.geometry, len(DIRECTIONS)
         inner = {d for d in DIRECTIONS if geometry.contains(p.x + d.delta[0], p.y + d.delta[1])}
-        edges = {direction for x, y, direction in geometry.edge_ports if (x, y) == (p.x, p.y)}
+        edges = self.edge_directions
         outputs = [o for o in range(p.ports) if o >= n_dir or o in inner or o in edges]
         if port < n_dir and port not in inner and port not in edges:
             return ()
@@ -301,7 +309,7 @@ class Router(wiring.Component):
                      for o in range(ports)]
         # (An output that leaves the die starts with the link bridge's buffer, a tile output
         # with its ejection queue.)
-        edges = {direction for x, y, direction in p.geometry.edge_ports if (x, y) == (p.x, p.y)}
+        edges = self.edge_directions
         eject_depth = depth if p.eject_depth is None else p.eject_depth
         start_credits = [eject_depth if o >= n_dir
                          else p.edge_depth if o in edges and p.edge_depth is not None
