@@ -122,10 +122,19 @@ class BuildResult:
 
 
 def _clock_name(net: str) -> str:
-    """nextpnr's clock net -> Amaranth domain (``$glbnet$cd_sync.clk`` -> ``sync``)."""
+    """nextpnr's clock net -> Amaranth domain (``$glbnet$cd_sync.clk`` -> ``sync``, for the
+    platform's own domain)."""
     net = net.removeprefix("$glbnet$")
     match = re.fullmatch(r"cd_(.+)\.clk", net)
-    return match.group(1) if match else net
+    if match:
+        return match.group(1)
+    # A domain the design makes itself (a PLL's) is named after a module using it, whose
+    # clock input Amaranth names ``clk`` for ``sync`` and ``<domain>_clk`` for the others
+    # (``$glbnet$design.clk`` -> ``sync``).
+    match = re.fullmatch(r"(?:[\w$]+\.)+(?:(\w+)_)?clk", net)
+    if match:
+        return match.group(1) or "sync"
+    return net
 
 
 def read_nextpnr_report(report: dict, family: str, yosys_cells: dict | None = None) -> dict:

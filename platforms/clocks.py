@@ -4,15 +4,19 @@ A design that runs faster than the board's oscillator (the ULX3S has 25 MHz) get
 ``sync`` domain from :class:`Ecp5Pll`, an ``EHXPLLL`` whose dividers
 :func:`ecp5_pll_dividers` chooses the way Lattice's and Project Trellis's ``ecppll`` do:
 the phase detector between 3.125 and 400 MHz, the VCO between 400 and 800 MHz, the output
-as close to the request as the integer dividers allow. The domain's reset is held until the
-PLL reports lock, and the output frequency is given to nextpnr as a clock constraint, so the
-build's timing report is against the frequency the design really runs at.
+as close to the request as the integer dividers allow. The domain is reset the way
+Amaranth resets the oscillator's: it is reset-less, and the global set/reset (``SGSR``, driven
+through two flip-flops on the PLL's clock) holds every flip-flop at its initial value until
+the PLL reports lock. A domain reset would instead be a net from one flip-flop to the
+reset logic of every flip-flop across the die: with one, the default package placed at an
+estimated 62 MHz against 81 (docs/build.md, *The default clock*). The output frequency is
+given to nextpnr as a clock constraint, so the build's timing report is against the
+frequency the design really runs at.
 """
 
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
 
 __all__ = ["PllDividers", "ecp5_pll_dividers", "Ecp5Pll"]
 
@@ -87,7 +91,7 @@ class Ecp5Pll(Elaboratable):
     ----------
     dividers : PllDividers
     locked : Signal
-        The PLL's lock output (``sync`` is held in reset while it is low).
+        The PLL's lock output (the global set/reset holds the design while it is low).
     """
 
     def __init__(self, clk_in, input_mhz: float, output_mhz: float):
@@ -102,8 +106,8 @@ class Ecp5Pll(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         d = self.dividers
-        m.domains.sync = ClockDomain("sync")
-        clk = Signal()
+        m.domains.sync = domain = ClockDomain("sync", reset_less=True)
+        clk = domain.clk
         m.submodules.pll = Instance(
             "EHXPLLL",
             a_FREQUENCY_PIN_CLKI=f"{d.input_mhz:g}",
@@ -120,8 +124,14 @@ class Ecp5Pll(Elaboratable):
             i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0, i_PHASELOADREG=0, i_PLLWAKESYNC=0,
             i_ENCLKOP=0, o_CLKOP=clk, o_LOCK=self.locked,
         )
-        m.d.comb += ClockSignal("sync").eq(clk)
-        m.submodules.reset = ResetSynchronizer(~self.locked, domain="sync")
+        # As Amaranth's ECP5 platform does for the oscillator: two flip-flops outside GSR
+        # (PUR clears them at configuration) release SGSR a few cycles after lock.
+        gsr0, gsr1 = Signal(), Signal()
+        m.submodules += [
+            Instance("FD1S3AX", p_GSR="DISABLED", i_CK=clk, i_D=self.locked, o_Q=gsr0),
+            Instance("FD1S3AX", p_GSR="DISABLED", i_CK=clk, i_D=gsr0, o_Q=gsr1),
+            Instance("SGSR", i_CLK=clk, i_GSR=gsr1),
+        ]
         if platform is not None:
             platform.add_clock_constraint(clk, self.output_hz)
         return m

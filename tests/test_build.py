@@ -200,6 +200,13 @@ def test_read_nextpnr_report():
     assert figures["critical_paths"]["sync"] == {
         "delay_ns": 1.75, "logic_levels": 1, "from": "a", "to": "b"}
 
+    # A PLL's domain, made inside the design: nextpnr names it after the design module's
+    # clock input (measured on the default package, docs/build.md).
+    pll = read_nextpnr_report({"fmax": {
+        "$glbnet$design.clk": {"achieved": 103.49, "constraint": 90.001},
+        "$glbnet$design.phy.rx_clk": {"achieved": 150.0, "constraint": 90.0}}}, "ecp5")
+    assert pll["fmax_mhz"] == {"sync": 103.49, "rx": 150.0}
+
     ice = read_nextpnr_report(
         {"utilization": {"ICESTORM_LC": {"used": 20, "available": 5280}}, "fmax": {}},
         "ice40", {"SB_DFF": 3, "SB_DFFESR": 4, "SB_LUT4": 9})
