@@ -8,10 +8,13 @@ UartTx` pair on the board's USB UART (the ULX3S's FTDI, the iCEBreaker's FT2232H
 B), at the host bridge tile's ``baud`` (default 115200, 8N1). The host API
 (:class:`chipknit.host.Host`) talks to it over pyserial.
 
-The core clock is the board's oscillator, or with ``clock_mhz`` an ECP5 PLL
-(:class:`~.clocks.Ecp5Pll`) making that frequency; the build's timing constraint is the
-frequency the design runs at. The die links' interposer models run error-free
-(``ber``: a constant bit error rate on every lane, for a board demo of replays).
+The core clock is an ECP5 PLL (:class:`~.clocks.Ecp5Pll`) making ``clock_mhz``, by default
+the measured :data:`PACKAGE_CLOCK_MHZ` of the board and package (the default package on the
+ULX3S: 90 MHz from its 25 MHz oscillator), else the board's oscillator; the build's timing
+constraint is the frequency the design runs at. The host bridge's ``frame_timeout``, unless
+its tile gives one, covers :data:`HOST_FRAME_PAUSE_S` at that clock. The die links'
+interposer models run error-free (``ber``: a constant bit error rate on every lane, for a
+board demo of replays).
 
 LEDs: ``ok`` while the UART has seen no framing error or overrun, ``error`` once it has,
 ``heartbeat`` blinks at about 1.5 Hz (the core clock is running and out of reset).
@@ -39,6 +42,9 @@ Once both are up the link trains by itself (``tb/tests/package_split.py``,
 ``far_die_powered_later``).
 """
 
+import dataclasses
+import math
+
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 
@@ -54,7 +60,8 @@ from .boards import Board
 from .clocks import Ecp5Pll
 from .pinmaps import die_link_pin_map, request_link_pins
 
-__all__ = ["PackageBoard", "package_top", "link_leds", "PACKAGE_CLOCK_MHZ", "BOARD_PACKAGES"]
+__all__ = ["PackageBoard", "package_top", "link_leds", "PACKAGE_CLOCK_MHZ", "BOARD_PACKAGES",
+           "HOST_FRAME_PAUSE_S", "host_frame_timeout"]
 
 #: The package each board builds when none is named: the iCE40UP5K holds the small one.
 BOARD_PACKAGES: dict[str, str] = {"ulx3s": "default", "icebreaker": "icebreaker"}
@@ -62,9 +69,21 @@ BOARD_PACKAGES: dict[str, str] = {"ulx3s": "default", "icebreaker": "icebreaker"
 #: Baud rate of the host UART when the host bridge tile does not give one.
 DEFAULT_BAUD = 115200
 
-#: Core clock of a package per board from a PLL (MHz) when none is asked for; a board not
-#: listed runs the package at its oscillator. Chosen from measured builds (docs/build.md).
-PACKAGE_CLOCK_MHZ: dict[str, float] = {}
+#: Core clock (MHz, from a PLL) of a whole package in one FPGA, per (board, package name),
+#: when none is asked for. Chosen from measured builds with margin over every seed tried
+#: (docs/build.md). A package not listed, and a die built alone for its own board, run at
+#: the board's oscillator.
+PACKAGE_CLOCK_MHZ: dict[tuple[str, str], float] = {("ulx3s", "default"): 90.0}
+
+#: The longest pause between the bytes of one host frame that the host bridge waits out
+#: (a USB UART may pause a frame for up to a USB frame, 1 ms).
+HOST_FRAME_PAUSE_S = 2.5e-3
+
+
+def host_frame_timeout(clock_mhz: float) -> int:
+    """The host bridge's ``frame_timeout`` at ``clock_mhz``: a power of two covering
+    :data:`HOST_FRAME_PAUSE_S`, and at least the bridge's default (2**16 cycles)."""
+    return max(1 << 16, 1 << math.ceil(math.log2(clock_mhz * 1e6 * HOST_FRAME_PAUSE_S)))
 
 
 class PackageBoard(Elaboratable):
@@ -76,8 +95,9 @@ class PackageBoard(Elaboratable):
     package : Package
         Must have a host bridge tile.
     clock_mhz : float, optional
-        Core clock from a PLL (ECP5 boards only); default the board's entry in
-        :data:`PACKAGE_CLOCK_MHZ`, else its oscillator.
+        Core clock from a PLL (ECP5 boards only); default the board and package's entry
+        in :data:`PACKAGE_CLOCK_MHZ` for a whole package, else the board's oscillator. The
+        oscillator's own frequency means no PLL.
     ber : float
         Bit error rate the interposer models inject on every lane (0: none).
     die : int, optional
@@ -131,10 +151,12 @@ class PackageBoard(Elaboratable):
                 tile.kind == "npu" for tile in package.tiles):
             raise ValueError(
                 f"{board.name}'s {board.device} cannot hold package {package.name!r}: its "
-                f"NPU tiles do not fit; the `icebreaker` package (no NPU) takes 5135 of the "
+                f"NPU tiles do not fit; the `icebreaker` package (no NPU) takes 4974 of the "
                 f"5280 LCs (docs/package.md). Build this one for an ECP5 board")
-        if clock_mhz is None:
-            clock_mhz = PACKAGE_CLOCK_MHZ.get(board.name)
+        if clock_mhz is None and die is None:
+            clock_mhz = PACKAGE_CLOCK_MHZ.get((board.name, package.name))
+        if clock_mhz == board.clock_mhz:
+            clock_mhz = None   # the oscillator itself: no PLL
         # One clock for all the boards: the host's die makes it, the others follow the link.
         self.host_die = hosts[0].die
         self.follower = die is not None and die != self.host_die
@@ -152,6 +174,9 @@ class PackageBoard(Elaboratable):
         self.pll = clock_mhz is not None
         self.baud = hosts[0].params.get("baud", DEFAULT_BAUD)
         if die is None:
+            if "frame_timeout" not in hosts[0].params:
+                package = _with_host_params(package, hosts[0].name, frame_timeout=
+                                            host_frame_timeout(self.clock_mhz))
             self.top = PackageTop(package)
         self.has_host = "host_rx" in self.top.signature.members
         # The UART's error counters are the host bridge's transport counters: same width.
@@ -217,6 +242,12 @@ class PackageBoard(Elaboratable):
         else:
             m.d.comb += [self.error.eq(failed | uart_error), self.ok.eq(active & ~uart_error)]
         return m
+
+
+def _with_host_params(package: Package, name: str, **params) -> Package:
+    tiles = tuple(dataclasses.replace(tile, params={**tile.params, **params})
+                  if tile.name == name else tile for tile in package.tiles)
+    return dataclasses.replace(package, tiles=tiles)
 
 
 def link_leds(m: Module, state) -> tuple[Signal, Signal]:

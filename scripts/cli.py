@@ -138,15 +138,16 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--build-dir", default=None,
                        help="output folder (default: build/<board>)")
     build.add_argument("--design", choices=list(DESIGNS), default=None,
-                       help="what to build (default: package on the ULX3S, the default "
-                            "package with its host bridge on the USB UART; selftest, the "
-                            "credit-channel self-test, on the iCEBreaker)")
+                       help="what to build (default: package, the board's package with "
+                            "its host bridge on the USB UART: default on the ULX3S, "
+                            "icebreaker on the iCEBreaker)")
     build.add_argument("--package", default=None, metavar="NAME|FILE",
                        help="package config for --design package: a shipped name "
-                            "(default, four_die, ...) or a TOML file (default: default)")
+                            "(default, four_die, ...) or a TOML file (default: the board's)")
     build.add_argument("--clock-mhz", type=float, default=None, metavar="MHZ",
-                       help="core clock of the package from the ECP5 PLL (default: the "
-                            "board's measured default, docs/build.md)")
+                       help="core clock of the package from the ECP5 PLL (default: 90 "
+                            "for the default package on the ULX3S, measured in docs/build.md; "
+                            "else, and with the oscillator's own MHz, the oscillator)")
     build.add_argument("--ber", type=float, default=0.0,
                        help="bit error rate the package's interposer models inject on "
                             "every lane, to watch replays on the board (default: 0)")

@@ -2,12 +2,19 @@
 """The package on one board: the PLL's dividers, the board top's checks and its
 elaboration. The full ULX3S build is ``slow`` (``chipknit build``, see docs/build.md)."""
 
+import dataclasses
+
 import pytest
-from amaranth.hdl import Fragment, Signal
+from amaranth.hdl import Fragment, Instance, Signal
 
 from chipknit.platforms.boards import get_board
 from chipknit.platforms.clocks import Ecp5Pll, ecp5_pll_dividers
-from chipknit.platforms.package_board import PackageBoard, package_top
+from chipknit.platforms.package_board import (
+    HOST_FRAME_PAUSE_S,
+    PACKAGE_CLOCK_MHZ,
+    PackageBoard,
+    package_top,
+)
 from chipknit.platforms.top import BoardTop
 from chipknit.rtl.package.config import Package
 from chipknit.tb.tests.package_common import E2E_PARAMS, e2e_package
@@ -77,11 +84,35 @@ def test_each_board_builds_its_package_by_default():
         package_top("four_die")(icebreaker)
 
 
-@pytest.mark.parametrize("clock_mhz, divisor", [(None, 217), (50, 434), (100, 868)])
-def test_uart_divisor_follows_the_core_clock(clock_mhz, divisor):
+@pytest.mark.parametrize("clock_mhz, divisor, frame_timeout", [
+    (None, 781, 1 << 18), (25, 217, 1 << 16), (50, 434, 1 << 17), (100, 868, 1 << 18)])
+def test_uart_and_frame_timeout_follow_the_core_clock(clock_mhz, divisor, frame_timeout):
+    """The default package on the ULX3S runs from the PLL at 90 MHz unless told otherwise
+    (25 MHz: its oscillator, no PLL); the UART's divisor and the host bridge's frame
+    timeout (>= 2.5 ms) follow the clock."""
     board = PackageBoard(get_board("ulx3s"), Package.named("default"), clock_mhz=clock_mhz)
     assert board.uart.divisor == divisor
-    assert board.params["clock_mhz"] == (25.0 if clock_mhz is None else clock_mhz)
+    assert board.params["clock_mhz"] == (90.0 if clock_mhz is None else clock_mhz)
+    assert board.pll == (clock_mhz != 25)   # the oscillator's own 25 MHz needs no PLL
+    assert board.top.tile_params["host"].frame_timeout == frame_timeout
+    assert frame_timeout / (board.clock_mhz * 1e6) >= HOST_FRAME_PAUSE_S
+
+
+def test_default_clock_is_per_board_and_package():
+    """A package with no measured clock, and the iCEBreaker, run at the oscillator; a
+    host tile's own ``frame_timeout`` is kept."""
+    ulx3s = get_board("ulx3s")
+    assert PACKAGE_CLOCK_MHZ == {("ulx3s", "default"): 90.0}
+    four = PackageBoard(ulx3s, Package.named("four_die"))
+    assert (four.clock_mhz, four.pll) == (25.0, False)
+    small = PackageBoard(get_board("icebreaker"), Package.named("icebreaker"), fit_check=False)
+    assert (small.clock_mhz, small.pll) == (12.0, False)
+    assert small.top.tile_params["host"].frame_timeout == 1 << 16   # 5.5 ms at 12 MHz
+    own = e2e_package("default", npu=E2E_PARAMS["npu"])
+    tiles = tuple(dataclasses.replace(t, params={**t.params, "frame_timeout": 99999})
+                  if t.kind == "host_bridge" else t for t in own.tiles)
+    kept = PackageBoard(ulx3s, dataclasses.replace(own, tiles=tiles), clock_mhz=90)
+    assert kept.top.tile_params["host"].frame_timeout == 99999
 
 
 def test_uart_counters_are_as_wide_as_the_host_bridges():
@@ -120,8 +151,13 @@ def test_pll_constrains_its_output_clock():
 
     platform = Recorder()
     pll = Ecp5Pll(Signal(), 25, 100)
-    Fragment.get(pll, platform)
+    fragment = Fragment.get(pll, platform)
     assert [freq for _, freq in platform.constraints] == [100e6]
+    # Reset as Amaranth resets the oscillator's domain: no reset net to every flip-flop,
+    # the global set/reset released two flip-flops after lock.
+    assert fragment.domains["sync"].rst is None
+    cells = [sub.type for sub, _, _ in fragment.subfragments if isinstance(sub, Instance)]
+    assert sorted(cells) == ["EHXPLLL", "FD1S3AX", "FD1S3AX", "SGSR"]
 
 
 # ---- one die per board ---------------------------------------------------------------------

@@ -249,8 +249,8 @@ def _design(args):
     if args.package:
         from chipknit.platforms.boards import get_board
         from chipknit.platforms.package_board import package_top
-        return package_top(args.package, clock_mhz=None, ber=0.0, die=None)(
-            get_board("ulx3s"))
+        board = get_board("ulx3s")
+        return package_top(args.package, clock_mhz=board.clock_mhz, ber=0.0, die=None)(board)
     from chipknit.bench.tiles import BLOCKS, _package
     from chipknit.platforms.isolate import IsolatedComponent
     return IsolatedComponent(BLOCKS[args.block][1](_package()))

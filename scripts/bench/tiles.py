@@ -10,7 +10,7 @@ placed and routed on the ULX3S (ECP5-85F) at nextpnr seeds 1 and 2:
 - ``target``: ``TargetInterface`` (depth 4);
 - ``memory``: ``MemoryTile`` as in the package (4096 words of 32 bits);
 - ``counters``: the counters ``RegisterBank`` of die 1 (49 registers, the larger die's);
-- ``host``: ``UartHostBridge`` at 115200 baud from the ULX3S's 25 MHz (the board build).
+- ``host``: ``UartHostBridge`` at 115200 baud from the ULX3S's 25 MHz oscillator.
 
 The figures are ``luts`` (LUT4 incl. carry cells), ``ffs``, ``brams`` and ``fmax_mhz`` per
 seed, the worst Fmax over the seeds, and the critical path's end points and logic levels.
