@@ -48,6 +48,7 @@ import math
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 
+from chipknit.rtl.host.bridge import HostBridgeParams
 from chipknit.rtl.host.uart import UartParams, UartRx, UartTx
 from chipknit.rtl.link.lanes import LaneParams
 from chipknit.rtl.link.phy_ddr import DdrPhy, DdrPhyParams
@@ -83,7 +84,8 @@ HOST_FRAME_PAUSE_S = 2.5e-3
 def host_frame_timeout(clock_mhz: float) -> int:
     """The host bridge's ``frame_timeout`` at ``clock_mhz``: a power of two covering
     :data:`HOST_FRAME_PAUSE_S`, and at least the bridge's default (2**16 cycles)."""
-    return max(1 << 16, 1 << math.ceil(math.log2(clock_mhz * 1e6 * HOST_FRAME_PAUSE_S)))
+    return max(HostBridgeParams.frame_timeout,
+               1 << math.ceil(math.log2(clock_mhz * 1e6 * HOST_FRAME_PAUSE_S)))
 
 
 class PackageBoard(Elaboratable):

@@ -412,8 +412,10 @@ class PackageTop(wiring.Component):
                                 response_depth=p.get("response_depth", 4))
         if tile.kind == "host_bridge":
             return HostBridgeParams(t, buffer_beats=p.get("buffer_beats", 64),
-                                    frame_timeout=p.get("frame_timeout", 1 << 16),
-                                    bus_timeout=p.get("bus_timeout", 1 << 16),
+                                    frame_timeout=p.get("frame_timeout",
+                                                        HostBridgeParams.frame_timeout),
+                                    bus_timeout=p.get("bus_timeout",
+                                                      HostBridgeParams.bus_timeout),
                                     counter_width=p.get("counter_width", 16))
         if tile.kind == "npu":
             if t.data_width != 32:
