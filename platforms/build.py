@@ -369,7 +369,8 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
           top: Elaboratable | TopFactory | None = None,
           progress: Callable[[str], None] | None = print,
           synth_opts: str | None = None, name: str = "top",
-          timing_allow_fail: bool = False, keep_blocks: bool | None = None) -> BuildResult:
+          timing_allow_fail: bool = False, keep_blocks: bool | None = None,
+          nextpnr_opts: str = "") -> BuildResult:
     """Synthesise, place and route ``top`` on ``board``; write the bitstream and
     ``report.json`` into ``build_dir`` (default ``build/<board>`` under the current folder).
 
@@ -390,6 +391,9 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
         ``--timing-allow-fail``): to learn how fast a design closes against a tight
         constraint. The report says the constraint failed; the bitstream is not to be used
         at that clock.
+    nextpnr_opts : str
+        More options for nextpnr (after the seed and the report), e.g. ``--router router2``
+        or ``--placer sa``: to compare place and route flows. Recorded in the report.
     keep_blocks : bool, optional
         Synthesise a package's blocks (:func:`package_blocks`) as modules of their own.
         Default: what the design asks for (its ``keep_blocks`` attribute; a package board
@@ -404,6 +408,8 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
     board = get_board(board)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"Seed must be a non-negative integer, not {seed!r}")
+    if not isinstance(nextpnr_opts, str):
+        raise TypeError(f"Nextpnr options must be a string, not {nextpnr_opts!r}")
     build_path = Path("build", board.name) if build_dir is None else Path(build_dir)
     build_path = build_path.resolve()
     say = progress if progress is not None else (lambda text: None)
@@ -419,9 +425,12 @@ def build(board: str | Board = DEFAULT_BOARD, *, seed: int = 1,
                              f"build()'s arguments (synth_opts=)")
     design = make_design(top, board)
     synth_opts = SYNTH_OPTS[board.family] if synth_opts is None else synth_opts
+    extra_opts = nextpnr_opts.strip()
     nextpnr_opts = f"--seed {seed} --report report_nextpnr.json"
     if timing_allow_fail:
         nextpnr_opts += " --timing-allow-fail"
+    if extra_opts:
+        nextpnr_opts += f" {extra_opts}"
     emit(0.0, "elaborate", f"{_design_name(design)} for {board.name} ({board.device})")
     t0 = time.monotonic()
     plan = prepare_plan(board, design, name=name, synth_opts=synth_opts,

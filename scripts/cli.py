@@ -46,7 +46,8 @@ def _cmd_build(args) -> int:
             return 2
     try:
         build(args.board, seed=args.seed, build_dir=args.build_dir, top=top,
-              synth_opts=args.synth_opts, timing_allow_fail=args.timing_allow_fail)
+              synth_opts=args.synth_opts, timing_allow_fail=args.timing_allow_fail,
+              nextpnr_opts=args.nextpnr_opts)
     except BuildError as error:
         print(f"build failed: {error}", file=sys.stderr)
         return 1
@@ -162,6 +163,9 @@ def make_parser() -> argparse.ArgumentParser:
                             "says FAILED; do not run the bitstream at that clock)")
     build.add_argument("--synth-opts", default=None, metavar="OPTS",
                        help="options for Yosys's synth_<family> (default: -nowidelut on ECP5)")
+    build.add_argument("--nextpnr-opts", default="", metavar="OPTS",
+                       help="more options for nextpnr, e.g. '--router router2' (default: "
+                            "none; the seed and the report are always set)")
     build.set_defaults(func=_cmd_build)
 
     sim = commands.add_parser(

@@ -359,3 +359,15 @@ def test_package_fmax_sets_the_one_clock_constraint():
     for bad in ("BLOCK ASYNCPATHS;\n", lpf + lpf):
         with pytest.raises(ValueError, match="one FREQUENCY PORT"):
             constrain(bad, 100)
+
+
+def test_more_nextpnr_options_reach_nextpnr_and_the_report(tmp_path):
+    """``nextpnr_opts`` (``chipknit build --nextpnr-opts``) is passed on after the seed and
+    the report, and recorded: here router2 routes the small design (its log says so)."""
+    result = build("icebreaker", build_dir=tmp_path, top=small_top, progress=None,
+                   nextpnr_opts=" --router router2 ")
+    assert result.report["options"]["nextpnr"].endswith("--report report_nextpnr.json "
+                                                        "--router router2")
+    assert "Router2" in (tmp_path / "pnr.log").read_text()
+    with pytest.raises(TypeError, match="Nextpnr options"):
+        build("icebreaker", build_dir=tmp_path, top=small_top, nextpnr_opts=["--router"])
