@@ -42,7 +42,6 @@ Once both are up the link trains by itself (``tb/tests/package_split.py``,
 ``far_die_powered_later``).
 """
 
-import dataclasses
 import math
 
 from amaranth.hdl import Elaboratable, Module, Signal
@@ -177,8 +176,8 @@ class PackageBoard(Elaboratable):
         self.baud = hosts[0].params.get("baud", DEFAULT_BAUD)
         if die is None:
             if "frame_timeout" not in hosts[0].params:
-                package = _with_host_params(package, hosts[0].name, frame_timeout=
-                                            host_frame_timeout(self.clock_mhz))
+                package = package.with_tile_params(
+                    hosts[0].name, frame_timeout=host_frame_timeout(self.clock_mhz))
             self.top = PackageTop(package)
         self.has_host = "host_rx" in self.top.signature.members
         # The UART's error counters are the host bridge's transport counters: same width.
@@ -244,12 +243,6 @@ class PackageBoard(Elaboratable):
         else:
             m.d.comb += [self.error.eq(failed | uart_error), self.ok.eq(active & ~uart_error)]
         return m
-
-
-def _with_host_params(package: Package, name: str, **params) -> Package:
-    tiles = tuple(dataclasses.replace(tile, params={**tile.params, **params})
-                  if tile.name == name else tile for tile in package.tiles)
-    return dataclasses.replace(package, tiles=tiles)
 
 
 def link_leds(m: Module, state) -> tuple[Signal, Signal]:

@@ -83,6 +83,26 @@ def test_unknown_shipped_name():
         Package.named("nope")
 
 
+def test_with_tile_params_merges_by_name_or_kind_and_validates():
+    base = Package.named("default")
+    by_kind = base.with_tile_params("npu", rows=2, cols=2)
+    npus = [t for t in by_kind.tiles if t.kind == "npu"]
+    assert len(npus) == 2 and all(t.params["rows"] == 2 and t.params["dma_port"] == 0
+                                  for t in npus)
+    by_name = base.with_tile_params("npu1", rows=8)
+    assert {t.name: t.params.get("rows") for t in by_name.tiles if t.kind == "npu"} == {
+        "npu0": 4, "npu1": 8}
+    hosted = base.with_tile_params("host", frame_timeout=99)
+    for old, new in zip(base.tiles, hosted.tiles, strict=True):
+        assert new.params == ({**old.params, "frame_timeout": 99} if old.name == "host"
+                              else old.params)
+    assert [t.params for t in base.tiles if t.kind == "npu"][0]["rows"] == 4  # unchanged
+    with pytest.raises(KeyError, match="no tile named or of kind 'gpu'"):
+        base.with_tile_params("gpu", rows=2)
+    with pytest.raises(ValueError, match="local port 2"):  # validated again
+        base.with_tile_params("npu0", dma_port=2)
+
+
 # The default package's network is converted and linted as the `noc_package` testbench top
 # (tests/test_lint.py); the four-die one takes ~25 s to convert, so it is `slow`.
 @pytest.mark.parametrize("name", ["icebreaker"])

@@ -264,9 +264,5 @@ def test_stand_in_die_link_has_no_link_counters():
 
 
 def _small_default():
-    base = Package.named("default")
-    tiles = tuple(dataclasses.replace(t, params={**t.params, "rows": 2, "cols": 2,
-                                                  "a_depth": 16, "w_depth": 16,
-                                                  "acc_depth": 8, "qp_depth": 4})
-                  if t.kind == "npu" else t for t in base.tiles)
-    return dataclasses.replace(base, tiles=tiles)
+    return Package.named("default").with_tile_params("npu", rows=2, cols=2, a_depth=16,
+                                                     w_depth=16, acc_depth=8, qp_depth=4)

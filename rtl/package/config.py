@@ -17,7 +17,7 @@ Shipped configs are package data (``configs/*.toml``): ``Package.named("default"
 """
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 
@@ -384,6 +384,16 @@ class Package:
     def route(self, src, dest):
         """Channels from router ``src = (die, x, y)`` to ``dest = (die, x, y, port)``."""
         return routing.route(self, src, dest)
+
+    def with_tile_params(self, tile: str, **params) -> "Package":
+        """This package with ``params`` merged into the params of the tile named ``tile``,
+        or of every tile of that kind (``"npu"``), validated again like any package.
+        Raises ``KeyError`` when no tile has that name or kind."""
+        if not any(tile in (t.name, t.kind) for t in self.tiles):
+            raise KeyError(f"Package {self.name!r} has no tile named or of kind {tile!r}")
+        return replace(self, tiles=tuple(
+            replace(t, params={**t.params, **params}) if tile in (t.name, t.kind) else t
+            for t in self.tiles))
 
     # ---- validation -------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ regression builds in a tolerable time; :func:`e2e_package` gives the same packag
 interposers (:class:`~chipknit.rtl.package.split.SplitPackage`): boards wired together.
 """
 
-import dataclasses
 
 from chipknit.rtl.package.config import Package
 from chipknit.rtl.package.split import SplitPackage
@@ -41,12 +40,13 @@ SPLIT_PARAMS = {
 def e2e_package(package: str = "default", npu: dict | None = None,
                 host: dict | None = None, **_ignored) -> Package:
     """Shipped package ``package`` with ``npu`` and ``host`` merged into those tiles'
-    params (validated again)."""
-    base = Package.named(package)
-    changes = {"npu": npu or {}, "host_bridge": host or {}}
-    tiles = [dataclasses.replace(t, params={**t.params, **changes.get(t.kind, {})})
-             for t in base.tiles]
-    return dataclasses.replace(base, tiles=tuple(tiles))
+    params (validated again); a package without such a tile takes none, so one parameter
+    set serves every package."""
+    result = Package.named(package)
+    for kind, params in (("npu", npu), ("host_bridge", host)):
+        if params and any(t.kind == kind for t in result.tiles):
+            result = result.with_tile_params(kind, **params)
+    return result
 
 
 def e2e_top(package: str = "default", npu: dict | None = None, host: dict | None = None,
