@@ -370,7 +370,7 @@ class Router(wiring.Component):
 
         # ---- Input units -------------------------------------------------------------------
         # Per input port i and VC v: the arriving flit (push, its entry and meta), the
-        # buffer (data memory and meta registers), pointers and counts. Output ports are
+        # buffer (data and meta memories, meta registers), pointers and counts. Output ports are
         # kept one-hot over the input's reach (``reach[i]``), so a request is one bit.
         st_entry = []       # per input: the entry read for switch traversal this cycle
         st_vc = []          # per input: registered one-hot VC granted last cycle
@@ -413,6 +413,10 @@ class Router(wiring.Component):
             pop_regs = [Signal(name=f"{name}_v{v}_pop") for v in range(vcs)]
             vc_reg = Signal(vcs, name=f"{name}_st_vc")
             reads, wr_ptrs, rd_ptrs = [], [], []
+            # Allocation meta of a buffer entry: its output port (one-hot over the reach),
+            # head and tail. A link input's VCs keep it in one memory, like their data.
+            meta_layout = data.StructLayout({"port": width, "head": 1, "tail": 1})
+            shared_third = Signal(meta_layout, name=f"{name}_third")
             heads, tails = [], []
             for v in range(vcs):
                 vname = f"{name}_v{v}"
@@ -486,23 +490,29 @@ class Router(wiring.Component):
                     with m.If(push & arrive_head):
                         m.d.sync += cur_port.eq(route_hot)
 
-                # Buffer: data in a memory (distributed RAM), allocation meta in registers.
+                # Buffer: data in a memory (distributed RAM); allocation meta in registers
+                # (the two oldest flits) and a memory (the rest).
                 # A link input gets at most one flit a cycle and reads one VC a cycle, so its
                 # VCs share one memory (below); a tile input may push on every VC at once.
                 wr_ptr = Signal(range(depth), name=f"{vname}_wr_ptr")
                 rd_ptr = Signal(range(depth), name=f"{vname}_rd_ptr")
                 wr_ptrs.append(wr_ptr)
                 rd_ptrs.append(rd_ptr)
-                al_ptr = Signal(range(depth), name=f"{vname}_al_ptr")
-                pending = Signal(range(depth + 1), name=f"{vname}_pending")
-                # Allocation meta (output port, head, tail) per entry, in a memory of its own:
-                # it is read at the entry after the oldest one not granted, not at rd_ptr.
-                meta = m.submodules[f"{vname}_meta"] = Memory(
-                    shape=data.StructLayout({"port": width, "head": 1, "tail": 1}),
-                    depth=depth, init=[])
-                meta_write = meta.write_port()
-                meta_read = meta.read_port(domain="comb")
                 if is_local:
+                    # Allocation meta per entry, in a memory of its own (a link input's VCs
+                    # share one, below): it is read two entries after the oldest flit.
+                    meta = m.submodules[f"{vname}_meta"] = Memory(
+                        shape=meta_layout, depth=depth, init=[])
+                    meta_write = meta.write_port()
+                    meta_read = meta.read_port(domain="comb")
+                    m.d.comb += [
+                        meta_write.addr.eq(wr_ptr), meta_write.en.eq(push),
+                        meta_write.data.port.eq(arrive_port),
+                        meta_write.data.head.eq(in_head),
+                        meta_write.data.tail.eq(in_tail),
+                        meta_read.addr.eq(_wrap_inc(_wrap_inc(rd_ptr, depth), depth)),
+                    ]
+                    third = meta_read.data
                     memory = m.submodules[f"{vname}_buffer"] = Memory(
                         shape=entry_layout, depth=depth, init=[])
                     write = memory.write_port()
@@ -512,14 +522,10 @@ class Router(wiring.Component):
                         read.addr.eq(rd_ptr),
                     ]
                     reads.append(read.data)
+                else:
+                    third = shared_third
                 with m.If(push):
                     m.d.sync += wr_ptr.eq(_wrap_inc(wr_ptr, depth))
-                m.d.comb += [
-                    meta_write.addr.eq(wr_ptr), meta_write.en.eq(push),
-                    meta_write.data.port.eq(arrive_port),
-                    meta_write.data.head.eq(in_head),
-                    meta_write.data.tail.eq(in_tail),
-                ]
                 pop = pop_regs[v]
                 with m.If(pop):
                     m.d.sync += rd_ptr.eq(_wrap_inc(rd_ptr, depth))
@@ -533,8 +539,8 @@ class Router(wiring.Component):
                 # flip-flops, and no update waits for the allocator. A link input also lets a
                 # flit arriving on an idle VC request from the wire (2 cycles per hop); a
                 # tile input requests from the registers only.
-                has_pending = Signal(name=f"{vname}_has_pending")  # pending >= 1, registered
-                has_second = Signal(name=f"{vname}_has_second")    # pending >= 2, registered
+                has_pending = Signal(name=f"{vname}_has_pending")  # count >= 1, registered
+                has_second = Signal(name=f"{vname}_has_second")    # count >= 2, registered
                 hol_port = Signal(width, name=f"{vname}_hol_port")  # zero without a flit
                 hol_head = Signal(name=f"{vname}_hol_head")
                 hol_tail = Signal(name=f"{vname}_hol_tail")
@@ -566,43 +572,42 @@ class Router(wiring.Component):
                         req_head.eq(Mux(eff_valid, eff_head, in_head)),
                         req_tail.eq(Mux(eff_valid, eff_tail, in_tail)),
                     ]
-                # The third oldest flit's meta (needed when the second moves up) is read from
-                # the memory, two entries after the oldest (al_ptr).
-                m.d.comb += meta_read.addr.eq(_wrap_inc(_wrap_inc(al_ptr, depth), depth))
-                third = meta_read.data
-                remaining = Signal(range(depth + 1), name=f"{vname}_remaining")
-                m.d.comb += remaining.eq(pending - pop)
-                # pending >= 3, registered: with has_pending and has_second, the flags of the
+                # The third oldest flit's meta (``third``, needed when the second moves up)
+                # is read from the meta memory two entries after the oldest (``rd_ptr``,
+                # which moves with ``pop``), above.
+                # count >= 3, registered: with has_pending and has_second, the flags of the
                 # next count are multiplexers of registers by push and pop (no adder after
                 # push, which comes late from the injection path or the wire).
                 has_third = Signal(name=f"{vname}_has_third")
+                count = counts[v]
 
-                def above(n, pending=pending, depth=depth):
-                    """``pending > n``; constant 0 when the buffer cannot hold more than n
+                def above(n, count=count, depth=depth):
+                    """``count > n``; constant 0 when the buffer cannot hold more than n
                     (so no compare is constant in the netlist: Verilator CMPCONST)."""
-                    return pending > n if n < depth else Const(0)
+                    return count > n if n < depth else Const(0)
 
-                two_left = Signal(name=f"{vname}_two_left")  # remaining >= 2
+                two_left = Signal(name=f"{vname}_two_left")  # 2 flits after the pop
                 m.d.comb += two_left.eq(Mux(pop, has_third, has_second))
                 arrived = push.replicate(width)
+                # A link input's shared meta memory holds the wire's route as it came, which
+                # is the flit's port only for a head: a body flit goes where the flit before
+                # it in its VC goes, which is sec_* when the third moves up.
+                third_port = third.port if is_local else Mux(third.head, third.port, sec_port)
                 m.d.sync += [
                     hol_port.eq(eff_port | (arrive_port & (push & ~eff_valid).replicate(width))),
                     hol_head.eq(Mux(eff_valid, eff_head, in_head)),
                     hol_tail.eq(Mux(eff_valid, eff_tail, in_tail)),
-                    sec_port.eq(Mux(two_left, Mux(pop, third.port, sec_port),
+                    sec_port.eq(Mux(two_left, Mux(pop, third_port, sec_port),
                                     arrive_port & arrived & eff_valid.replicate(width))),
                     sec_head.eq(Mux(two_left, Mux(pop, third.head, sec_head), in_head)),
                     sec_tail.eq(Mux(two_left, Mux(pop, third.tail, sec_tail), in_tail)),
-                    pending.eq(remaining + push),
-                    # remaining + push >= 1, >= 2, >= 3 (pop implies pending >= 1)
+                    # count - pop + push >= 1, >= 2, >= 3 (pop implies a flit)
                     has_pending.eq(push | Mux(pop, has_second, has_pending)),
                     has_second.eq(Mux(push, Mux(pop, has_second, has_pending),
                                       two_left)),
                     has_third.eq(Mux(push, Mux(pop, above(2), above(1)),
                                      Mux(pop, above(3), above(2)))),
                 ]
-                with m.If(pop):
-                    m.d.sync += al_ptr.eq(_wrap_inc(al_ptr, depth))
                 heads.append(req_head)
                 tails.append(req_tail)
                 m.d.comb += allocator.present[i][v].eq(req_valid)
@@ -648,12 +653,34 @@ class Router(wiring.Component):
                     rd_ptr = rd_ptr | (rd_ptrs[v] & vc_reg[v].replicate(ptr_bits))
                     if v:
                         rd_vc = rd_vc | (vc_reg[v].replicate(vc_bits) & v)
+                write_addr = Signal(ptr_bits + vc_bits, name=f"{name}_write_addr")
                 m.d.comb += [
-                    write.addr.eq(Cat(_read(wr_ptrs, wire_vc)[:ptr_bits], wire_vc)),
+                    write_addr.eq(Cat(_read(wr_ptrs, wire_vc)[:ptr_bits], wire_vc)),
+                    write.addr.eq(write_addr),
                     write.data.eq(entries[0]),
                     write.en.eq(Cat(pushes).any()),
                     read.addr.eq(Cat(rd_ptr[:ptr_bits], rd_vc)),
                     selected.eq(read.data),
+                ]
+                # The meta memory: written beside the data; read for the VC that pops now
+                # (at most one a cycle, ``pop_regs`` being one grant), two entries after its
+                # oldest. Only a popping VC uses ``third``.
+                meta = m.submodules[f"{name}_meta"] = Memory(
+                    shape=meta_layout, depth=vcs << ptr_bits, init=[])
+                meta_write = meta.write_port()
+                meta_read = meta.read_port(domain="comb")
+                third_ptr, third_vc = 0, 0
+                for v in range(vcs):
+                    ahead = _wrap_inc(_wrap_inc(rd_ptrs[v], depth), depth)
+                    third_ptr = third_ptr | (ahead & pop_regs[v].replicate(ptr_bits))
+                    if v:
+                        third_vc = third_vc | (pop_regs[v].replicate(vc_bits) & v)
+                m.d.comb += [
+                    meta_write.addr.eq(write_addr),
+                    meta_write.data.eq(Cat(route_hot, arrive_head, arrive_tail)),
+                    meta_write.en.eq(Cat(pushes).any()),
+                    meta_read.addr.eq(Cat(third_ptr[:ptr_bits], third_vc)),
+                    shared_third.eq(meta_read.data),
                 ]
             st_entry.append(selected)
             counts_all.append(counts)
