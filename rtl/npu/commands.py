@@ -306,10 +306,10 @@ class CommandQueue(wiring.Component):
         head_code = Signal(StatusCode)
         a_bad = Signal()
         noop = Signal()
-        # The decode stage moves on whenever the skid entry (below) is free: a register, so
-        # the FIFO read and the decode registers do not hang off ``retire``.
-        skid_valid = Signal()
-        with m.If(~head_valid | ~skid_valid):
+        # The decode stage moves on whenever the dispatch buffer (below) has a free slot: a
+        # register, so the FIFO read and the decode registers do not hang off ``retire``.
+        second_valid = Signal()
+        with m.If(~head_valid | ~second_valid):
             m.d.comb += queue.r_en.eq(1)
             m.d.sync += [head_valid.eq(queue.r_rdy), head.eq(fifo_head),
                          head_code.eq(fifo_entry.code), noop.eq(fifo_entry.noop),
@@ -326,49 +326,73 @@ class CommandQueue(wiring.Component):
             with m.If((head.opcode == Opcode.LOAD) | (head.opcode == Opcode.STORE)):
                 m.d.comb += kind.eq(_Kind.DMA)
 
-        # --- Skid entry between decode and dispatch: a decoded command waits here while
-        # ``cur`` is busy, and ``cur`` takes it first. -------------------------------------
-        skid = Signal(command_layout)
-        skid_code = Signal(StatusCode)
-        skid_kind = Signal(_Kind)
-        with m.If(~skid_valid):
-            m.d.sync += [skid.eq(head), skid_code.eq(code), skid_kind.eq(kind)]
-
-        cur = Signal(command_layout)
+        # --- Dispatch buffer: two slots between decode and dispatch, dispatched in the order
+        # they are written. ``cur`` is the command in the slot at ``r_slot``; with
+        # ``second_valid`` the other slot holds the one after it. The free slot takes
+        # whatever the decode stage holds (``cur_valid`` or ``second_valid`` says whether it
+        # was a command), so the slots' wide registers are enabled by registers only, and
+        # dispatch (``retire``, the latest signal here) moves ``r_slot`` and loads the few
+        # registers that say what ``cur`` does. (With ``cur`` a register loaded on
+        # ``~cur_valid | retire`` from a skid entry or the decode stage, ``retire`` was the
+        # enable of some 90 registers, ``cur`` and its sequence number: the package's
+        # critical path at every seed.) A command is numbered as it enters a slot: in
+        # order, as it is dispatched. One command per cycle passes when ``cur`` retires
+        # every cycle, and a command is ``cur`` the cycle after the decode stage when
+        # ``cur`` is free.
+        slot_layout = data.StructLayout({"command": command_layout, "code": StatusCode,
+                                         "kind": _Kind, "seq": unsigned(8)})
+        slots = [Signal(slot_layout, name=f"slot{index}") for index in range(2)]
+        r_slot = Signal()
         cur_valid = Signal()
-        cur_code = Signal(StatusCode)
-        cur_kind = Signal(_Kind)
-        cur_fence = Signal()        # cur.opcode == FENCE, registered with it
-        # What ``cur`` is, one-hot and registered with it, so that dispatch (``retire``) is
-        # one sum of products of registers and ready signals, not a chain of kind compares.
+        seq = Signal(8)
+        retire = Signal()
+        # The free slot: ``cur``'s if it is empty, else the other one.
+        w_slot = r_slot ^ cur_valid
+        for index, slot in enumerate(slots):
+            with m.If(~second_valid & (w_slot == index)):
+                m.d.sync += [slot.command.eq(head), slot.code.eq(code), slot.kind.eq(kind),
+                             slot.seq.eq(seq)]
+        with m.If(head_valid & ~second_valid):
+            m.d.sync += seq.eq(seq + 1)
+        with m.If(retire):
+            m.d.sync += r_slot.eq(~r_slot)
+        # One assignment of each whole slot (see ``done_fifo.w_data`` below on Icarus).
+        current, second = Signal(slot_layout), Signal(slot_layout)
+        m.d.comb += [current.eq(Mux(r_slot, slots[1], slots[0])),
+                     second.eq(Mux(r_slot, slots[0], slots[1]))]
+        cur, cur_code, cur_kind, cur_seq = (current.command, current.code, current.kind,
+                                            current.seq)
+
+        # What ``cur`` does, decoded into registers of their own as it changes (from the
+        # other slot, or the decode stage when that is empty), so that dispatch (``retire``)
+        # is one sum of products of registers and ready signals, no read of a slot and no
+        # chain of kind compares, and the configuration registers' enables are short. Its
+        # kind one-hot; a FENCE; a legal CONFIGURE; a STRIDE.
         sel_layout = data.StructLayout({"compute": 1, "requant": 1, "load": 1, "store": 1,
                                         "now": 1})
         cur_sel = Signal(sel_layout)
+        cur_fence = Signal()
+        cur_configure = Signal()
+        cur_stride = Signal()
 
-        def one_hot(kind, opcode):
+        def cur_does(command, code, kind):
             dma_kind = kind == _Kind.DMA
-            return Cat(kind == _Kind.COMPUTE, kind == _Kind.REQUANT,
-                       dma_kind & (opcode == Opcode.LOAD), dma_kind & (opcode != Opcode.LOAD),
-                       kind == _Kind.NOW)
-        seq = Signal(8)
-        retire = Signal()
-        cur_take = Signal()
-        m.d.comb += cur_take.eq(~cur_valid | retire)
-        with m.If(cur_take):
-            m.d.sync += [cur_valid.eq(head_valid | skid_valid), skid_valid.eq(0)]
-            with m.If(skid_valid):
-                m.d.sync += [cur.eq(skid), cur_code.eq(skid_code), cur_kind.eq(skid_kind),
-                             cur_fence.eq(skid.opcode == Opcode.FENCE),
-                             cur_sel.eq(one_hot(skid_kind, skid.opcode))]
+            return [cur_sel.eq(Cat(kind == _Kind.COMPUTE, kind == _Kind.REQUANT,
+                                   dma_kind & (command.opcode == Opcode.LOAD),
+                                   dma_kind & (command.opcode != Opcode.LOAD),
+                                   kind == _Kind.NOW)),
+                    cur_fence.eq(command.opcode == Opcode.FENCE),
+                    cur_configure.eq((command.opcode == Opcode.CONFIGURE)
+                                     & (code == StatusCode.OK)),
+                    cur_stride.eq(command.opcode == Opcode.STRIDE)]
+        with m.If(~cur_valid | retire):
+            m.d.sync += [cur_valid.eq(head_valid | second_valid), second_valid.eq(0)]
+            with m.If(second_valid):
+                m.d.sync += cur_does(second.command, second.code, second.kind)
             with m.Else():
-                m.d.sync += [cur.eq(head), cur_code.eq(code), cur_kind.eq(kind),
-                             cur_fence.eq(head.opcode == Opcode.FENCE),
-                             cur_sel.eq(one_hot(kind, head.opcode))]
-        with m.Elif(~skid_valid):
-            m.d.sync += skid_valid.eq(head_valid)
-        cur_seq = Signal(8)
-        with m.If(cur_take & (head_valid | skid_valid)):
-            m.d.sync += [seq.eq(seq + 1), cur_seq.eq(seq)]
+                m.d.sync += cur_does(head, code, kind)
+        with m.Elif(~second_valid):
+            m.d.sync += second_valid.eq(head_valid)
 
         # --- Completion FIFO: what is dispatched, in order, until its status leaves. -------
         beats_in_flight = p.in_flight * e.acc_depth * groups
@@ -383,7 +407,22 @@ class CommandQueue(wiring.Component):
         # a write only every other cycle, so at least two, with ``room`` keeping the limit.)
         m.submodules.done_fifo = done_fifo = fifo.SyncFIFOBuffered(
             width=entry_layout.size, depth=max(p.in_flight, 2))
-        room = done_fifo.w_rdy if p.in_flight > 1 else done_fifo.level == 0
+        # ``room`` for an entry is a register, made a cycle ahead from this cycle's writes
+        # and reads, so that dispatch does not start from the FIFO's level (the level ->
+        # ``room`` -> ``retire`` was on the package's critical path). The FIFO takes an entry
+        # while its memory (every entry but the one in its output register) is not full:
+        # ``stored`` counts those entries as the FIFO does (one moves to the output register
+        # when that is empty or read). With one command in flight, only into an empty FIFO.
+        room = Signal(init=1)
+        if p.in_flight > 1:
+            stored = Signal(range(p.in_flight))
+            moves = Signal()
+            stored_next = Signal.like(stored)
+            m.d.comb += [moves.eq((stored != 0) & (~done_fifo.r_rdy | done_fifo.r_en)),
+                         stored_next.eq(stored + retire - moves)]
+            m.d.sync += [stored.eq(stored_next), room.eq(stored_next != p.in_flight - 1)]
+        else:
+            m.d.sync += room.eq(~retire & (room | done_fifo.r_en))
         # One assignment of the whole entry: Icarus 11 loops at time 0 on a signal that
         # several always_comb blocks each drive a part of.
         target = Signal(beat_count)
@@ -483,9 +522,9 @@ class CommandQueue(wiring.Component):
             # REQUANTISE beats are still due.
             m.d.sync += fence_go.eq(cur_fence & ~fence_go
                                     & Mux(cur.flags[0], partial_done, done_fifo.level == 0))
-            with m.If((cur.opcode == Opcode.CONFIGURE) & (cur_code == StatusCode.OK)):
+            with m.If(cur_configure):
                 m.d.sync += config.eq(cur.args.configure)
-            with m.If(retire & (cur.opcode == Opcode.STRIDE)):
+            with m.If(cur_stride):      # not a FENCE: it retires now
                 m.d.sync += shape_2d.eq(cur.args.stride)
         m.d.comb += done_fifo.w_en.eq(retire)
 
@@ -560,16 +599,19 @@ class CommandQueue(wiring.Component):
                      dma_results.r_en.eq(done_fifo.r_en & (oldest.kind == _Kind.DMA))]
         m.d.sync += [dones.eq(dones + engine.done - retire_compute),
                      beats_out.eq(beats_out + (self.o.valid & self.o.ready))]
-        # Both next values of each count are made from registers, and ``retire`` only
-        # chooses between them (it is the latest signal here).
-        for running, sel, done in ((computes_running, cur_sel.compute, engine.done),
-                                   (transfers_running, cur_sel.load | cur_sel.store,
-                                    dma.done)):
+        # Both next values of each count are made from registers, and the dispatch only
+        # chooses between them (it is the latest signal here): its handshakes, not
+        # ``retire & cur_sel``, which is the same (``cur_sel`` is one-hot) but one sum of
+        # products deeper.
+        transfer_leaves = (dma_cmds.w_en & dma_cmds.w_rdy) | store_leaves
+        for running, leaves, done in (
+                (computes_running, engine.cmd.valid & engine.cmd.ready, engine.done),
+                (transfers_running, transfer_leaves, dma.done)):
             stays, grows = Signal.like(running), Signal.like(running)
             m.d.comb += [stays.eq(running - done), grows.eq(running + 1 - done)]
-            m.d.sync += running.eq(Mux(retire & sel, grows, stays))
+            m.d.sync += running.eq(Mux(leaves, grows, stays))
         # (The FIFO's level, not just r_rdy: a command written is not readable at once.)
-        m.d.comb += self.busy.eq((queue.level != 0) | head_valid | skid_valid | cur_valid
+        m.d.comb += self.busy.eq((queue.level != 0) | head_valid | cur_valid | second_valid
                                  | (done_fifo.level != 0))
         return m
 
