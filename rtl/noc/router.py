@@ -575,6 +575,7 @@ class Router(wiring.Component):
                 # The third oldest flit's meta (``third``, needed when the second moves up)
                 # is read from the meta memory two entries after the oldest (``rd_ptr``,
                 # which moves with ``pop``), above.
+                #
                 # count >= 3, registered: with has_pending and has_second, the flags of the
                 # next count are multiplexers of registers by push and pop (no adder after
                 # push, which comes late from the injection path or the wire).

@@ -8,7 +8,6 @@ regression builds in a tolerable time; :func:`e2e_package` gives the same packag
 interposers (:class:`~chipknit.rtl.package.split.SplitPackage`): boards wired together.
 """
 
-
 from chipknit.rtl.package.config import Package
 from chipknit.rtl.package.split import SplitPackage
 from chipknit.rtl.package.top import PackageTop, package_die_link
